@@ -1,0 +1,3 @@
+SELECT EXISTS (
+    SELECT 1 FROM information_schema.tables WHERE table_schema = @schema AND table_name = @table_name
+);

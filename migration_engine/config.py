@@ -1,0 +1,487 @@
+"""The migration config: one YAML file, validated on load, cached by mtime.
+
+Why a typed model: operators edit this file by hand, and a typo must stop the run with a message
+that names the key (``cutover.rollout.1.pct: ...``) instead of surfacing as a KeyError mid-phase.
+The seed's marketplace migration is the default file (include/migration.yaml); nothing in the engine
+names its tables.
+
+Durations are strings (``500ms``, ``2s``, ``4h``, ``90d``). Durations typed ``Window`` (how long to
+watch, hold, wait or retain) are multiplied by ``time_scale`` (env ``MIGRATION_TIME_SCALE`` wins) so
+rehearsals and tests compress days into minutes; ``Timeout`` durations (lock/statement timeouts,
+backoff) are never scaled.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "include" / "migration.yaml"
+CONFIG_ENV = "MIGRATION_CONFIG"
+TIME_SCALE_ENV = "MIGRATION_TIME_SCALE"
+
+
+class ConfigError(ValueError):
+    """The migration config is missing or invalid; the message names every bad key."""
+
+
+# --- scalar types --------------------------------------------------------------------------
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_SQL_TYPE_RE = re.compile(
+    r"^(smallint|integer|int|bigint|boolean|text|date|timestamp|timestamptz|"
+    r"timestamp with time zone|uuid|jsonb|double precision|real|"
+    r"varchar\(\d{1,5}\)|character varying\(\d{1,5}\)|numeric(\(\d{1,3}(,\s*\d{1,3})?\))?)$",
+    re.IGNORECASE,
+)
+
+
+def parse_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '2s', '4h', '90d', got {value!r}")
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError(f"expected a duration like '500ms', '2s', '4h', '90d', got {value!r}")
+
+
+def _scale(td: timedelta, info: ValidationInfo) -> timedelta:
+    scale = (info.context or {}).get("time_scale", 1.0)
+    return td * scale
+
+
+def _positive(td: timedelta) -> timedelta:
+    if td.total_seconds() <= 0:
+        raise ValueError("must be a positive duration")
+    return td
+
+
+def _identifier(value: str) -> str:
+    if not isinstance(value, str) or not _IDENT_RE.match(value):
+        raise ValueError(f"{value!r} is not a plain SQL identifier (letters, digits, _; max 63)")
+    return value
+
+
+def _sql_type(value: str) -> str:
+    if not isinstance(value, str) or not _SQL_TYPE_RE.match(value.strip()):
+        raise ValueError(f"{value!r} is not a supported column type")
+    return value.strip()
+
+
+Timeout = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+Window = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive), AfterValidator(_scale)]
+Ident = Annotated[str, AfterValidator(_identifier)]
+SqlType = Annotated[str, AfterValidator(_sql_type)]
+Pct = Annotated[float, Field(ge=0, le=100)]
+
+
+class TableRef(BaseModel):
+    """``schema.table``; written as one string in YAML."""
+
+    model_config = ConfigDict(frozen=True)
+    schema_name: Ident
+    table: Ident
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = value.split(".")
+            if len(parts) == 1:
+                return {"schema_name": "public", "table": parts[0]}
+            if len(parts) == 2:
+                return {"schema_name": parts[0], "table": parts[1]}
+            raise ValueError(f"expected 'schema.table', got {value!r}")
+        return value
+
+    def __str__(self) -> str:
+        return f"{self.schema_name}.{self.table}"
+
+    def with_table(self, table: str) -> TableRef:
+        return TableRef(schema_name=self.schema_name, table=table)
+
+
+class Strict(BaseModel):
+    # validate_default: defaults go through the same validators, so default windows get scaled too.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# --- sections ------------------------------------------------------------------------------
+class Connections(Strict):
+    legacy: Annotated[str, Field(min_length=1)]
+    new: Annotated[str, Field(min_length=1)]
+    slack: Annotated[str, Field(min_length=1)] = "slack_api_default"
+
+
+class Lookup(Strict):
+    """Resolve a value in the new DB: ``SELECT value FROM table WHERE match = <old column>``."""
+
+    table: TableRef
+    match: Ident
+    value: Ident
+
+
+class ColumnMap(Strict):
+    new: Ident
+    old: Ident
+    map: dict[str, str] | None = None
+    lookup: Lookup | None = None
+
+    @model_validator(mode="after")
+    def _one_transform(self) -> ColumnMap:
+        if self.map is not None and self.lookup is not None:
+            raise ValueError(f"column {self.new!r}: use either 'map' or 'lookup', not both")
+        return self
+
+
+class Scope(Strict):
+    """Which old rows belong in the new table (the seed migrates ACTIVE listings)."""
+
+    column: Ident
+    values: Annotated[list[str], Field(min_length=1)]
+
+
+class Entity(Strict):
+    old_table: TableRef
+    new_table: TableRef
+    key: Ident
+    new_key: Ident = "id"
+    legacy_id_column: Ident
+    scope: Scope | None = None
+    columns: Annotated[list[ColumnMap], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_columns(self) -> Entity:
+        names = [c.new for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"columns map the new column(s) {dupes} more than once")
+        if self.legacy_id_column in names:
+            raise ValueError(f"legacy_id_column {self.legacy_id_column!r} is filled by the engine; don't map it")
+        return self
+
+
+class DbSide(Strict):
+    db: Literal["legacy", "new"]
+    table: TableRef
+    column: Ident
+
+
+class Reference(Strict):
+    """Every non-NULL ``from`` value must exist in ``to`` (possibly another database)."""
+
+    name: Ident
+    from_: DbSide = Field(alias="from")
+    to: DbSide
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True)
+
+
+class ValueCheck(Strict):
+    name: Ident
+    db: Literal["legacy", "new"]
+    table: TableRef
+    column: Ident
+    allowed: list[str] | None = None
+    not_null: bool = False
+    severity: Literal["warning", "critical"] = "critical"
+
+
+class AddColumn(Strict):
+    table: TableRef
+    column: Ident
+    type: SqlType
+    default: str | int | float | bool | None = None
+
+
+class IndexWhere(Strict):
+    column: Ident
+    is_not_null: bool = False
+    equals: str | int | bool | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> IndexWhere:
+        if self.is_not_null == (self.equals is not None):
+            raise ValueError("give exactly one of 'is_not_null: true' or 'equals: <value>'")
+        return self
+
+
+class CreateIndex(Strict):
+    name: Ident
+    table: TableRef
+    columns: Annotated[list[Ident], Field(min_length=1)]
+    where: IndexWhere | None = None
+    unique: bool = False
+
+
+class SetRequired(Strict):
+    """Backfill NULLs with ``value`` in batches, set the default, and (optionally) NOT NULL."""
+
+    table: TableRef
+    column: Ident
+    value: str | int | float | bool
+    not_null: bool = True
+
+
+class AddCheck(Strict):
+    name: Ident
+    table: TableRef
+    column: Ident
+    allowed: Annotated[list[str], Field(min_length=1)]
+
+
+class SchemaChanges(Strict):
+    add_columns: list[AddColumn] = []
+    indexes: list[CreateIndex] = []
+    required: list[SetRequired] = []
+    checks: list[AddCheck] = []
+
+
+class Ddl(Strict):
+    lock_timeout: Timeout = timedelta(seconds=2)
+    statement_timeout: Timeout = timedelta(minutes=30)
+    max_lock_retries: Annotated[int, Field(ge=0, le=1000)] = 10
+    retry_backoff_base: Timeout = timedelta(milliseconds=500)
+    retry_backoff_max: Timeout = timedelta(seconds=30)
+    update_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+
+
+class PauseWhen(Strict):
+    max_active_connections: Annotated[int, Field(ge=1)] = 150
+    max_lock_waits: Annotated[int, Field(ge=0)] = 10
+    max_replication_lag: Timeout = timedelta(seconds=30)
+    max_app_p95_latency_ms: Annotated[float, Field(gt=0)] = 500
+
+
+class Backfill(Strict):
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    min_batch_size: Annotated[int, Field(ge=1)] = 500
+    max_batch_size: Annotated[int, Field(ge=1)] = 50_000
+    target_batch_duration: Timeout = timedelta(seconds=1)
+    max_rows_per_second: Annotated[int, Field(ge=0)] = 0  # 0 = unlimited
+    parallelism: Annotated[int, Field(ge=1, le=64)] = 2
+    pause_when: PauseWhen = {}
+    pause_check_interval: Timeout = timedelta(seconds=5)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Backfill:
+        if not self.min_batch_size <= self.batch_size <= self.max_batch_size:
+            raise ValueError("need min_batch_size <= batch_size <= max_batch_size")
+        return self
+
+
+class Backup(Strict):
+    dir: str = "/var/backups/zero-downtime-migration"
+    disk_space_factor: Annotated[float, Field(ge=1)] = 2.0
+    verify_restore: bool = True
+
+
+class DualWrite(Strict):
+    window: Window = timedelta(hours=1)
+    warn_below_pct: Pct = 95
+    critical_below_pct: Pct = 90
+    latency_p95_warn_ms: Annotated[float, Field(gt=0)] = 500
+    min_attempts: Annotated[int, Field(ge=1)] = 100
+    max_gap: Window = timedelta(minutes=10)
+    poke_interval: Window = timedelta(minutes=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> DualWrite:
+        if self.critical_below_pct > self.warn_below_pct:
+            raise ValueError("critical_below_pct must not be above warn_below_pct")
+        return self
+
+
+class RolloutStep(Strict):
+    pct: Annotated[int, Field(ge=1, le=100)]
+    hold: Window
+
+
+class Cutover(Strict):
+    dual_write_min_success_pct: Pct = 99
+    dual_write_window: Window = timedelta(hours=48)
+    shadow_mismatch_max_pct: Pct = 0.1
+    shadow_window: Window = timedelta(hours=24)
+    shadow_min_reads: Annotated[int, Field(ge=1)] = 1000
+    consistency_max_age: Window = timedelta(hours=2)
+    backup_max_age: Window = timedelta(hours=24)
+    error_rate_max_increase_points: Pct = 0.5
+    check_interval: Window = timedelta(minutes=5)
+    min_requests_per_check: Annotated[int, Field(ge=1)] = 50
+    rollout: Annotated[list[RolloutStep], Field(min_length=1)] = [
+        {"pct": 10, "hold": "4h"}, {"pct": 25, "hold": "4h"}, {"pct": 50, "hold": "8h"}, {"pct": 100, "hold": "24h"},
+    ]
+    keep_old_sync: Window | None = timedelta(days=7)
+    approval_timeout: Window = timedelta(hours=4)
+
+    @model_validator(mode="after")
+    def _rollout_order(self) -> Cutover:
+        pcts = [s.pct for s in self.rollout]
+        if pcts != sorted(set(pcts)) or pcts[-1] != 100:
+            raise ValueError(f"rollout percentages must strictly increase and end at 100, got {pcts}")
+        return self
+
+
+class DropColumn(Strict):
+    table: TableRef
+    column: Ident
+
+
+class Cleanup(Strict):
+    min_age_after_write_cutover: Window = timedelta(days=7)
+    archive_retention: Window = timedelta(days=90)
+    archive_suffix: Ident = "_archived"
+    archive_tables: list[TableRef] = []
+    drop_columns: list[DropColumn] = []
+
+
+class Consistency(Strict):
+    chunk_size: Annotated[int, Field(ge=10)] = 10_000
+    bisect_min_rows: Annotated[int, Field(ge=1)] = 200
+    parallelism: Annotated[int, Field(ge=1, le=64)] = 2
+    max_reported_keys: Annotated[int, Field(ge=1)] = 20
+    schedule: str = "@hourly"
+    data_docs_dir: str | None = None  # default: <project>/gx
+
+
+class Slack(Strict):
+    warning_channel: Annotated[str, Field(min_length=1)] = "#marketplace-migration"
+    critical_channel: Annotated[str, Field(min_length=1)] = "#marketplace-migration-critical"
+    oncall_mention: str = "<!subteam^ONCALL>"
+    airflow_base_url: str = "http://localhost:8080"
+
+
+class Approvals(Strict):
+    approvers: dict[str, list[str]] = {"default": []}  # gate name -> Slack user ids
+    response_timeout: Window = timedelta(hours=4)
+
+
+class AlertThresholds(Strict):
+    """The seed's alert table rows that are not covered by a phase section."""
+
+    cross_db_latency_p95_warn_ms: Annotated[float, Field(gt=0)] = 200
+    invoice_state_error_critical_pct: Pct = 1
+    payment_error_critical_pct: Pct = 0.5
+
+
+class MigrationConfig(Strict):
+    version: Literal[1] = 1
+    name: Annotated[str, Field(min_length=1)]
+    connections: Connections
+    same_database: bool = False
+    control_schema: Ident = "migration_control"
+    time_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
+    entities: Annotated[dict[Ident, Entity], Field(min_length=1)]
+    references: list[Reference] = []
+    value_checks: list[ValueCheck] = []
+    schema_changes: SchemaChanges = {}
+    ddl: Ddl = {}
+    backfill: Backfill = {}
+    backup: Backup = {}
+    dual_write: DualWrite = {}
+    cutover: Cutover = {}
+    cleanup: Cleanup = {}
+    consistency: Consistency = {}
+    slack: Slack = {}
+    approvals: Approvals = {}
+    alerts: AlertThresholds = {}
+
+    @property
+    def new_conn_id(self) -> str:
+        """With ``same_database`` both sides live in the legacy connection's database."""
+        return self.connections.legacy if self.same_database else self.connections.new
+
+    def conn_id(self, side: Literal["legacy", "new"]) -> str:
+        return self.connections.legacy if side == "legacy" else self.new_conn_id
+
+    def approvers_for(self, gate: str) -> list[str]:
+        return self.approvals.approvers.get(gate, self.approvals.approvers.get("default", []))
+
+
+# --- loading -------------------------------------------------------------------------------
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after[_from_string()]",))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the config schema; check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        got = err.get("input")
+        suffix = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  - {loc or '<top level>'}: {msg}{suffix}")
+    return f"migration config {path} is invalid:\n" + "\n".join(lines)
+
+
+def parse_config(data: Any, *, source: Path | str = "<dict>", time_scale: float | None = None) -> MigrationConfig:
+    """Validate a dict (already parsed YAML). ``time_scale`` overrides the file's value."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"migration config {source} must be a mapping at the top level, got {type(data).__name__}")
+    if time_scale is not None:
+        data = {**data, "time_scale": time_scale}
+    raw = data.get("time_scale", 1.0)
+    valid = isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 < raw <= 1
+    scale = raw if valid else 1.0  # an invalid value is reported by the model itself
+    try:
+        return MigrationConfig.model_validate(data, context={"time_scale": scale})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(Path(str(source)), exc)) from None
+
+
+_cache: dict[tuple, MigrationConfig] = {}
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: Path | str | None = None) -> MigrationConfig:
+    """Read and validate the config; cached on (path, mtime, time-scale env) so DAG parsing is cheap."""
+    p = Path(path) if path else config_path()
+    try:
+        stat = p.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"migration config not found: {p} (set ${CONFIG_ENV} or create it)") from None
+    env_scale = os.environ.get(TIME_SCALE_ENV)
+    key = (str(p), stat.st_mtime_ns, env_scale)
+    if key in _cache:
+        return _cache[key]
+    scale = None
+    if env_scale:
+        try:
+            scale = float(env_scale)
+        except ValueError:
+            raise ConfigError(f"${TIME_SCALE_ENV}={env_scale!r} is not a number") from None
+        if not 0 < scale <= 1:
+            raise ConfigError(f"${TIME_SCALE_ENV}={env_scale!r} must be in (0, 1]")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"migration config {p} is not valid YAML: {exc}") from None
+    cfg = parse_config(data, source=p, time_scale=scale)
+    _cache.clear()
+    _cache[key] = cfg
+    return cfg

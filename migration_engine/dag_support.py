@@ -1,0 +1,41 @@
+"""What every DAG shares: default_args with the Slack failure callback, tags, owners, config.
+
+DAG files import only this module and `airflow.sdk` at top level; everything heavy (psycopg2 work,
+GX, slack_sdk) is imported inside tasks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from migration_engine.config import MigrationConfig, load_config
+
+OWNER = "migration"
+START_DATE = datetime(2026, 1, 1)
+
+
+def failure_callback(context) -> None:
+    """Task-level failure callback (a DAG-level notifier crashes under dag.test in 3.3)."""
+    from migration_engine.alerts import task_failure_callback
+
+    task_failure_callback(context)
+
+
+def default_args(**overrides) -> dict:
+    args = {
+        "owner": OWNER,
+        "retries": 0,
+        "retry_delay": timedelta(seconds=30),
+        "on_failure_callback": failure_callback,
+    }
+    args.update(overrides)
+    return args
+
+
+def tags(*extra: str) -> list[str]:
+    return ["zero-downtime-migration", *extra]
+
+
+def config() -> MigrationConfig:
+    """The migration config (cached by file mtime, cheap at DAG-parse time)."""
+    return load_config()

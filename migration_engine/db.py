@@ -1,0 +1,47 @@
+"""Database connections by Airflow connection id, with errors that say how to fix them."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import psycopg2
+
+
+class MissingConnectionError(RuntimeError):
+    """The Airflow connection named in the migration config is not defined or not reachable."""
+
+
+def conn_env_var(conn_id: str) -> str:
+    return "AIRFLOW_CONN_" + conn_id.upper()
+
+
+def connect(conn_id: str, *, application_name: str = "zero-downtime-migration"):
+    """A psycopg2 connection for an Airflow connection id (Airflow is imported lazily)."""
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:  # AirflowNotFoundException and the task-SDK equivalent
+        raise MissingConnectionError(
+            f"Airflow connection {conn_id!r} is not defined. Add it under Admin -> Connections "
+            f"or set the environment variable {conn_env_var(conn_id)}=postgresql://user:pass@host:port/db"
+        ) from exc
+    try:
+        return psycopg2.connect(
+            host=conn.host, port=conn.port or 5432, user=conn.login, password=conn.password,
+            dbname=conn.schema or None, application_name=application_name, connect_timeout=10,
+        )
+    except psycopg2.OperationalError as exc:
+        raise MissingConnectionError(
+            f"Airflow connection {conn_id!r} ({conn.host}:{conn.port}/{conn.schema}) is not reachable: "
+            f"{str(exc).strip()}"
+        ) from exc
+
+
+@contextmanager
+def connection(conn_id: str, **kwargs):
+    conn = connect(conn_id, **kwargs)
+    try:
+        yield conn
+    finally:
+        conn.close()

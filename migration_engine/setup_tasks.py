@@ -1,0 +1,53 @@
+"""Bootstrap: check the config and connections, create the control schema."""
+
+from __future__ import annotations
+
+import logging
+
+from migration_engine import control, db, sqlfiles
+from migration_engine.config import MigrationConfig
+
+log = logging.getLogger(__name__)
+
+
+def check_connections(cfg: MigrationConfig) -> dict[str, str]:
+    """Connect to every database the config names; raise naming the first one that fails."""
+    versions = {}
+    for side in ("legacy", "new"):
+        conn_id = cfg.conn_id(side)
+        with db.connection(conn_id) as conn, conn.cursor() as cur:
+            sqlfiles.run(cur, "common/server_version.sql")
+            versions[side] = cur.fetchone()[0]
+            log.info("%s database (%s): PostgreSQL %s", side, conn_id, versions[side])
+    return versions
+
+
+def check_tables(cfg: MigrationConfig) -> list[str]:
+    """Every table the config names must exist on its side; lists all the missing ones."""
+    wanted: list[tuple[str, str, str]] = []  # (side, schema, table)
+    for name, ent in cfg.entities.items():
+        wanted.append(("legacy", ent.old_table.schema_name, ent.old_table.table))
+        wanted.append(("new", ent.new_table.schema_name, ent.new_table.table))
+        for col in ent.columns:
+            if col.lookup:
+                wanted.append(("new", col.lookup.table.schema_name, col.lookup.table.table))
+    missing = []
+    for side in ("legacy", "new"):
+        with db.connection(cfg.conn_id(side)) as conn, conn.cursor() as cur:
+            for s, schema, table in wanted:
+                if s != side:
+                    continue
+                sqlfiles.run(cur, "common/table_exists.sql", params={"schema": schema, "table_name": table})
+                if not cur.fetchone()[0]:
+                    missing.append(f"{side} database ({cfg.conn_id(side)}): table {schema}.{table} does not exist")
+    if missing:
+        raise RuntimeError("tables named in the migration config are missing:\n  " + "\n  ".join(missing))
+    return [f"{s}:{schema}.{table}" for s, schema, table in wanted]
+
+
+def create_control_schema(cfg: MigrationConfig) -> dict:
+    with db.connection(cfg.connections.legacy) as conn:
+        control.ensure_control_schema(conn, cfg.control_schema)
+        flags = control.get_flags(conn, cfg.control_schema)
+    log.info("control schema %s ready; flags: %s", cfg.control_schema, flags)
+    return flags
