@@ -25,7 +25,7 @@ def check_connections(cfg: MigrationConfig) -> dict[str, str]:
 def check_tables(cfg: MigrationConfig) -> list[str]:
     """Every table the config names must exist on its side; lists all the missing ones."""
     wanted: list[tuple[str, str, str]] = []  # (side, schema, table)
-    for name, ent in cfg.entities.items():
+    for ent in cfg.entities.values():
         wanted.append(("legacy", ent.old_table.schema_name, ent.old_table.table))
         wanted.append(("new", ent.new_table.schema_name, ent.new_table.table))
         for col in ent.columns:

@@ -44,7 +44,8 @@ def test_default_config_describes_the_seed_migration():
     "mutate, expected",
     [
         (lambda d: d.update(colour="blue"), "colour: unknown key"),
-        (lambda d: d["dual_write"].update(warn_below_pct=150), "dual_write.warn_below_pct: Input should be less than or equal to 100"),
+        (lambda d: d["dual_write"].update(warn_below_pct=150),
+         "dual_write.warn_below_pct: Input should be less than or equal to 100"),
         (lambda d: d["connections"].pop("legacy"), "connections.legacy: required key is missing"),
         (lambda d: d["connections"].update(new=""), "connections.new"),
         (lambda d: d["cutover"]["rollout"][1].update(pct=5), "rollout percentages must strictly increase"),
@@ -53,7 +54,8 @@ def test_default_config_describes_the_seed_migration():
         (lambda d: d["entities"]["listings"].update(old_table="a.b.c"), "expected 'schema.table'"),
         (lambda d: d["dual_write"].update(critical_below_pct=97), "critical_below_pct must not be above"),
         (lambda d: d["schema_changes"]["add_columns"][0].update(type="text; drop"), "is not a supported column type"),
-        (lambda d: d["entities"]["listings"]["columns"][0].update(colour=1), "entities.listings.columns.0.colour: unknown key"),
+        (lambda d: d["entities"]["listings"]["columns"][0].update(colour=1),
+         "entities.listings.columns.0.colour: unknown key"),
         (lambda d: d.update(time_scale=2), "time_scale"),
     ],
 )
