@@ -152,7 +152,7 @@ def up() -> int:
     _seed_databases(cluster)
     env = airflow_env(cluster)
     py = sys.executable
-    _spawn("slack", [py, "-m", "migration_engine.fake_slack", "--port", SLACK_PORT,
+    _spawn("slack", [py, "-m", "migration_engine.slack_sink", "--port", SLACK_PORT,
                      "--log", str(DEMO_DIR / "slack-messages.jsonl")], env)
     subprocess.run([py, "-m", "airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     _spawn("airflow", [py, "-m", "airflow", "standalone"], env)

@@ -41,6 +41,8 @@ if str(ROOT) not in sys.path:
 from migration_engine import demo_data  # noqa: E402
 from migration_engine.pgcluster import PgCluster, free_port  # noqa: E402
 
+pytest_plugins = ["tests.fake_slack"]
+
 TEST_LISTINGS = 2000  # small: every test gets its own copy of the seeded databases
 
 
