@@ -33,6 +33,10 @@ class ControlError(RuntimeError):
 
 def ensure_control_schema(conn, schema: str) -> None:
     """Create or complete the control schema; safe to run any number of times, concurrently too."""
+    import psycopg2.extensions as ext
+
+    if conn.get_transaction_status() != ext.TRANSACTION_STATUS_IDLE:
+        raise ControlError("ensure_control_schema needs a connection with no open transaction (commit first)")
     prev = conn.autocommit
     conn.autocommit = True  # CREATE INDEX CONCURRENTLY cannot run in a transaction block
     try:

@@ -22,12 +22,13 @@ from migration_engine.config import PROJECT_ROOT
 from migration_engine.pgcluster import PgCluster, PgClusterError
 
 DEMO_DIR = Path(os.environ.get("DEMO_DIR", PROJECT_ROOT / ".demo"))
-PG_PORT = int(os.environ.get("DEMO_PG_PORT", "55432"))
+# Fixed ports below the kernel's ephemeral range (32768+), where a client socket could hold them.
+PG_PORT = int(os.environ.get("DEMO_PG_PORT", "25432"))
 AIRFLOW_PORT = int(os.environ.get("DEMO_AIRFLOW_PORT", "8080"))
 LISTINGS = int(os.environ.get("DEMO_LISTINGS", "100000"))
 TIME_SCALE = os.environ.get("DEMO_TIME_SCALE", "0.002")  # 48 h gate -> ~6 min, 4 h hold -> ~29 s
 SIM_RATE = os.environ.get("DEMO_SIM_RATE", "20")
-SLACK_PORT = os.environ.get("DEMO_SLACK_PORT", "58080")  # a local Slack sink: nothing leaves the machine
+SLACK_PORT = os.environ.get("DEMO_SLACK_PORT", "28080")  # a local Slack sink: nothing leaves the machine
 
 
 def _cluster() -> PgCluster:
@@ -55,6 +56,8 @@ def airflow_env(cluster: PgCluster) -> dict[str, str]:
         "MIGRATION_TIME_SCALE": TIME_SCALE,
         "GX_ANALYTICS_ENABLED": "false",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+        # standalone starts its components as `airflow ...` from PATH: the venv's bin must come first
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
 
 
@@ -122,6 +125,7 @@ def _seed_databases(cluster: PgCluster) -> None:
         sqlfiles.run(cur, "common/table_exists.sql",
                      params={"schema": "public", "table_name": "marketplace_listings"})
         seeded = cur.fetchone()[0]
+    conn.commit()
     if not seeded:
         print(f"seeding demo databases with {LISTINGS} listings ...")
         counts = demo_data.build(cluster.dsn("breederhq"), cluster.dsn("marketplace"), listings=LISTINGS)
@@ -130,9 +134,9 @@ def _seed_databases(cluster: PgCluster) -> None:
     conn.close()
 
 
-def _wait_http(url: str, timeout: float) -> bool:
+def _wait_http(url: str, timeout: float, watch: str) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and _running(watch) is not None:
         try:
             with urllib.request.urlopen(url, timeout=3) as resp:
                 if resp.status == 200:
@@ -159,8 +163,9 @@ def up() -> int:
     _spawn("simulator", [py, "-m", "migration_engine.simulator", "--legacy-dsn", cluster.dsn("breederhq"),
                          "--new-dsn", cluster.dsn("marketplace"), "--rate", SIM_RATE], env)
     url = f"http://localhost:{AIRFLOW_PORT}"
-    if not _wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/monitor/health", 180):
-        print(f"Airflow did not answer on {url} within 180 s; see {DEMO_DIR / 'airflow.log'}", file=sys.stderr)
+    if not _wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/monitor/health", 180, "airflow"):
+        print(f"Airflow did not come up on {url} (exited or no answer within 180 s); "
+              f"see {DEMO_DIR / 'airflow.log'}", file=sys.stderr)
         return 1
     pw_file = DEMO_DIR / "airflow" / "simple_auth_manager_passwords.json.generated"
     creds = json.loads(pw_file.read_text()) if pw_file.exists() else {}

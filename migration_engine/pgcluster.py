@@ -163,8 +163,12 @@ class PgCluster:
             "-c track_commit_timestamp=on"
         )
         log = self.datadir / "server.log"
-        self._pg(self.bin("pg_ctl"), "-D", str(self.datadir), "-l", str(log), "-o", opts, "-w",
-                 "-t", str(int(timeout)), "start")
+        try:
+            self._pg(self.bin("pg_ctl"), "-D", str(self.datadir), "-l", str(log), "-o", opts, "-w",
+                     "-t", str(int(timeout)), "start")
+        except PgClusterError as exc:
+            tail = log.read_text(errors="replace").splitlines()[-4:] if log.exists() else []
+            raise PgClusterError(f"PostgreSQL on port {self.port} did not start: " + " | ".join(tail)) from exc
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -211,7 +215,7 @@ def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m migration_engine.pgcluster")
     ap.add_argument("action", choices=["bindir", "start", "stop", "status", "destroy"])
     ap.add_argument("--datadir", default=".demo/pgdata")
-    ap.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PG_PORT", "55432")))
+    ap.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PG_PORT", "25432")))
     args = ap.parse_args(argv)
     try:
         if args.action == "bindir":

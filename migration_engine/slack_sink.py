@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     ap = argparse.ArgumentParser(prog="python -m migration_engine.slack_sink")
-    ap.add_argument("--port", type=int, default=58080)
+    ap.add_argument("--port", type=int, default=28080)
     ap.add_argument("--log", default=None, help="append every call as a JSON line here")
     args = ap.parse_args(argv)
     sink = FakeSlack(log_path=args.log).start(args.port)
