@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo demo-stop demo-status bench clean
+.PHONY: venv browser test lint demo demo-stop demo-status bench clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,13 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m migration_engine.pgcluster bindir
 	touch $(STAMP)
 
-test: venv
+# The dashboard's browser test drives Debian's chromium; install it where we may (root + apt).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
+		echo "warning: chromium not installed; the dashboard browser test will be skipped"
+
+test: venv browser
 	$(PY) -m pytest -q
 
 lint: venv

@@ -1,0 +1,23 @@
+"""The migration health dashboard (seed: "Monitoring and Alerts -> Dashboard Requirements").
+
+A page inside the Airflow UI (plugin: ``plugins/migration_dashboard.py``) built from the control
+schema in the legacy database. The work is split so that everything but the two I/O edges is a
+pure function tested without Airflow or a browser:
+
+* ``queries``  - the only module that talks to PostgreSQL: runs ``include/sql/dashboard/*.sql``
+  (aggregated in SQL, bounded row counts) and returns plain rows.
+* ``model``    - rows + config -> the dashboard's view model (rates, statuses, filled series).
+  The JSON endpoint returns exactly this.
+* ``charts``   - inline SVG charts rendered server-side (no JavaScript, no external assets: the
+  Airflow host may have no internet access).
+* ``page``     - the HTML page.
+* ``api``      - the FastAPI router (auth via Airflow's ``GetUserDep``) and ``create_app``.
+* ``asgi``     - builds that app on its first request, so importing the plugin stays cheap.
+"""
+
+# Where the plugin mounts the app and what the Airflow UI links to (cheap to import: the plugin
+# module and every task process import this package, see ``asgi``).
+URL_PREFIX = "/migration"
+PAGE_PATH = "/dashboard"
+DATA_PATH = "/dashboard/data"
+UI_ROUTE = "migration-health"

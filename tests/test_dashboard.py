@@ -1,0 +1,314 @@
+"""Migration health dashboard: view model, charts, JSON/HTML routes on real Postgres, month-scale load.
+
+The routes are exercised in-process with FastAPI's TestClient and Airflow's ``get_user`` dependency
+overridden (the real login is covered by tests/test_dashboard_browser.py against `airflow api-server`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from migration_engine.dashboard import charts, model, page
+from migration_engine.dashboard.asgi import LazyASGIApp
+from migration_engine.dashboard.queries import HOURS, MINUTES, Windows, consistency_time_column
+from tests.dashboard_fixtures import EXPECTED, SCHEMA, create_consistency_runs, seed_known_figures, seed_month_of_stats
+
+pytestmark = pytest.mark.timeout(240)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- pure parts -----------------------------------------------------------------------------
+def test_pct_and_statuses():
+    assert model.pct(1, 4) == 25.0
+    assert model.pct(0, 0) is None and model.pct(5, None) is None  # no data is not 0 %
+    kw = {"warn_below": 95.0, "critical_below": 90.0, "min_volume": 100}
+    assert model.rate_status(None, 0, **kw) == model.NO_DATA
+    assert model.rate_status(89.9, 1000, **kw) == model.CRITICAL
+    assert model.rate_status(94.0, 1000, **kw) == model.WARNING
+    assert model.rate_status(99.0, 10, **kw) == model.LOW_VOLUME
+    assert model.rate_status(99.0, 1000, **kw) == model.OK
+
+
+def test_windows_are_utc_and_bounded():
+    w = Windows.at(datetime(2026, 1, 12, 14, 37, 12, tzinfo=UTC))
+    assert w.hours_start == datetime(2026, 1, 11, 15, 0, tzinfo=UTC)
+    assert len(w.hour_slots()) == HOURS and w.hour_slots()[-1] == datetime(2026, 1, 12, 14, 0, tzinfo=UTC)
+    assert len(w.minute_slots()) == MINUTES and w.minute_slots()[-1] == datetime(2026, 1, 12, 14, 37, tzinfo=UTC)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Windows.at(datetime(2026, 1, 12))
+
+
+def test_fill_keeps_gaps():
+    slots = [datetime(2026, 1, 1, h, tzinfo=UTC) for h in range(4)]
+    rows = [{"hour": slots[1], "attempts": 10, "failures": 1}, {"hour": slots[3], "attempts": 4, "failures": 0}]
+    points = model._rate_points(rows, "hour", slots, "attempts", "failures", "success_pct")
+    assert [p["success_pct"] for p in points] == [None, 90.0, None, 100.0]
+
+
+@pytest.mark.parametrize("flags, state", [
+    ({}, "old_only"),
+    ({"dual_write_enabled": True}, "dual_write"),
+    ({"dual_write_enabled": True, "write_to_new": True, "keep_old_sync": True}, "cut_over_syncing"),
+    ({"write_to_new": True}, "cut_over"),
+    ({"write_to_new": True, "maintenance_mode": True}, "maintenance"),
+])
+def test_write_state(flags, state):
+    assert model.write_state(flags)[0] == state
+
+
+def test_consistency_run_shapes():
+    assert model.run_status({"status": "PASSED"}) == "passed"
+    assert model.run_status({"status": "inconsistent"}) == "failed"
+    assert model.run_status({"passed": False}) == "failed"
+    assert model.run_status({"rows": 3}) == "unknown"
+    assert consistency_time_column([("id", "bigint"), ("started_at", "timestamp with time zone"),
+                                    ("finished_at", "timestamp with time zone")]) == "started_at"
+    assert consistency_time_column([("finished_at", "timestamp without time zone")]) == "finished_at"
+    assert consistency_time_column([("finished_at", "text")]) is None
+
+
+def test_phase_keys():
+    assert model.phase_key("phase1") == "phase1"
+    assert model.phase_key("migration_phase2_dual_write") == "phase2"
+    assert model.phase_key("migration_phase1_rollback") == "phase1"
+    assert model.phase_key("migration_consistency_hourly") == "migration_consistency_hourly"
+    assert model.phase_key("migration_phase9_x") == "migration_phase9_x"
+    assert model.phase_key("") == "(no DAG)"
+
+
+def test_phase_state():
+    assert model.phase_state([]) == "not started"
+    assert model.phase_state(["verified", "verified"]) == "done"
+    assert model.phase_state(["verified", "applied"]) == "in progress"
+    assert model.phase_state(["verified", "failed"]) == "failed"
+
+
+def test_line_chart_breaks_at_gaps_and_escapes():
+    svg = charts.line_chart(chart_id="c", title="<x>", labels=["a", "b", "c", "d"],
+                            series=[charts.Series("s", [99.0, None, 98.0, 97.5])],
+                            thresholds=[charts.Threshold(95, "warn")])
+    assert svg.count("<polyline") == 2  # the gap splits the line
+    assert svg.count("<circle") == 3 and 'data-points="3"' in svg
+    assert "<x>" not in svg and "&lt;x&gt;" in svg
+    empty = charts.line_chart(chart_id="e", title="t", labels=["a"], series=[charts.Series("s", [None])])
+    assert "no data in this window" in empty
+
+
+def test_nice_range_shows_small_differences():
+    lo, hi = charts.nice_range([99.2, 99.9], ceil=100)
+    assert 98 <= lo < 99.2 and hi == 100
+
+
+# --- routes on a real database ---------------------------------------------------------------
+def _load_plugin():
+    path = ROOT / "plugins" / "migration_dashboard.py"
+    spec = importlib.util.spec_from_file_location("migration_dashboard_plugin", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MigrationDashboardPlugin
+
+
+@pytest.fixture
+def client(databases):
+    """The plugin's own app (as the api-server mounts it), with Airflow's login check stubbed."""
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    entry = _load_plugin().fastapi_apps[0]
+    entry["app"].app.dependency_overrides[get_user] = lambda: object()
+    root = FastAPI()
+    root.mount(entry["url_prefix"], entry["app"])
+    with TestClient(root) as c:
+        yield c
+
+
+def test_plugin_module_is_cheap_to_import():
+    """Every task process imports plugin modules: the plugin must not pull in the API server's modules."""
+    code = ("import sys; sys.path.insert(0, 'plugins'); import migration_dashboard as m; "
+            "p = m.MigrationDashboardPlugin; "
+            "assert p.external_views[0]['href'] == '/migration/dashboard', p.external_views; "
+            "heavy = [n for n in ('fastapi', 'airflow.api_fastapi.core_api.security') if n in sys.modules]; "
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with pytest.raises(ValueError, match="package.module:function"):
+        LazyASGIApp("no_colon_here")
+
+
+def _metrics(html: str) -> dict[str, str]:
+    return {m.group(1): re.sub(r"<[^>]+>", "", m.group(2))
+            for m in re.finditer(r'<span data-metric="([^"]+)">(.*?)</span>', html)}
+
+
+def test_dashboard_shows_seeded_figures(databases, client):
+    conn = databases.connect()
+    seed_known_figures(conn)
+    conn.close()
+
+    resp = client.get("/migration/dashboard/data")
+    assert resp.status_code == 200, resp.text
+    data = resp.json()
+    dw = data["dual_write"]
+    assert (dw["attempts"], dw["failures"], dw["success_pct"], dw["status"]) == (1000, 60, 94.0, "warning")
+    assert dw["recent_success_pct"] == 95.0 and dw["recent_p95_latency_ms"] == 120.0
+    assert len(dw["hourly"]) == HOURS and len(dw["minutely"]) == MINUTES
+    assert sum(p["attempts"] or 0 for p in dw["hourly"]) == 1000
+    assert data["shadow"]["match_pct"] == 99.95 and data["shadow"]["status"] == "ok"
+    assert data["read_rollout"]["read_new_pct"] == 25
+    assert data["read_rollout"]["error_increase_points"] == 0.25
+    assert data["write_cutover"]["state"] == "dual_write"
+    assert data["consistency"] == {**data["consistency"], "available": False, "note": "no consistency runs yet"}
+    phases = {p["phase"]: p for p in data["phases"]}
+    assert list(phases) == [f"phase{n}" for n in range(1, 7)]  # all six, in order, even when not started
+    assert phases["phase1"]["state"] == "done" and phases["phase1"]["title"] == "Phase 1: Schema preparation"
+    assert phases["phase2"]["state"] == "in progress" and phases["phase3"]["state"] == "not started"
+    latest = {g["gate"]: g for p in data["phases"] for g in p["gates"]}
+    assert latest["dual_write_health"]["status"] == "passed"  # the latest evaluation, not the earlier failure
+    assert latest["dual_write_health"]["figures"] == {"success_pct": 99.2, "attempts": 5000}
+    assert [g["gate"] for g in phases["phase2"]["gates"]] == ["dual_write_health"]
+    assert phases["phase4"]["gate_state"] == "failed" and phases["phase4"]["state"] == "in progress"
+    assert [a["title"] for a in data["alerts"]] == ["Dual-write success below 95%"]
+    assert data["audit"][0]["action"] == "approve" and data["audit"][0]["actor"] == "alice"
+
+    html = client.get("/migration/dashboard")
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    shown = _metrics(html.text)
+    for key, value in EXPECTED.items():
+        assert shown.get(key) == value, (key, shown.get(key))
+    assert "no consistency runs yet" in html.text
+    assert html.text.count("<svg") >= 7  # charts, not only tables
+    assert "<script" not in html.text and "http://" not in html.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_consistency_runs_are_shown_when_the_table_exists(databases, client):
+    conn = databases.connect()
+    seed_known_figures(conn)
+    ids = create_consistency_runs(conn)
+    conn.close()
+    data = client.get("/migration/dashboard/data").json()
+    cons = data["consistency"]
+    assert cons["available"]
+    assert [r["status"] for r in cons["runs"]] == ["running", "failed", "passed"]
+    assert [r["id"] for r in cons["runs"]] == [ids["running"], ids["failed"], ids["passed"]]
+    latest = cons["latest"]  # the newest finished run, not the one still running
+    assert latest["status"] == "failed" and latest["label"] == "diff"
+    assert {k: latest["figures"][k] for k in ("dag_id", "failed_checks", "checked")} == {
+        "dag_id": "migration_consistency_hourly", "failed_checks": "listings_diff", "checked": 3}
+    statuses = [p["status"] for p in cons["hourly"]]
+    assert statuses[-1] == "failed"  # worst of this hour's runs (failed + running)
+    assert statuses.count("passed") == 1 and statuses.count("none") == HOURS - 2
+    html = client.get("/migration/dashboard").text
+    assert _metrics(html)["consistency_latest"] == "Failed" and "failed_checks=listings_diff" in html
+
+
+def test_clear_errors_when_the_dashboard_cannot_load(databases, client, monkeypatch, tmp_path):
+    resp = client.get("/migration/dashboard/data")  # no control schema yet
+    assert resp.status_code == 503
+    assert 'control schema "migration_control" does not exist' in resp.json()["detail"]
+    page_resp = client.get("/migration/dashboard")
+    assert page_resp.status_code == 503 and "run the migration_setup DAG" in page_resp.text
+
+    monkeypatch.delenv("AIRFLOW_CONN_BREEDERHQ_DB")
+    resp = client.get("/migration/dashboard/data")
+    assert resp.status_code == 503
+    assert "breederhq_db" in resp.json()["detail"] and "AIRFLOW_CONN_BREEDERHQ_DB" in resp.json()["detail"]
+
+    bad = tmp_path / "migration.yaml"
+    text = (ROOT / "include" / "migration.yaml").read_text()
+    bad.write_text(text.replace("warn_below_pct: 95", "warn_below_pct: 95%"))
+    monkeypatch.setenv("MIGRATION_CONFIG", str(bad))
+    resp = client.get("/migration/dashboard/data")
+    assert resp.status_code == 503 and "dual_write.warn_below_pct" in resp.json()["detail"]
+
+
+def _plan_nodes(plan: dict) -> list[dict]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes.extend(_plan_nodes(child))
+    return nodes
+
+
+def test_month_of_per_minute_stats_stays_bounded_and_indexed(databases, client):
+    """A month of per-minute stats: the endpoint returns bounded series and every query uses an index."""
+    from migration_engine import sqlfiles
+
+    conn = databases.connect()
+    now = datetime.now(UTC)
+    from migration_engine import control
+
+    control.ensure_control_schema(conn, SCHEMA)
+    t0 = time.monotonic()
+    counts = seed_month_of_stats(conn, now)
+    print(f"\nseeded a month of per-minute stats in {time.monotonic() - t0:.1f}s: {counts}")
+    assert counts["dual_write_stats"] == 2 * 43_200
+
+    timings = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        resp = client.get("/migration/dashboard/data")
+        timings.append(time.monotonic() - t0)
+        assert resp.status_code == 200, resp.text
+    t0 = time.monotonic()
+    assert client.get("/migration/dashboard").status_code == 200
+    page_time = time.monotonic() - t0
+    print(f"data endpoint on a month of stats: {', '.join(f'{t * 1000:.0f} ms' for t in timings)}; "
+          f"HTML page {page_time * 1000:.0f} ms; response {len(resp.content):,} bytes")
+    data = resp.json()
+    assert len(data["dual_write"]["hourly"]) == HOURS and len(data["dual_write"]["minutely"]) == MINUTES
+    assert sum(1 for p in data["dual_write"]["hourly"] if p["attempts"]) >= HOURS - 1
+    assert data["dual_write"]["attempts"] == pytest.approx(2 * 100 * 1440, rel=0.01)  # 24 h, not 30 days
+    assert len(data["audit"]) == 25 and len(json.dumps(data)) < 200_000
+    assert sum(len(p["gates"]) for p in data["phases"]) == 6
+
+    # Each query's plan reads the big tables through an index, never by a sequential scan.
+    w = Windows.at(now)
+    queries = {
+        "dual_write_hourly": {"window_start": w.hours_start, "window_end": w.window_end},
+        "dual_write_by_entity": {"window_start": w.window_start, "window_end": w.window_end,
+                                 "recent_start": w.recent_start},
+        "shadow_hourly": {"window_start": w.hours_start, "window_end": w.window_end},
+        "path_totals": {"window_start": w.window_start, "window_end": w.window_end, "recent_start": w.recent_start},
+        "gates_latest": {},
+        "audit_recent": {"max_rows": 25},
+    }
+    with conn.cursor() as cur:
+        for name, params in queries.items():
+            text = sqlfiles.render(cur, f"dashboard/{name}.sql", {"schema": SCHEMA}, params)
+            cur.execute("EXPLAIN (FORMAT JSON) " + text)
+            nodes = _plan_nodes(cur.fetchone()[0][0]["Plan"])
+            seq_scans = [n.get("Relation Name") for n in nodes if n["Node Type"] == "Seq Scan"]
+            indexes = sorted({n["Index Name"] for n in nodes if n.get("Index Name")})
+            assert not seq_scans, (name, seq_scans)
+            assert indexes, (name, [n["Node Type"] for n in nodes])
+            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text)
+            print(f"  {name}: {cur.fetchone()[0][0]['Execution Time']:.1f} ms via {indexes}")
+    conn.close()
+
+
+def test_page_renders_without_data():
+    w = Windows.at(datetime(2026, 1, 12, 14, 0, tzinfo=UTC))
+    raw = {"windows": w, "flags": [], "dual_write_hourly": [], "dual_write_minutely": [], "dual_write_by_entity": [],
+           "shadow_hourly": [], "shadow_by_cohort": [], "shadow_mismatches": [], "path_hourly": [],
+           "path_totals": [], "gates": [], "steps": [], "alerts": [], "audit": [],
+           "consistency": {"available": False, "note": "no consistency runs yet", "runs": []}}
+    from migration_engine.config import load_config
+
+    view = model.build(raw, load_config())
+    assert view["dual_write"]["status"] == "no_data" and view["dual_write"]["success_pct"] is None
+    assert [e["entity"] for e in view["dual_write"]["entities"]] == ["listings"]  # configured, no data yet
+    html = page.render(view)
+    shown = _metrics(html)
+    assert shown["dual_write_success_pct_24h"] == "—" and shown["read_new_pct"] == "0%"
+    assert html.count('class="phase"') == 6 and "Phase 6: Cleanup" in html
+    assert (w.now - timedelta(hours=1)) == view["windows"]["recent_start"]

@@ -1,0 +1,160 @@
+"""The dashboard in a real browser, served by a real `airflow api-server` loading plugins/.
+
+Why a real api-server and not the FastAPI app in a thread: it proves the plugin is picked up from
+the plugins folder, mounted under /migration, shown in the UI's navigation, and protected by
+Airflow's own login (401 without a token, 403 with a bad one). Start-up is ~10 s on these machines.
+
+Chromium is Debian's package (`apt-get install chromium`), driven by Playwright for Python with
+`executable_path` (Playwright's own browser download cannot work offline). Screenshots are kept in
+.test-artifacts/ (dashboard.png: the page itself; dashboard-in-airflow.png: inside the Airflow UI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from migration_engine.pgcluster import free_port
+from tests.dashboard_fixtures import EXPECTED, seed_known_figures
+
+pytestmark = pytest.mark.timeout(240)
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+def _http(method: str, url: str, *, body: dict | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture
+def api_server(databases, airflow_db, tmp_path):
+    """`airflow api-server` on a free 127.0.0.1 port, this test's databases, a known admin password."""
+    port = free_port()
+    password = secrets.token_urlsafe(12)
+    pw_file = tmp_path / "passwords.json"
+    pw_file.write_text(json.dumps({"admin": password}))
+    env = {
+        **os.environ,  # AIRFLOW_HOME, metadata DB, plugins folder, AIRFLOW_CONN_* of `databases`
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(pw_file),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(24),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    log_path = tmp_path / "api-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "-H", "127.0.0.1", "-p", str(port), "-w", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"api-server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                if _http("GET", base + "/api/v2/monitor/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"api-server did not answer within 120 s:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.5)
+        status, body = _http("POST", base + "/auth/token", body={"username": "admin", "password": password})
+        assert status in (200, 201), body
+        yield {"base": base, "token": json.loads(body)["access_token"], "log": log_path}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # our own process group only
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def test_dashboard_in_a_real_browser(databases, api_server, artifacts_dir):
+    chromium = chromium_path()
+    if chromium is None:
+        pytest.skip("!!! Chromium is NOT installed: the dashboard browser test did not run. "
+                    "Install Debian's package: apt-get install -y chromium !!!")
+    from playwright.sync_api import sync_playwright
+
+    conn = databases.connect()
+    seed_known_figures(conn)
+    conn.close()
+    base, token = api_server["base"], api_server["token"]
+
+    # The plugin is loaded and listed with its navigation entry.
+    status, body = _http("GET", base + "/api/v2/plugins", headers={"Authorization": f"Bearer {token}"})
+    assert status == 200, body
+    plugin = next(p for p in json.loads(body)["plugins"] if p["name"] == "migration_dashboard")
+    assert plugin["fastapi_apps"][0]["url_prefix"] == "/migration"
+    assert plugin["external_views"][0]["url_route"] == "migration-health"
+
+    # Airflow's login protects both routes.
+    for path in ("/migration/dashboard", "/migration/dashboard/data"):
+        assert _http("GET", base + path)[0] == 401, path
+        assert _http("GET", base + path, headers={"Authorization": "Bearer not-a-jwt"})[0] == 403, path
+    status, body = _http("GET", base + "/migration/dashboard/data", headers={"Authorization": f"Bearer {token}"})
+    assert status == 200, body
+    assert json.loads(body)["dual_write"]["success_pct"] == 94.0
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+            ctx.add_cookies([{"name": "_token", "value": token, "url": base}])  # what the UI's login sets
+            page = ctx.new_page()
+            t0 = time.monotonic()
+            resp = page.goto(base + "/migration/dashboard", wait_until="load")
+            print(f"\ndashboard page loaded in the browser in {(time.monotonic() - t0) * 1000:.0f} ms")
+            assert resp is not None and resp.status == 200
+            shown = {key: page.locator(f'span[data-metric="{key}"]').first.inner_text() for key in EXPECTED}
+            assert shown == EXPECTED
+            assert page.locator('p[data-metric="consistency_note"]').inner_text() == "no consistency runs yet"
+            assert page.locator("svg.chart").count() >= 7
+            assert page.locator("#chart-dual-write-hourly circle").count() == 2  # two hours hold data
+            gates = page.locator('[data-phase="phase2"]').inner_text()
+            assert "dual_write_health" in gates and "Passed" in gates and "success_pct=99.2" in gates
+            assert "Failed" in page.locator('[data-phase="phase4"]').inner_text()
+            assert "Not started" in page.locator('[data-phase="phase3"]').inner_text()
+            audit = page.locator("#audit").inner_text()
+            assert "alice" in audit and "error rates look fine" in audit
+            page.screenshot(path=str(artifacts_dir / "dashboard.png"), full_page=True)
+
+            # Inside the Airflow UI: the nav entry's page embeds the dashboard.
+            ui = ctx.new_page()
+            ui.goto(base + "/plugin/migration-health", wait_until="load")
+            frame = ui.frame_locator("iframe").first
+            frame.locator('span[data-metric="dual_write_success_pct_24h"]').wait_for(timeout=30_000)
+            assert frame.locator('span[data-metric="read_new_pct"]').inner_text() == "25%"
+            ui.screenshot(path=str(artifacts_dir / "dashboard-in-airflow.png"))
+        finally:
+            browser.close()
+    assert (artifacts_dir / "dashboard.png").stat().st_size > 10_000
