@@ -21,12 +21,20 @@ def failure_callback(context) -> None:
     task_failure_callback(context)
 
 
+def success_callback(context) -> None:
+    """Resolves the task's open failure alert in Slack (a "resolved" reply in its thread)."""
+    from migration_engine.alerts import task_success_callback
+
+    task_success_callback(context)
+
+
 def default_args(**overrides) -> dict:
     args = {
         "owner": OWNER,
         "retries": 0,
         "retry_delay": timedelta(seconds=30),
         "on_failure_callback": failure_callback,
+        "on_success_callback": success_callback,
     }
     args.update(overrides)
     return args
