@@ -20,6 +20,12 @@ existing Slack message (occurrence count, latest text and figures) instead of pa
 ``resolve_alert(k, ...)`` marks the message resolved and posts a follow-up in its thread. The key
 is serialised with a transaction-scoped advisory lock, so concurrent senders page once.
 
+Task callbacks deduplicate per task (``task_failure:<dag>.<task>``, ``task_retry:...``) when the
+control database is reachable (short connect timeout; without it they page as before), and
+``task_success_callback`` resolves the task's open alerts. An alert that Slack never accepted is
+recorded: in ``alerts.delivery_error`` when deduplicated, else as an ``alert.undelivered`` entry in
+the audit ledger (best effort, never raising). On-call guide: docs/oncall-slack.md.
+
 Module import is cheap: Airflow, slack_sdk, psycopg2 and the config model load inside functions.
 """
 
@@ -402,7 +408,11 @@ def send_alert(
                         dedup_key)
         fallback, blocks = build_message(sev, title, text, slack=settings.slack, **render)
         delivery = _post({}, settings.conn_id, target, fallback, blocks)
-        return _result(sev, target, "posted", delivery, dedup_key, title, text)
+        result = _result(sev, target, "posted", delivery, dedup_key, title, text)
+        if not result.ok:
+            _record_undelivered(cfg, sev, target, title, text, result.error,
+                                {"dag_id": dag_id, "task_id": task_id, "run_id": run_id, "figures": figures})
+        return result
     except Exception as exc:  # noqa: BLE001 - alerting must never fail the caller
         err = describe_error(exc)
         _log_undelivered(sev, channel, str(title), str(text), err)
@@ -418,6 +428,62 @@ def _result(sev: str, target: str | None, action: str, delivery: _Delivery, dedu
     _log_undelivered(sev, target, title, text, delivery.error)
     return AlertResult(False, sev, target, "failed", error=delivery.error, dedup_key=dedup_key,
                        occurrences=occurrences)
+
+
+# --- the control database (dedup state, undelivered alerts) --------------------------------
+CONTROL_CONNECT_TIMEOUT_SECONDS = 3
+
+
+def control_connection(cfg: MigrationConfig | None = None):
+    """A psycopg2 connection to the control database with a short connect timeout, or ``None``.
+
+    For callbacks and failure records: they must not hang on an unreachable database, and a
+    missing connection only means "no dedup / no record", never an error for the caller.
+    """
+    try:
+        import psycopg2
+        from airflow.sdk import BaseHook
+
+        from migration_engine.config import load_config
+
+        cfg = cfg or load_config()
+        c = BaseHook.get_connection(cfg.connections.legacy)
+        return psycopg2.connect(host=c.host, port=c.port or 5432, user=c.login, password=c.password,
+                                dbname=c.schema or None, application_name="migration-alerts",
+                                connect_timeout=CONTROL_CONNECT_TIMEOUT_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - no control DB: alert without it
+        log.debug("alerts: no control database connection (%s)", describe_error(exc))
+        return None
+
+
+def _record_undelivered(cfg: MigrationConfig | None, sev: str, channel: str | None, title: str, text: str,
+                        error: str | None, context: dict[str, Any]) -> None:
+    """Append an ``alert.undelivered`` entry to the audit ledger (best effort, never raises).
+
+    Deduplicated alerts keep their delivery error in the ``alerts`` table instead; this covers the
+    rest, so an alert Slack never showed is still on record next to the migration's other events.
+    """
+    conn = control_connection(cfg)
+    if conn is None:
+        return
+    try:
+        from migration_engine import control
+
+        schema = _settings(cfg).schema
+        if not control.control_schema_exists(conn, schema):
+            return
+        details = {"severity": sev, "channel": channel, "error": error, "text": _trunc(redact(str(text)), 2000),
+                   **{k: v for k, v in context.items() if v is not None}}
+        control.audit(conn, schema, actor="alerts", action="alert.undelivered",
+                      target=_trunc(redact(str(title)), 200), details=json.loads(json.dumps(details, default=str)),
+                      reason=error or "")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("alerts: undelivered alert not recorded in the ledger: %s", describe_error(exc))
+    finally:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 # --- deduplication -------------------------------------------------------------------------
@@ -598,7 +664,8 @@ def _exception_text(exc: Any) -> str | None:
     return _trunc(redact(text), _EXCEPTION_MAX)
 
 
-def _callback_alert(context: Any, severity: str, verb: str, cfg: MigrationConfig | None = None) -> AlertResult:
+def _callback_alert(context: Any, severity: str, verb: str, kind: str,
+                    cfg: MigrationConfig | None = None) -> AlertResult:
     ti = _context_get(context, "ti") or _context_get(context, "task_instance")
     dag = _context_get(context, "dag")
     task = _context_get(context, "task")
@@ -629,9 +696,27 @@ def _callback_alert(context: Any, severity: str, verb: str, cfg: MigrationConfig
         figures["map index"] = map_index
     if isinstance(context, Mapping) and isinstance(context.get("exception"), BaseException):
         figures["exception"] = type(context["exception"]).__name__
-    return send_alert(severity, title, text, figures=figures or None, dag_id=dag_id, task_id=task_id,
-                      run_id=run_id, map_index=map_index if isinstance(map_index, int) else None,
-                      link=log_url if isinstance(log_url, str) else None, link_text="Task log", cfg=cfg)
+    key = callback_dedup_key(kind, dag_id, task_id, map_index)
+    conn = control_connection(cfg) if key else None
+    try:
+        return send_alert(severity, title, text, figures=figures or None, dag_id=dag_id, task_id=task_id,
+                          run_id=run_id, map_index=map_index if isinstance(map_index, int) else None,
+                          link=log_url if isinstance(log_url, str) else None, link_text="Task log", cfg=cfg,
+                          dedup_key=key if conn is not None else None, conn=conn)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def callback_dedup_key(kind: str, dag_id: Any, task_id: Any, map_index: Any = None) -> str | None:
+    """``task_failure:<dag>.<task>[<i>]``: one open alert per task, so a failure that persists
+    (every retry, every scheduled run) updates its message instead of paging again."""
+    if not dag_id:
+        return None
+    key = f"{kind}:{dag_id}" + (f".{task_id}" if task_id else "")
+    if isinstance(map_index, int) and map_index >= 0:
+        key += f"[{map_index}]"
+    return key
 
 
 def task_failure_callback(context: Any) -> None:
@@ -641,7 +726,7 @@ def task_failure_callback(context: Any) -> None:
     and as a plain DAG-level callback (no task: the message names the DAG run). Never raises.
     """
     try:
-        _callback_alert(context, "critical", "failed")
+        _callback_alert(context, "critical", "failed", "task_failure")
     except Exception as exc:  # noqa: BLE001 - a callback must never mask the task's own failure
         log.error("alerts: failure callback could not alert: %s", describe_error(exc))
 
@@ -649,6 +734,35 @@ def task_failure_callback(context: Any) -> None:
 def task_retry_callback(context: Any) -> None:
     """``on_retry_callback``: a warning (no page) that a task failed and will be retried. Never raises."""
     try:
-        _callback_alert(context, "warning", "is retrying")
+        _callback_alert(context, "warning", "is retrying", "task_retry")
     except Exception as exc:  # noqa: BLE001
         log.error("alerts: retry callback could not alert: %s", describe_error(exc))
+
+
+def task_success_callback(context: Any) -> None:
+    """``on_success_callback``: resolve the task's open failure/retry alerts (a "resolved" reply in
+    their thread). Quiet and cheap when there is nothing to resolve or no control DB. Never raises."""
+    try:
+        from migration_engine import control
+
+        ti = _context_get(context, "ti") or _context_get(context, "task_instance")
+        dag_id, task_id, map_index = _attr(ti, "dag_id"), _attr(ti, "task_id"), _attr(ti, "map_index")
+        keys = [k for k in (callback_dedup_key(kind, dag_id, task_id, map_index)
+                            for kind in ("task_failure", "task_retry")) if k]
+        if not keys:
+            return
+        settings = _settings(None)
+        conn = control_connection()
+        if conn is None:
+            return
+        try:
+            if not control.control_schema_exists(conn, settings.schema):
+                return
+            conn.rollback()
+            run_id = _first(_context_get(context, "run_id"), _attr(ti, "run_id"))
+            for key in keys:
+                resolve_alert(key, f"{dag_id}.{task_id} succeeded in run {run_id}", conn=conn)
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - a success callback must never fail the task
+        log.warning("alerts: success callback could not resolve alerts: %s", describe_error(exc))

@@ -243,6 +243,8 @@ class SetRequired(Strict):
     column: Ident
     value: str | int | float | bool
     not_null: bool = True
+    key: Ident | None = None  # batch key for the backfill; default: the table's one-column primary key
+    keep_not_null_check: bool = False  # keep the CHECK (col IS NOT NULL) helper after SET NOT NULL
 
 
 class AddCheck(Strict):
@@ -284,6 +286,16 @@ class Backfill(Strict):
     parallelism: Annotated[int, Field(ge=1, le=64)] = 2
     pause_when: PauseWhen = {}
     pause_check_interval: Timeout = timedelta(seconds=5)
+    # Conflict rule against dual-written rows: the row with the newer version column wins
+    # (a new-table column filled from an old column that every change bumps); None = never
+    # overwrite an existing row (ON CONFLICT DO NOTHING).
+    version_column: Ident | None = "updated_at"
+    lock_timeout: Timeout = timedelta(seconds=2)       # per batch statement on either database
+    statement_timeout: Timeout = timedelta(minutes=5)
+    max_batch_retries: Annotated[int, Field(ge=0, le=100)] = 5  # lock timeouts, deadlocks, serialization
+    recheck_deleted: bool = True          # delete copied rows whose old row vanished meanwhile
+    progress_interval: Timeout = timedelta(seconds=10)  # progress line in the log / ledger cadence
+    app_latency_window: Window = timedelta(minutes=5)  # p95 of the app's stats over this window
 
     @model_validator(mode="after")
     def _sizes(self) -> Backfill:
@@ -306,6 +318,7 @@ class DualWrite(Strict):
     min_attempts: Annotated[int, Field(ge=1)] = 100
     max_gap: Window = timedelta(minutes=10)
     poke_interval: Window = timedelta(minutes=1)
+    gate_timeout: Window = timedelta(days=7)  # a gate that has not passed by then fails the task
 
     @model_validator(mode="after")
     def _order(self) -> DualWrite:
@@ -335,6 +348,23 @@ class Cutover(Strict):
     ]
     keep_old_sync: Window | None = timedelta(days=7)
     approval_timeout: Window = timedelta(hours=4)
+    # How long the pre-cutover checklist gates wait for their conditions before the run fails.
+    checklist_timeout: Window = timedelta(hours=1)
+    # Read rollout: the old-path read error rate over this window before the first step is the
+    # baseline when a check interval has too little old-path traffic (at 100 % there is none).
+    baseline_window: Window = timedelta(hours=1)
+    # Consecutive check intervals without enough new-path requests before a step is aborted and
+    # rolled back (no data is not success; Argo Rollouts' consecutiveErrorLimit).
+    max_inconclusive_checks: Annotated[int, Field(ge=1, le=1000)] = 3
+    # How long the application takes to see a flag change (its flag cache TTL plus margin).
+    flag_propagation: Timeout = timedelta(seconds=10)
+    # Rollbacks / cleanup: how long to wait for writes to stop after maintenance mode or flags off.
+    quiesce_timeout: Timeout = timedelta(minutes=5)
+    # Rollback scenarios 1 and 2: the error rate must be back at baseline within this window.
+    rollback_verify_window: Window = timedelta(minutes=15)
+    # Rollback scenario 3: database the pre-cutover backup is restored into (default
+    # <legacy db>_pre_cutover); it must not exist or be one an earlier run of the rollback created.
+    rollback_side_database: Ident | None = None
 
     @model_validator(mode="after")
     def _rollout_order(self) -> Cutover:
@@ -355,15 +385,46 @@ class Cleanup(Strict):
     archive_suffix: Ident = "_archived"
     archive_tables: list[TableRef] = []
     drop_columns: list[DropColumn] = []
+    # Before renaming, the old tables must show no writes (pg_stat_user_tables) for this long.
+    quiet_period: Timeout = timedelta(seconds=15)
+
+
+class CountSide(Strict):
+    """Rows counted on one side of a count-parity check (optionally filtered by one column)."""
+
+    table: TableRef
+    where: IndexWhere | None = None
+
+
+class CountParity(Strict):
+    """``count(legacy side) == count(new side)``, e.g. the seed's validateTransactionCounts()."""
+
+    name: Ident
+    legacy: CountSide
+    new: CountSide
 
 
 class Consistency(Strict):
     chunk_size: Annotated[int, Field(ge=10)] = 10_000
     bisect_min_rows: Annotated[int, Field(ge=1)] = 200
+    bisect_factor: Annotated[int, Field(ge=2, le=256)] = 16  # sub-ranges per differing range
     parallelism: Annotated[int, Field(ge=1, le=64)] = 2
     max_reported_keys: Annotated[int, Field(ge=1)] = 20
+    max_stored_keys: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # per check and kind
+    recheck_delay: Window = timedelta(seconds=2)  # re-read differing rows once (in-flight writes)
+    statement_timeout: Timeout = timedelta(minutes=10)
+    retention: Window = timedelta(days=30)  # run history and findings kept this long
+    count_parity: list[CountParity] = []
     schedule: str = "@hourly"
     data_docs_dir: str | None = None  # default: <project>/gx
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Consistency:
+        names = [c.name for c in self.count_parity]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"count_parity names must be unique, repeated: {dupes}")
+        return self
 
 
 class Slack(Strict):
@@ -373,9 +434,21 @@ class Slack(Strict):
     airflow_base_url: str = "http://localhost:8080"
 
 
+_SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
 class Approvals(Strict):
     approvers: dict[str, list[str]] = {"default": []}  # gate name -> Slack user ids
     response_timeout: Window = timedelta(hours=4)
+    channel: str | None = None  # Slack channel for approval requests; default slack.warning_channel
+
+    @model_validator(mode="after")
+    def _slack_user_ids(self) -> Approvals:
+        # A display name or e-mail here would never match a click and silently lock everyone out.
+        bad = sorted({u for users in self.approvers.values() for u in users if not _SLACK_USER_RE.match(u)})
+        if bad:
+            raise ValueError(f"approvers must be Slack user ids like U012ABCDEF (profile -> Copy member ID), got {bad}")
+        return self
 
 
 class AlertThresholds(Strict):

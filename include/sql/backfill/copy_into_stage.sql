@@ -1,0 +1,2 @@
+-- Backfill, new side: the COPY text streamed out of the legacy database, into this session's stage.
+COPY "{stage}" FROM STDIN;

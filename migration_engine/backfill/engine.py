@@ -1,0 +1,411 @@
+"""Copy one key range of one entity from the legacy database into the new one, batch by batch.
+
+Per batch (set-based, no per-row work in Python):
+
+1. legacy: ``COPY (SELECT <mapped columns> ... WHERE key > last_key ... ORDER BY key LIMIT n) TO
+   STDOUT`` into memory (keyset page; value maps applied in the SELECT);
+2. new: ``COPY`` that text into a session temp table, then one ``INSERT ... SELECT`` joining the
+   lookups (provider from tenant), ``ON CONFLICT (legacy id)`` newer-version-wins - committed;
+3. legacy: if the key range lost rows since the read (a range count, same snapshot as the read),
+   delete the vanished ones on the new side too (the application's dual-write delete could not
+   see our uncommitted insert);
+4. legacy: advance the range's high-water mark and progress (committed).
+
+A kill at any point loses nothing: the checkpoint trails the data, and a batch re-done after a
+restart is a no-op (``ON CONFLICT`` with the version rule). Lock timeouts, deadlocks and
+serialization failures retry the batch with jittered backoff; the batch size adapts toward the
+target duration; the worker sleeps to honour the rows/s cap and pauses on health signals.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg2
+
+from migration_engine import control, sqlfiles
+from migration_engine.backfill import store, throttle
+from migration_engine.backfill.settings import BackfillError, Settings
+from migration_engine.backfill.sqlgen import EntitySql
+from migration_engine.config import MigrationConfig
+from migration_engine.gates.window import fmt_duration
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = {"55P03": "lock timeout", "40P01": "deadlock", "40001": "serialization failure",
+             "57014": "statement timeout"}
+
+
+class RangeBusyError(BackfillError):
+    """Another worker holds this range (its advisory lock is taken)."""
+
+
+@dataclass
+class RangeResult:
+    entity: str
+    run_id: int
+    range_no: int
+    status: str
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_deleted: int = 0
+    batches: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    paused_seconds: float = 0.0
+    rows_per_second: float = 0.0
+    pauses: list[str] = field(default_factory=list)
+    final_batch_size: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _session(conn, s: Settings, application_name: str) -> None:
+    """Bound every statement of the worker's sessions; UTC so COPY text round-trips timestamps."""
+    settings = {"lock_timeout": f"{s.lock_timeout_ms}ms", "statement_timeout": f"{s.statement_timeout_ms}ms",
+                "TimeZone": "UTC", "application_name": application_name, "DateStyle": "ISO, YMD",
+                "IntervalStyle": "postgres", "extra_float_digits": "3",
+                "work_mem": "64MB"}  # the batch's sort and hash join stay in memory
+    if conn.server_version >= 140000:
+        # A killed worker's backend notices the closed socket within a second even mid-statement,
+        # rolls back and frees the range lock for the retry.
+        settings["client_connection_check_interval"] = "1000"
+    with conn.cursor() as cur:
+        for name, value in settings.items():
+            sqlfiles.run(cur, "common/set_setting.sql", params={"name": name, "value": value, "is_local": False})
+    conn.commit()
+
+
+def _last_key(data: bytes) -> int:
+    """The key (first field) of the last line of COPY text output."""
+    end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    start = data.rfind(b"\n", 0, end) + 1
+    tab = data.find(b"\t", start, end)
+    return int(data[start:tab if tab != -1 else end])
+
+
+class RangeWorker:
+    def __init__(
+        self,
+        cfg: MigrationConfig,
+        entity_name: str,
+        run_id: int,
+        range_no: int,
+        settings: Settings,
+        legacy_connect: Callable[[], Any],
+        new_connect: Callable[[], Any],
+        *,
+        share: int | None = None,
+        actor: str = "backfill",
+        should_stop: Callable[[], bool] = lambda: False,
+        sleep: Callable[[float], None] = time.sleep,
+        lock_wait_seconds: float = 30.0,
+    ) -> None:
+        if entity_name not in cfg.entities:
+            raise BackfillError(f"entity {entity_name!r} is not in the migration config")
+        self.cfg = cfg
+        self.schema = cfg.control_schema
+        self.es = EntitySql(entity_name, cfg.entities[entity_name], cfg.control_schema)
+        self.run_id, self.range_no = run_id, range_no
+        self.s = settings
+        self._legacy_connect, self._new_connect = legacy_connect, new_connect
+        self.share = share
+        self.actor = actor
+        self.should_stop = should_stop
+        self.sleep = sleep
+        self.lock_wait_seconds = lock_wait_seconds
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.label = f"{entity_name} range {range_no} (pass {run_id})"
+        self.lock_name = f"backfill:{run_id}:{range_no}"
+        self._next_health = 0.0
+        self._rng = random.Random()
+
+    # -- entry point ---------------------------------------------------------------------------
+    def run(self) -> RangeResult:
+        legacy = self._legacy_connect()
+        new = self._new_connect()
+        try:
+            _session(legacy, self.s, f"migration-backfill:{self.es.name}:{self.range_no}")
+            _session(new, self.s, f"migration-backfill:{self.es.name}:{self.range_no}")
+            self._lock(legacy)
+            try:
+                return self._run(legacy, new)
+            except Exception as exc:
+                self._record_failure(legacy, exc)
+                raise
+        finally:
+            for conn in (new, legacy):
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _lock(self, legacy) -> None:
+        """Take the range's advisory lock. A killed predecessor's backend may hold it for a moment
+        (until it notices its client is gone), so wait up to ``lock_wait_seconds`` before giving up."""
+        deadline = time.monotonic() + self.lock_wait_seconds
+        while True:
+            with legacy.cursor() as cur:
+                sqlfiles.run(cur, "backfill/try_lock.sql", params={"lock_name": self.lock_name})
+                locked = cur.fetchone()[0]
+            legacy.commit()
+            if locked:
+                return
+            if time.monotonic() >= deadline:
+                raise RangeBusyError(f"{self.label} is being copied by another worker (advisory lock "
+                                     f"{self.lock_name!r} held for over {self.lock_wait_seconds:g}s); "
+                                     "not starting a second one")
+            self.sleep(0.5)
+
+    def _record_failure(self, legacy, exc: Exception) -> None:
+        try:
+            legacy.rollback()
+            store.fail_range(legacy, self.schema, self.run_id, self.range_no, f"{type(exc).__name__}: {exc}")
+            control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_range_failed",
+                                 target=f"{self.es.name}#{self.range_no}",
+                                 details={"backfill_run": self.run_id, "error": str(exc)[:2000]},
+                                 reason="the worker stopped with an error; a retry resumes from the checkpoint")
+            legacy.commit()
+        except Exception:  # noqa: BLE001 - the original error is what matters
+            log.exception("%s: could not record the failure", self.label)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _run(self, legacy, new) -> RangeResult:
+        rng = store.get_range(legacy, self.schema, self.run_id, self.range_no)
+        legacy.commit()
+        if rng is None:
+            raise BackfillError(f"{self.label} does not exist in {self.schema}.backfill_ranges; plan first")
+        result = RangeResult(self.es.name, self.run_id, self.range_no, rng.status)
+        if rng.done:
+            log.info("%s: already done (%s rows read earlier)", self.label, f"{rng.rows_read:,}")
+            return result
+        share = self.share or 1
+        store.start_range(legacy, self.schema, self.run_id, self.range_no, self.worker)
+        control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_range_started",
+                             target=f"{self.es.name}#{self.range_no}",
+                             details={"backfill_run": self.run_id, "key_lo": rng.key_lo, "key_hi": rng.key_hi,
+                                      "resume_from": rng.last_key, "rows_done": rng.rows_read,
+                                      "rows_total": rng.rows_total, "worker": self.worker},
+                             reason="resumed from checkpoint" if rng.last_key > rng.key_lo else "started")
+        legacy.commit()
+        with new.cursor() as cur:
+            cur.execute(self.es.create_stage())
+        new.commit()
+        copy_in = self.es.copy_into_stage().as_string(new)
+        write_sql = self.es.write_batch(self.s.version_column)
+
+        after, hi = rng.last_key, rng.key_hi
+        done_before, total = rng.rows_read, rng.rows_total
+        size = self.s.initial_batch_size()
+        started = time.monotonic()
+        last_log = last_ledger = started
+        rate = 0.0
+        log.info("%s: keys (%s, %s], %s; %s/%s rows done; batch %s, cap %s rows/s",
+                 self.label, rng.key_lo, hi,
+                 f"resuming after key {after}" if after > rng.key_lo else "starting", f"{done_before:,}",
+                 f"{total:,}", size,
+                 f"{self.s.max_rows_per_second / share:,.0f}" if self.s.max_rows_per_second else "none")
+        while after < hi:
+            if self.should_stop():
+                log.warning("%s: stop requested; checkpoint at key %s", self.label, after)
+                result.status = "stopped"
+                break
+            self._pause_while_unhealthy(legacy, new, result)
+            t0 = time.monotonic()
+            data, n, last, count_at_read = self._read(legacy, after, hi, size)
+            written, retries = self._write(new, copy_in, write_sql, data) if n else (0, 0)
+            deleted = (self._recheck(legacy, new, data, after, last, count_at_read)
+                       if written and self.s.recheck_deleted else 0)
+            elapsed = time.monotonic() - t0
+            pause = throttle.rate_sleep(n, elapsed, self.s, share)
+            batch_rate = n / (elapsed + pause) if n else 0.0
+            rate = batch_rate if rate == 0 else 0.7 * rate + 0.3 * batch_rate
+            result.rows_read += n
+            result.rows_written += written
+            result.rows_deleted += deleted
+            result.batches += 1
+            result.retries += retries
+            remaining = max(0, total - done_before - result.rows_read)
+            eta = remaining / rate if rate > 0 else None
+            status = store.checkpoint(
+                legacy, self.schema, self.run_id, self.range_no, last_key=last, rows_read=n,
+                rows_written=written, rows_deleted=deleted, retries=retries, batch_size=size,
+                rows_per_second=round(rate, 1), eta_seconds=None if last >= hi else eta)
+            legacy.commit()
+            if status is None:
+                raise BackfillError(f"{self.label}: checkpoint refused (the range moved past key {last}: "
+                                    "another worker?)")
+            after = last
+            now = time.monotonic()
+            if now - last_log >= self.s.progress_seconds or after >= hi:
+                self._log_progress(done_before + result.rows_read, total, rate, eta, size, after, hi)
+                last_log = now
+            if now - last_ledger >= self.s.ledger_progress_seconds and after < hi:
+                self._ledger_progress(legacy, done_before + result.rows_read, total, rate, eta, after, hi)
+                last_ledger = now
+            size = throttle.next_batch_size(size, elapsed, self.s)
+            if pause > 0:
+                self.sleep(pause)
+        result.seconds = time.monotonic() - started
+        result.final_batch_size = size
+        result.rows_per_second = result.rows_read / result.seconds if result.seconds > 0 else 0.0
+        if after >= hi:
+            result.status = "done"
+            control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_range_done",
+                                 target=f"{self.es.name}#{self.range_no}",
+                                 details={"backfill_run": self.run_id, **result.as_dict()},
+                                 reason=f"copied keys up to {hi}")
+            legacy.commit()
+            log.info("%s: done - %s rows read, %s written, %s re-deleted in %s (%s rows/s, %s batches, "
+                     "%s retries, paused %s)", self.label, f"{result.rows_read:,}", f"{result.rows_written:,}",
+                     result.rows_deleted, fmt_duration_s(result.seconds), f"{result.rows_per_second:,.0f}",
+                     result.batches, result.retries, fmt_duration_s(result.paused_seconds))
+        return result
+
+    # -- one batch -----------------------------------------------------------------------------
+    def _read(self, legacy, after: int, hi: int, size: int) -> tuple[bytes, int, int, int]:
+        """One page as COPY text: (data, rows, high-water key it reaches, all rows in that key range).
+
+        Read and count share one REPEATABLE READ snapshot, so the count is what the page came from.
+        """
+        buf = io.BytesIO()
+        with legacy.cursor() as cur:
+            sqlfiles.run(cur, "backfill/read_snapshot.sql")
+            cur.copy_expert(self.es.read_batch(cur, after_key=after, range_hi=hi, limit=size), buf)
+            data = buf.getvalue()
+            n = data.count(b"\n")
+            last = _last_key(data) if n >= size else hi  # a short page reached the end of the range
+            count = 0
+            if n and self.s.recheck_deleted:
+                sqlfiles.run(cur, "backfill/count_range.sql", self.es.old_ids(), {"after_key": after, "last_key": last})
+                count = cur.fetchone()[0]
+        legacy.commit()  # end the read snapshot right away
+        return data, n, last, count
+
+    def _write(self, new, copy_in: str, write_sql, data: bytes) -> tuple[int, int]:
+        """COPY into the stage + one INSERT ... SELECT, committed; returns (rows written, retries)."""
+        retries = 0
+        while True:
+            try:
+                with new.cursor() as cur:
+                    cur.copy_expert(copy_in, io.BytesIO(data))
+                    cur.execute(write_sql)
+                    written = cur.rowcount
+                new.commit()
+                return written, retries
+            except psycopg2.Error as exc:
+                new.rollback()
+                why = RETRYABLE.get(getattr(exc, "pgcode", None) or "")
+                if why is None or retries >= self.s.max_batch_retries:
+                    raise
+                retries += 1
+                delay = min(10.0, 0.2 * 2 ** (retries - 1)) * (1 + self._rng.random() / 2)
+                log.warning("%s: %s writing a batch (try %d of %d); retrying in %.1fs", self.label, why,
+                            retries, self.s.max_batch_retries, delay)
+                self.sleep(delay)
+
+    def _recheck(self, legacy, new, data: bytes, after: int, last: int, count_at_read: int) -> int:
+        """Re-delete copied rows whose old row vanished between our read and our commit.
+
+        The application's dual-write delete ran before our INSERT committed, so it could not see
+        the row. Cheap when nothing was deleted (one range count); precise when something was.
+        """
+        ids = self.es.old_ids()
+        with legacy.cursor() as cur:
+            sqlfiles.run(cur, "backfill/count_range.sql", ids, {"after_key": after, "last_key": last})
+            if cur.fetchone()[0] >= count_at_read:
+                legacy.commit()
+                return 0
+            keys = [int(line.split(b"\t", 1)[0]) for line in data.splitlines()]
+            keys_text = "{" + ",".join(str(k) for k in keys) + "}"
+            sqlfiles.run(cur, "backfill/existing_keys.sql", ids, {"keys": keys_text})
+            still = {r[0] for r in cur.fetchall()}
+        legacy.commit()
+        gone = sorted(set(keys) - still)
+        if not gone:
+            return 0
+        with new.cursor() as cur:
+            sqlfiles.run(cur, "backfill/delete_orphans.sql", self.es.new_ids(),
+                         {"keys": "{" + ",".join(str(k) for k in gone) + "}"})
+            deleted = len(cur.fetchall())
+        new.commit()
+        log.warning("%s: %d copied row(s) were deleted in the legacy table meanwhile; removed them from the "
+                    "new table too (keys %s%s)", self.label, deleted, gone[:10], "..." if len(gone) > 10 else "")
+        return deleted
+
+    # -- throttling and reporting --------------------------------------------------------------
+    def _health_reasons(self, legacy, new) -> list[str]:
+        h = throttle.read_health(legacy, new, schema=self.schema, entity=self.es.name, s=self.s)
+        return throttle.pause_reasons(h, self.s)
+
+    def _pause_while_unhealthy(self, legacy, new, result: RangeResult) -> None:
+        if time.monotonic() < self._next_health:
+            return
+        self._next_health = time.monotonic() + self.s.pause_check_seconds
+        reasons = self._health_reasons(legacy, new)
+        if not reasons:
+            return
+        started = time.monotonic()
+        text = "; ".join(reasons)
+        log.warning("%s: pausing - %s", self.label, text)
+        result.pauses.append(text)
+        store.set_pause(legacy, self.schema, self.run_id, self.range_no, text)
+        control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_paused",
+                             target=f"{self.es.name}#{self.range_no}",
+                             details={"backfill_run": self.run_id, "reasons": reasons}, reason=text)
+        legacy.commit()
+        last_log = started
+        while reasons and not self.should_stop():
+            self.sleep(self.s.pause_check_seconds)
+            reasons = self._health_reasons(legacy, new)
+            if reasons and time.monotonic() - last_log >= self.s.progress_seconds:
+                log.warning("%s: still paused after %s - %s", self.label,
+                            fmt_duration_s(time.monotonic() - started), "; ".join(reasons))
+                last_log = time.monotonic()
+        paused = time.monotonic() - started
+        result.paused_seconds += paused
+        store.set_pause(legacy, self.schema, self.run_id, self.range_no, None, paused)
+        control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_resumed",
+                             target=f"{self.es.name}#{self.range_no}",
+                             details={"backfill_run": self.run_id, "paused_seconds": round(paused, 1)},
+                             reason=f"health signals back under thresholds after {fmt_duration_s(paused)}")
+        legacy.commit()
+        log.info("%s: resuming after a pause of %s", self.label, fmt_duration_s(paused))
+        self._next_health = time.monotonic() + self.s.pause_check_seconds
+
+    def _progress(self, done: int, total: int, rate: float, eta: float | None, after: int, hi: int) -> dict:
+        pct = 100.0 if after >= hi else (100.0 * done / total if total else 0.0)
+        return {"backfill_run": self.run_id, "rows_done": done, "rows_total": total, "pct": round(min(pct, 100.0), 1),
+                "rows_per_second": round(rate, 1), "eta_seconds": None if eta is None else round(eta, 1),
+                "last_key": after, "key_hi": hi}
+
+    def _log_progress(self, done: int, total: int, rate: float, eta: float | None, size: int, after: int,
+                      hi: int) -> None:
+        p = self._progress(done, total, rate, eta, after, hi)
+        log.info("%s: %s/%s rows (%.1f%%), %s rows/s, ETA %s, batch %s, last key %s", self.label,
+                 f"{done:,}", f"{total:,}", p["pct"], f"{rate:,.0f}",
+                 "-" if after >= hi or eta is None else fmt_duration_s(eta), f"{size:,}", after)
+
+    def _ledger_progress(self, legacy, done: int, total: int, rate: float, eta: float | None, after: int,
+                         hi: int) -> None:
+        control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_progress",
+                             target=f"{self.es.name}#{self.range_no}",
+                             details=self._progress(done, total, rate, eta, after, hi), reason="progress")
+        legacy.commit()
+
+
+def fmt_duration_s(seconds: float) -> str:
+    from datetime import timedelta
+
+    if seconds < 60:
+        return f"{max(0.0, seconds):.1f}s"
+    return fmt_duration(timedelta(seconds=seconds))

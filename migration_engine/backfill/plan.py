@@ -1,0 +1,250 @@
+"""Plan a backfill pass: check the mapping against the data, split the key space into ranges.
+
+A plan is the "plan" step of the project's plan/apply/verify/revert shape: it validates before
+anything is written (integer key, every in-scope value of a mapped column covered by its map,
+lookups resolvable, the version column mapped), then either returns the exact SQL of the first
+batch (dry run) or records the pass and its ranges in the control schema.
+
+Ranges are cut at quantiles of the in-scope keys, so each holds about the same number of rows
+whatever the key distribution; they are ``(key_lo, key_hi]``, contiguous and non-overlapping,
+covering ``[key_min, key_max]`` as of planning time. Rows created later carry larger keys and are
+written by the application's dual-write (the flag is on before the plan runs).
+
+An open pass of the same entity is resumed (its ranges and high-water marks kept) unless
+``restart`` is asked for, which cancels it and plans afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from migration_engine import control, sqlfiles
+from migration_engine.backfill import store
+from migration_engine.backfill.settings import BackfillError, Settings
+from migration_engine.backfill.sqlgen import EntitySql
+from migration_engine.config import MigrationConfig
+
+log = logging.getLogger(__name__)
+
+INTEGER_TYPES = ("smallint", "integer", "bigint")
+
+
+@dataclass(frozen=True)
+class RangeJob:
+    """One unit of parallel work (a mapped Airflow task, or one CLI worker)."""
+
+    entity: str
+    run_id: int | None  # None in a dry run
+    range_no: int
+    key_lo: int
+    key_hi: int
+    rows_total: int
+    last_key: int
+    status: str = "pending"
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    entity: str
+    run_id: int | None
+    resumed: bool
+    key_min: int | None
+    key_max: int | None
+    rows_total: int
+    jobs: list[RangeJob]
+    warnings: list[str] = field(default_factory=list)
+    sql: dict[str, str] = field(default_factory=dict)
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["jobs"] = [j.as_dict() for j in self.jobs]
+        return d
+
+
+def split_ranges(key_min: int, key_max: int, quantiles: list[int]) -> list[tuple[int, int]]:
+    """``(lo, hi]`` ranges covering [key_min, key_max], cut at the distinct inner quantiles."""
+    cuts = sorted({q for q in quantiles if q is not None and key_min <= q < key_max})
+    bounds = [key_min - 1, *cuts, key_max]
+    return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+def _check_key(legacy, es: EntitySql) -> None:
+    e = es.entity
+    with legacy.cursor() as cur:
+        sqlfiles.run(cur, "backfill/key_type.sql", params={
+            "schema_name": e.old_table.schema_name, "table_name": e.old_table.table, "column_name": e.key})
+        row = cur.fetchone()
+    legacy.commit()
+    if row is None:
+        raise BackfillError(f"entity {es.name}: column {e.old_table}.{e.key} (the key) does not exist "
+                            "in the legacy database")
+    if row[0] not in INTEGER_TYPES:
+        raise BackfillError(f"entity {es.name}: the backfill pages by an integer key, but "
+                            f"{e.old_table}.{e.key} is {row[0]}")
+
+
+def _check_version_column(es: EntitySql, s: Settings) -> None:
+    if s.version_column is None:
+        return
+    mapped = [c.new for c in es.entity.columns]
+    if s.version_column not in mapped:
+        raise BackfillError(
+            f"entity {es.name}: backfill.version_column {s.version_column!r} is not a mapped column "
+            f"(mapped: {mapped}); map it, or set backfill.version_column: null to never overwrite rows")
+
+
+def _check_maps(legacy, es: EntitySql) -> None:
+    problems = []
+    for c in es.entity.columns:
+        if c.map is None:
+            continue
+        with legacy.cursor() as cur:
+            sqlfiles.run(cur, "backfill/unmapped_values.sql", {**es.old_ids(), "column": c.old},
+                         {**es.scope_params, "mapped_values": list(c.map)})
+            values = [r[0] for r in cur.fetchall()]
+        if values:
+            problems.append(f"column {c.old} -> {c.new}: {values} not in map {sorted(c.map)}")
+    legacy.commit()
+    if problems:
+        raise BackfillError(f"entity {es.name}: in-scope values have no mapping in the config "
+                            "(add them to the column's map):\n  " + "\n  ".join(problems))
+
+
+def _check_lookups(legacy, new, es: EntitySql) -> list[str]:
+    warnings = []
+    for c in es.entity.columns:
+        if c.lookup is None:
+            continue
+        with legacy.cursor() as cur:
+            sqlfiles.run(cur, "backfill/distinct_values.sql", {**es.old_ids(), "column": c.old}, es.scope_params)
+            values = [str(r[0]) for r in cur.fetchall()]
+        legacy.commit()
+        if not values:
+            continue
+        lk = c.lookup
+        with new.cursor() as cur:
+            sqlfiles.run(cur, "backfill/lookup_missing.sql",
+                         {"lookup_schema": lk.table.schema_name, "lookup_table": lk.table.table, "match": lk.match},
+                         {"old_values": values})
+            missing = [r[0] for r in cur.fetchall()]
+        new.commit()
+        if missing:
+            warnings.append(f"column {c.new}: no {lk.table}.{lk.match} for {c.old} values {missing}"
+                            f"{' (first 20)' if len(missing) == 20 else ''}; those rows get {c.new} NULL")
+    return warnings
+
+
+def _bounds(legacy, es: EntitySql, parallelism: int) -> tuple[int | None, int | None, int, list[tuple[int, int, int]]]:
+    fractions = [i / parallelism for i in range(1, parallelism)]
+    with legacy.cursor() as cur:
+        sqlfiles.run(cur, "backfill/key_bounds.sql", es.old_ids(), {**es.scope_params, "fractions": fractions})
+        key_min, key_max, count, quantiles = cur.fetchone()
+        if not count:
+            legacy.commit()
+            return None, None, 0, []
+        pairs = split_ranges(key_min, key_max, list(quantiles or []))
+        sqlfiles.run(cur, "backfill/range_counts.sql", es.old_ids(), {
+            **es.scope_params, "key_lo": [p[0] for p in pairs], "key_hi": [p[1] for p in pairs]})
+        counts = dict(cur.fetchall())
+    legacy.commit()
+    return key_min, key_max, int(count), [(lo, hi, int(counts.get(i + 1, 0))) for i, (lo, hi) in enumerate(pairs)]
+
+
+def _strip_comments(text: str) -> str:
+    return "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("--")).strip()
+
+
+def render_sql(legacy, new, es: EntitySql, s: Settings, job: RangeJob | None) -> dict[str, str]:
+    """The exact statements of one batch, in execution order (what a dry run shows)."""
+    out = {}
+    if job is not None:
+        with legacy.cursor() as cur:
+            out["1 legacy: read batch"] = es.read_batch(cur, after_key=job.last_key, range_hi=job.key_hi,
+                                                        limit=s.initial_batch_size())
+    with new.cursor() as cur:
+        out["0 new: create stage (once per session)"] = cur.mogrify(es.create_stage(), {}).decode()
+        out["2 new: copy into stage"] = cur.mogrify(es.copy_into_stage(), {}).decode()
+        out["3 new: write batch"] = cur.mogrify(es.write_batch(s.version_column), {}).decode()
+    new.rollback()
+    legacy.rollback()
+    return {k: _strip_comments(out[k]) for k in sorted(out)}
+
+
+def plan_entity(
+    legacy,
+    new,
+    cfg: MigrationConfig,
+    entity_name: str,
+    s: Settings,
+    *,
+    restart: bool = False,
+    dry_run: bool = False,
+    dag_id: str | None = None,
+    dag_run_id: str | None = None,
+    actor: str = "backfill",
+) -> Plan:
+    if entity_name not in cfg.entities:
+        raise BackfillError(f"entity {entity_name!r} is not in the migration config; known: {sorted(cfg.entities)}")
+    schema = cfg.control_schema
+    es = EntitySql(entity_name, cfg.entities[entity_name], schema)
+    _check_key(legacy, es)
+    _check_version_column(es, s)
+    _check_maps(legacy, es)
+    warnings = _check_lookups(legacy, new, es)
+    for w in warnings:
+        log.warning("backfill plan %s: %s", entity_name, w)
+
+    if not dry_run:
+        store.ensure_tables(legacy, schema)
+        existing = store.open_run(legacy, schema, entity_name)
+        if existing is not None and not restart:
+            store.touch_run(legacy, schema, existing.id, dag_id, dag_run_id)
+            rows = store.ranges(legacy, schema, existing.id)
+            control.append_audit(legacy, schema, actor=actor, action="backfill_resumed", target=entity_name,
+                                 details={"backfill_run": existing.id, "ranges": len(rows),
+                                          "ranges_done": sum(r.done for r in rows),
+                                          "rows_read": sum(r.rows_read for r in rows)},
+                                 reason="an unfinished pass exists; resuming from its checkpoints")
+            legacy.commit()
+            jobs = [RangeJob(entity_name, existing.id, r.range_no, r.key_lo, r.key_hi, r.rows_total, r.last_key,
+                             r.status) for r in rows]
+            log.info("backfill %s: resuming pass %s (%d of %d ranges done)", entity_name, existing.id,
+                     sum(r.done for r in rows), len(rows))
+            return Plan(entity_name, existing.id, True, existing.key_min, existing.key_max, existing.rows_total,
+                        jobs, warnings)
+        if existing is not None:
+            store.set_run_status(legacy, schema, existing.id, "cancelled")
+            control.append_audit(legacy, schema, actor=actor, action="backfill_cancelled", target=entity_name,
+                                 details={"backfill_run": existing.id}, reason="restart requested")
+        legacy.commit()
+
+    key_min, key_max, total, ranges = _bounds(legacy, es, s.parallelism)
+    if dry_run:
+        jobs = [RangeJob(entity_name, None, i, lo, hi, n, lo, dry_run=True) for i, (lo, hi, n) in enumerate(ranges)]
+        sql_text = render_sql(legacy, new, es, s, jobs[0] if jobs else None)
+        return Plan(entity_name, None, False, key_min, key_max, total, jobs, warnings, sql_text, dry_run=True)
+
+    run_id = store.insert_run(legacy, schema, entity=entity_name, key_column=es.entity.key, key_min=key_min,
+                              key_max=key_max, rows_total=total, parallelism=s.parallelism,
+                              settings=s.as_dict(), dag_id=dag_id, dag_run_id=dag_run_id)
+    if ranges:
+        store.insert_ranges(legacy, schema, run_id, ranges)
+    else:
+        store.set_run_status(legacy, schema, run_id, "done")
+    control.append_audit(legacy, schema, actor=actor, action="backfill_planned", target=entity_name,
+                         details={"backfill_run": run_id, "rows_total": total, "key_min": key_min,
+                                  "key_max": key_max, "ranges": [[lo, hi, n] for lo, hi, n in ranges],
+                                  "settings": s.as_dict(), "warnings": warnings},
+                         reason="historical backfill planned")
+    legacy.commit()
+    log.info("backfill %s: planned pass %s, %d in-scope rows, keys %s..%s in %d range(s)", entity_name, run_id,
+             total, key_min, key_max, len(ranges))
+    jobs = [RangeJob(entity_name, run_id, i, lo, hi, n, lo) for i, (lo, hi, n) in enumerate(ranges)]
+    return Plan(entity_name, run_id, False, key_min, key_max, total, jobs, warnings)

@@ -1,0 +1,141 @@
+"""The backfill's statements for one entity: include/sql/backfill skeletons + the column lists.
+
+Why composition here: the statements live in include/sql/backfill, but their column lists depend
+on the entity's mapping in the config (which columns, which are value-mapped, which are looked up).
+Those lists are built from ``psycopg2.sql`` objects only - identifiers quoted by
+``sql.Identifier``, values bound as named placeholders - exactly like the application simulator's
+column lists. The only SQL text in this module are the three expression shapes a mapping can
+have (a column, a mapped column, a looked-up column) and the join that resolves a lookup.
+
+Stage layout (legacy COPY output = stage table columns, in this order):
+    legacy id | one column per config column (new name): plain -> the old value,
+    map -> the mapped value (mapped in the legacy SELECT), lookup -> the old match value.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2 import sql
+
+from migration_engine import sqlfiles
+from migration_engine.config import Entity
+
+STAGE_PREFIX = "backfill_stage_"
+
+# The expression shapes of a mapping (the only SQL fragments outside include/sql; see docstring).
+_MAPPED = ("CASE WHEN {col} IS NULL THEN NULL "
+           "ELSE coalesce({map}::jsonb ->> {col}::text, {unmapped}({name}, {col}::text)) END")
+_LOOKUP_JOIN = "LEFT JOIN {table} AS {alias} ON {alias_match} = {stage_col}"
+
+
+@dataclass(frozen=True)
+class EntitySql:
+    name: str
+    entity: Entity
+    control_schema: str
+
+    # -- shared pieces -------------------------------------------------------------------------
+    @property
+    def stage(self) -> str:
+        return STAGE_PREFIX + self.name
+
+    @property
+    def scope_params(self) -> dict[str, Any]:
+        scope = self.entity.scope
+        return {"all_rows": scope is None, "scope_values": list(scope.values) if scope else []}
+
+    @property
+    def scope_column(self) -> str:
+        return self.entity.scope.column if self.entity.scope else self.entity.key
+
+    def old_ids(self) -> dict[str, Any]:
+        e = self.entity
+        return {"old_schema": e.old_table.schema_name, "old_table": e.old_table.table, "key": e.key,
+                "scope_column": self.scope_column}
+
+    def new_ids(self) -> dict[str, Any]:
+        e = self.entity
+        return {"new_schema": e.new_table.schema_name, "new_table": e.new_table.table,
+                "legacy_id": e.legacy_id_column}
+
+    def _lookups(self) -> list[tuple[int, Any]]:
+        return [(i, c) for i, c in enumerate(self.entity.columns) if c.lookup is not None]
+
+    def map_params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for i, c in enumerate(self.entity.columns):
+            if c.map is not None:
+                out[f"map_{i}"] = json.dumps(c.map)
+                out[f"map_name_{i}"] = c.old
+        return out
+
+    # -- legacy side ---------------------------------------------------------------------------
+    def select_list(self) -> sql.Composed:
+        unmapped = sql.Identifier(self.control_schema, "backfill_unmapped")
+        items = []
+        for i, c in enumerate(self.entity.columns):
+            col = sql.Identifier("src", c.old)
+            if c.map is not None:
+                items.append(sql.SQL(_MAPPED).format(col=col, map=sql.Placeholder(f"map_{i}"),
+                                                     unmapped=unmapped, name=sql.Placeholder(f"map_name_{i}")))
+            else:
+                items.append(col)
+        return sql.SQL(", ").join(items)
+
+    def read_batch(self, cur, *, after_key: int, range_hi: int, limit: int) -> str:
+        """The exact ``COPY (SELECT ...) TO STDOUT`` text for one page (values inlined by mogrify)."""
+        tpl = sqlfiles.load("backfill/read_batch.sql")
+        params = {"after_key": after_key, "range_hi": range_hi, "batch_limit": limit, **self.scope_params,
+                  **self.map_params()}
+        tpl.check_params(params)
+        composed = tpl.compose(select_list=self.select_list(), **self.old_ids())
+        return cur.mogrify(composed, params).decode()
+
+    # -- new side ------------------------------------------------------------------------------
+    def create_stage(self) -> sql.Composed:
+        e = self.entity
+        target = sql.SQL("{} AS {}").format(sql.Identifier(e.new_table.schema_name, e.new_table.table),
+                                            sql.Identifier("t"))
+        froms = [target]
+        cols = [sql.Identifier("t", e.legacy_id_column)]
+        for i, c in enumerate(e.columns):
+            if c.lookup is not None:
+                alias = f"lk{i}"
+                froms.append(sql.SQL("{} AS {}").format(
+                    sql.Identifier(c.lookup.table.schema_name, c.lookup.table.table), sql.Identifier(alias)))
+                cols.append(sql.SQL("{} AS {}").format(sql.Identifier(alias, c.lookup.match), sql.Identifier(c.new)))
+            else:
+                cols.append(sql.Identifier("t", c.new))
+        return sqlfiles.load("backfill/create_stage.sql").compose(
+            stage=self.stage, stage_columns=sql.SQL(", ").join(cols), from_list=sql.SQL(", ").join(froms))
+
+    def write_batch(self, version_column: str | None) -> sql.Composed:
+        """INSERT ... SELECT from the stage with lookups joined, ON CONFLICT per the version rule."""
+        e = self.entity
+        stage = sql.SQL("{} AS {}").format(sql.Identifier(self.stage), sql.Identifier("s"))
+        joins = [stage]
+        values = []
+        for i, c in enumerate(e.columns):
+            if c.lookup is not None:
+                alias = f"lk{i}"
+                joins.append(sql.SQL(_LOOKUP_JOIN).format(
+                    table=sql.Identifier(c.lookup.table.schema_name, c.lookup.table.table),
+                    alias=sql.Identifier(alias), alias_match=sql.Identifier(alias, c.lookup.match),
+                    stage_col=sql.Identifier("s", c.new)))
+                values.append(sql.Identifier(alias, c.lookup.value))
+            else:
+                values.append(sql.Identifier("s", c.new))
+        names = [c.new for c in e.columns]
+        ids = {**self.new_ids(), "columns": sql.SQL(", ").join(sql.Identifier(n) for n in names),
+               "values": sql.SQL(", ").join(values), "source": sql.SQL(" ").join(joins)}
+        if version_column is None:
+            return sqlfiles.load("backfill/insert_skip_existing.sql").compose(**ids)
+        ids["excluded"] = sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names)
+        ids["version"] = version_column
+        return sqlfiles.load("backfill/upsert_newer_wins.sql").compose(**ids)
+
+    def copy_into_stage(self) -> sql.Composed:
+        return sqlfiles.load("backfill/copy_into_stage.sql").compose(stage=self.stage)

@@ -1,0 +1,178 @@
+"""Backfill run state in the control schema: passes (``backfill_runs``) and ranges with checkpoints.
+
+All functions take a psycopg2 connection to the legacy database (where the control schema lives)
+and commit only where they say so, so callers can group writes with ledger entries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from migration_engine import sqlfiles
+from migration_engine.control import control_schema_exists
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    entity: str
+    status: str
+    key_column: str
+    key_min: int | None
+    key_max: int | None
+    rows_total: int
+    parallelism: int
+    settings: dict
+    dag_id: str | None
+    dag_run_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RangeRow:
+    run_id: int
+    range_no: int
+    key_lo: int
+    key_hi: int
+    last_key: int
+    status: str
+    rows_total: int
+    rows_read: int
+    rows_written: int
+    rows_deleted: int
+    batches: int
+    retries: int
+    batch_size: int | None
+    rows_per_second: float | None
+    eta_seconds: float | None
+    pause_reason: str | None
+    paused_seconds: float
+    worker: str | None
+    error: str | None
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def ensure_tables(conn, schema: str) -> None:
+    """Create the backfill control tables (idempotent; the control schema must exist)."""
+    from migration_engine.backfill.settings import BackfillError
+
+    if not control_schema_exists(conn, schema):
+        conn.rollback()
+        raise BackfillError(f'control schema "{schema}" does not exist in the legacy database; '
+                            "run the migration_setup DAG first")
+    conn.commit()
+    try:
+        with conn.cursor() as cur:
+            # one creator at a time (CREATE ... IF NOT EXISTS races on the catalog otherwise)
+            sqlfiles.run(cur, "backfill/xact_lock.sql",
+                         params={"lock_name": "migration_control_schema"})
+            sqlfiles.run(cur, "backfill/control_tables.sql", {"schema": schema})
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+
+
+def _one(cur) -> tuple | None:
+    return cur.fetchone()
+
+
+def open_run(conn, schema: str, entity: str) -> RunRow | None:
+    """The entity's open pass, row-locked until the caller commits."""
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/run_open_get.sql", {"schema": schema}, {"entity": entity})
+        row = _one(cur)
+    return RunRow(*row) if row else None
+
+
+def get_run(conn, schema: str, run_id: int) -> RunRow | None:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/run_get.sql", {"schema": schema}, {"run_id": run_id})
+        row = _one(cur)
+    return RunRow(*row) if row else None
+
+
+def insert_run(conn, schema: str, *, entity: str, key_column: str, key_min: int | None, key_max: int | None,
+               rows_total: int, parallelism: int, settings: dict, dag_id: str | None,
+               dag_run_id: str | None) -> int:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/run_insert.sql", {"schema": schema}, {
+            "entity": entity, "key_column": key_column, "key_min": key_min, "key_max": key_max,
+            "rows_total": rows_total, "parallelism": parallelism, "settings": json.dumps(settings, default=str),
+            "dag_id": dag_id, "dag_run_id": dag_run_id})
+        return cur.fetchone()[0]
+
+
+def insert_ranges(conn, schema: str, run_id: int, ranges: list[tuple[int, int, int]]) -> None:
+    """``ranges``: (key_lo, key_hi, rows_total), in key order."""
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/ranges_insert.sql", {"schema": schema}, {
+            "run_id": run_id, "key_lo": [r[0] for r in ranges], "key_hi": [r[1] for r in ranges],
+            "rows_total": [r[2] for r in ranges]})
+
+
+def touch_run(conn, schema: str, run_id: int, dag_id: str | None, dag_run_id: str | None) -> None:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/run_touch.sql", {"schema": schema},
+                     {"run_id": run_id, "dag_id": dag_id, "dag_run_id": dag_run_id})
+
+
+def set_run_status(conn, schema: str, run_id: int, status: str) -> bool:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/run_set_status.sql", {"schema": schema}, {"run_id": run_id, "status": status})
+        return cur.fetchone() is not None
+
+
+def ranges(conn, schema: str, run_id: int, range_no: int | None = None) -> list[RangeRow]:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/ranges_get.sql", {"schema": schema}, {"run_id": run_id, "range_no": range_no})
+        return [RangeRow(*r) for r in cur.fetchall()]
+
+
+def get_range(conn, schema: str, run_id: int, range_no: int) -> RangeRow | None:
+    found = ranges(conn, schema, run_id, range_no)
+    return found[0] if found else None
+
+
+def start_range(conn, schema: str, run_id: int, range_no: int, worker: str) -> None:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/range_start.sql", {"schema": schema},
+                     {"run_id": run_id, "range_no": range_no, "worker": worker})
+
+
+def checkpoint(conn, schema: str, run_id: int, range_no: int, *, last_key: int, rows_read: int,
+               rows_written: int, rows_deleted: int, retries: int, batch_size: int,
+               rows_per_second: float | None, eta_seconds: float | None) -> str | None:
+    """Advance the high-water mark; returns the range's status ('done' when last_key reached key_hi)."""
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/range_checkpoint.sql", {"schema": schema}, {
+            "run_id": run_id, "range_no": range_no, "last_key": last_key, "rows_read": rows_read,
+            "rows_written": rows_written, "rows_deleted": rows_deleted, "retries": retries,
+            "batch_size": batch_size, "rows_per_second": rows_per_second, "eta_seconds": eta_seconds})
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def set_pause(conn, schema: str, run_id: int, range_no: int, reason: str | None, paused_seconds: float = 0.0
+              ) -> None:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/range_pause.sql", {"schema": schema}, {
+            "run_id": run_id, "range_no": range_no, "pause_reason": reason, "paused_seconds": paused_seconds})
+
+
+def fail_range(conn, schema: str, run_id: int, range_no: int, error: str) -> None:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/range_fail.sql", {"schema": schema},
+                     {"run_id": run_id, "range_no": range_no, "error": error[:2000]})
