@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(summary, indent=2))
     finally:
         cluster.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

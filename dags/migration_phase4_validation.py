@@ -1,0 +1,60 @@
+"""migration_phase4_validation: Phase 4 - shadow reads and the consistency suites.
+
+Two branches, both must pass:
+
+- **shadow_reads_gate** (deferrable, no worker slot while waiting): shadow-read mismatch rate
+  below `cutover.shadow_mismatch_max_pct` (seed: 0.1 %) over `cutover.shadow_window`, with at
+  least `cutover.shadow_min_reads` reads and no gap in the stats; figures broken down by cohort
+  with the latest stored example mismatches. Fails at once on a critical mismatch rate, or when
+  the window does not fill within `cutover.shadow_window`.
+- **the consistency run** (kind `full`): the phase-3 diff (entities, references, count parity)
+  plus the Great Expectations suites (`listings_count_parity`, `listings_row_parity`,
+  `transactions_count_parity`, `cross_db_reference_integrity`, `tenant_payment_mode_validity`,
+  `invoice_status_validity`). Data Docs are built under `consistency.data_docs_dir` (default
+  `<project>/gx/uncommitted/data_docs/local_site/index.html`); the `run_suites` task log prints the path.
+
+**record_validation** writes an audit-ledger entry; phase 5 reads the latest full run through
+`migration_engine.consistency.store.last_consistency_run` (gate `consistency_passed_recently`).
+See docs/phase3-4-consistency.md.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.gates.sensor import GateSensor
+
+
+@dag(
+    dag_id="migration_phase4_validation",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=tags("phase4", "consistency", "gate"),
+    doc_md=__doc__,
+)
+def migration_phase4_validation():
+    from migration_engine.consistency.dag_parts import consistency_chain
+
+    cfg = config()
+    gate = GateSensor(
+        task_id="shadow_reads_gate",
+        gate="shadow_reads",
+        poke_interval=cfg.cutover.check_interval,
+        timeout=cfg.cutover.shadow_window,
+    )
+    consistent = consistency_chain("full")
+
+    @task
+    def record_validation(gate_result: dict, summary: dict) -> dict:
+        from migration_engine.consistency import tasks
+
+        return tasks.record_validation(config(), gate_result, summary)
+
+    record_validation(gate.output, consistent)
+
+
+migration_phase4_validation()

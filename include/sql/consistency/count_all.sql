@@ -1,0 +1,2 @@
+-- Count parity: all rows of one side.
+SELECT count(*) FROM "{table}";

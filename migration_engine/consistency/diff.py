@@ -1,0 +1,319 @@
+"""Range-checksum diff of one entity across two databases (reladiff / pt-table-checksum style).
+
+1. The key space (old key = new legacy-id column) is cut into chunks of about
+   ``consistency.chunk_size`` rows. Worker threads (``consistency.parallelism``, one connection per
+   database each) take chunks from a queue.
+2. For a chunk, each server computes - in SQL, over the mapped in-scope rows only - a count and a
+   checksum for each of ``bisect_factor`` sub-ranges, in ONE query per side. Equal chunks cost two
+   queries and ship a few dozen numbers.
+3. A differing sub-range is split again the same way until it holds at most ``bisect_min_rows``
+   rows (or one side has none), then both sides' rows are read in key order, a page at a time,
+   and merged: missing in new, missing in old (extra in new), changed with the columns that differ.
+   A row that is in scope on one side only (listing SOLD in the old table but still 'active' in
+   the new) is "changed", naming the scope column.
+4. In-flight writes (dual-write lands in the new database a few ms after the old) would show up
+   as differences, so every differing key (up to ``max_stored_keys`` per kind) is read again on
+   both sides after ``recheck_delay`` and kept only if it still differs; counts are corrected.
+
+Memory stays bounded by (threads x page size) plus the stored keys: no table is ever loaded.
+Why a thread pool inside one task and not one Airflow mapped task per chunk: a mapped task
+instance costs seconds of scheduling and a process, a chunk of 10k rows costs milliseconds; Airflow
+maps over *checks* (one task per entity / reference / count parity) and the pool works the chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from migration_engine import sqlfiles
+from migration_engine.config import MigrationConfig
+from migration_engine.consistency.plan import EntityPlan, build_entity_plan, execute
+from migration_engine.consistency.results import CheckResult, ConsistencyError, Finding, cap_findings
+from migration_engine.consistency.sessions import SessionPool
+
+log = logging.getLogger(__name__)
+
+ROW_KINDS = ("missing_in_new", "missing_in_old", "changed")
+_VALUE_REPR_MAX = 200
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _VALUE_REPR_MAX:
+        return value[:_VALUE_REPR_MAX] + "…"
+    return value
+
+
+@dataclass
+class _Acc:
+    old_count: int = 0
+    new_count: int = 0
+    counts: Counter = field(default_factory=Counter)
+    findings: list[Finding] = field(default_factory=list)
+    rows_compared: int = 0
+    queries: int = 0
+    leaves: int = 0
+    differing_chunks: int = 0
+
+    def merge(self, other: _Acc, cap: int) -> None:
+        self.old_count += other.old_count
+        self.new_count += other.new_count
+        self.counts.update(other.counts)
+        self.findings = cap_findings(self.findings + other.findings, cap)
+        self.rows_compared += other.rows_compared
+        self.queries += other.queries
+        self.leaves += other.leaves
+        self.differing_chunks += other.differing_chunks
+
+
+Row = tuple[bool, str, list, Any]  # (in_scope, digest, values, new key or None)
+
+
+class EntityDiffer:
+    def __init__(self, cfg: MigrationConfig, plan: EntityPlan, old: SessionPool, new: SessionPool):
+        self.cfg = cfg
+        self.c = cfg.consistency
+        self.plan = plan
+        self.old = old
+        self.new = new
+        self.page_size = max(self.c.bisect_min_rows * 2, 500)
+        self._old_ids = plan.old_identifiers()
+        self._new_ids = plan.new_identifiers()
+        self._old_params = plan.old_params()
+        self._new_params = plan.new_params()
+        self._lookups = dict(plan.lookups)
+        self._scope_label = f"{plan.new_scope.column if plan.new_scope else plan.entity.scope.column} (scope)" \
+            if plan.entity.scope else "(scope)"
+
+    # -- queries ---------------------------------------------------------------------------
+    def _query(self, side: str, name: str, params: dict, acc: _Acc | None = None) -> list[tuple]:
+        pool, ids, base = (self.old, self._old_ids, self._old_params) if side == "old" else \
+            (self.new, self._new_ids, self._new_params)
+        with pool.get().cursor() as cur:
+            execute(cur, name, ids, {**base, **params})
+            rows = cur.fetchall()
+        if acc is not None:
+            acc.queries += 1
+        return rows
+
+    def buckets(self, side: str, lo: int, hi: int, width: int, acc: _Acc) -> dict[int, tuple[int, int]]:
+        name = "consistency/old_buckets.sql" if side == "old" else "consistency/new_buckets.sql"
+        rows = self._query(side, name, {"lo": lo, "hi": hi, "width": width}, acc)
+        return {int(b): (int(n), int(s)) for b, n, s in rows}
+
+    def rows(self, side: str, lo: int, hi: int, acc: _Acc | None = None,
+             keys: list[int] | None = None) -> Iterator[tuple[int, Row]]:
+        """Rows with key in [lo, hi) in key order, paged (keyset, never OFFSET)."""
+        name = "consistency/old_rows.sql" if side == "old" else "consistency/new_rows.sql"
+        after = lo - 1
+        while True:
+            page = self._query(side, name, {"after": after, "hi": hi, "keys": keys,
+                                            "page_size": self.page_size}, acc)
+            for rec in page:
+                yield int(rec[0]), (bool(rec[1]), rec[2], rec[3], rec[4] if side == "new" else None)
+            if len(page) < self.page_size:
+                return
+            after = int(page[-1][0])
+
+    # -- comparison ------------------------------------------------------------------------
+    def classify(self, key: int, o: Row | None, n: Row | None) -> Finding | None:
+        o_in = bool(o and o[0])
+        n_in = bool(n and n[0])
+        if not (o_in or n_in):
+            return None
+        flags = {"old_in_scope": o_in, "new_in_scope": n_in}
+        if o is None:
+            return Finding("missing_in_old", key, (), {**flags, "new_key": n[3]})
+        if n is None:
+            return Finding("missing_in_new", key, (), flags)
+        if o[1] == n[1]:  # the digests of old_rows.sql / new_rows.sql decide equality
+            return None if o_in == n_in else Finding("changed", key, (self._scope_label,),
+                                                     {**flags, "new_key": n[3]})
+        # strict: 10 (int) and 10.0 (float) differ, as their text forms do
+        cols = [i for i, (a, b) in enumerate(zip(o[2], n[2], strict=True)) if a != b or type(a) is not type(b)]
+        names = [self.plan.columns[i] for i in cols] or ["(equal values, different text form)"]
+        detail = {**flags, "new_key": n[3],
+                  "old": {self.plan.columns[i]: _short(o[2][i]) for i in cols},
+                  "new": {self.plan.columns[i]: _short(n[2][i]) for i in cols}}
+        via = {c: self._lookups[c] for c in names if c in self._lookups}
+        if via:
+            detail["compared_as"] = via  # lookup columns are compared as the old value they stand for
+        return Finding("changed", key, tuple(names), detail)
+
+    def _merge_rows(self, lo: int, hi: int, acc: _Acc) -> None:
+        acc.leaves += 1
+        old_it, new_it = self.rows("old", lo, hi, acc), self.rows("new", lo, hi, acc)
+        o, n = next(old_it, None), next(new_it, None)
+        while o is not None or n is not None:
+            if n is None or (o is not None and o[0] < n[0]):
+                key, orow, nrow = o[0], o[1], None
+                o = next(old_it, None)
+            elif o is None or n[0] < o[0]:
+                key, orow, nrow = n[0], None, n[1]
+                n = next(new_it, None)
+            else:
+                key, orow, nrow = o[0], o[1], n[1]
+                o, n = next(old_it, None), next(new_it, None)
+            acc.rows_compared += 1
+            finding = self.classify(key, orow, nrow)
+            if finding is not None:
+                acc.counts[finding.kind] += 1
+                acc.findings.append(finding)
+        acc.findings = cap_findings(acc.findings, self.c.max_stored_keys)
+
+    def _range(self, lo: int, hi: int, acc: _Acc, *, top: bool) -> bool:
+        """Compare [lo, hi); returns whether anything differed at checksum level.
+
+        A chunk (``top``) is split at once into sub-ranges of about ``bisect_min_rows`` rows (the
+        GROUP BY returns them in the same single scan), so a difference usually costs one more
+        query per side, for its rows; a denser sub-range is split ``bisect_factor`` ways again.
+        """
+        fanout = self.c.bisect_factor
+        if top:
+            fanout = max(fanout, math.ceil(self.c.chunk_size / self.c.bisect_min_rows))
+        width = max(1, math.ceil((hi - lo) / fanout))
+        ob = self.buckets("old", lo, hi, width, acc)
+        nb = self.buckets("new", lo, hi, width, acc)
+        if top:
+            acc.old_count += sum(n for n, _ in ob.values())
+            acc.new_count += sum(n for n, _ in nb.values())
+        differed = False
+        for b in sorted(set(ob) | set(nb)):
+            oc, osum = ob.get(b, (0, 0))
+            nc, nsum = nb.get(b, (0, 0))
+            if oc == nc and osum == nsum:
+                continue
+            differed = True
+            blo = lo + b * width
+            bhi = min(hi, blo + width)
+            if width == 1 or max(oc, nc) <= self.c.bisect_min_rows or oc == 0 or nc == 0:
+                self._merge_rows(blo, bhi, acc)
+            else:
+                self._range(blo, bhi, acc, top=False)
+        return differed
+
+    def compare_chunk(self, lo: int, hi: int) -> _Acc:
+        acc = _Acc()
+        if self._range(lo, hi, acc, top=True):
+            acc.differing_chunks = 1
+        return acc
+
+    # -- re-check --------------------------------------------------------------------------
+    def recheck(self, acc: _Acc) -> int:
+        """Read every stored differing key again after the delay; returns how many cleared."""
+        keys = sorted({f.key for f in acc.findings if f.kind in ROW_KINDS})
+        if not keys:
+            return 0
+        time.sleep(self.c.recheck_delay.total_seconds())
+        lo, hi = keys[0], keys[-1] + 1
+        old_now = dict(self.rows("old", lo, hi, acc, keys=keys))
+        new_now = dict(self.rows("new", lo, hi, acc, keys=keys))
+        cleared = 0
+        kept: list[Finding] = []
+        for f in acc.findings:
+            if f.kind not in ROW_KINDS:
+                kept.append(f)
+                continue
+            o, n = old_now.get(f.key), new_now.get(f.key)
+            acc.old_count += int(bool(o and o[0])) - int(f.detail.get("old_in_scope", False))
+            acc.new_count += int(bool(n and n[0])) - int(f.detail.get("new_in_scope", False))
+            acc.counts[f.kind] -= 1
+            now = self.classify(f.key, o, n)
+            if now is None:
+                cleared += 1
+                continue
+            acc.counts[now.kind] += 1
+            kept.append(now)
+        acc.findings = kept
+        return cleared
+
+
+def _chunks(lo: int, hi: int, rows: int, chunk_size: int) -> list[tuple[int, int]]:
+    """Key ranges of about ``chunk_size`` rows each (width from the observed key density)."""
+    if hi <= lo:
+        return []
+    width = max(1, math.ceil((hi - lo) * chunk_size / max(rows, 1)))
+    return [(start, min(hi, start + width)) for start in range(lo, hi, width)]
+
+
+def _bounds(pool: SessionPool, name: str, ids: dict) -> tuple[int | None, int | None, int]:
+    with pool.get().cursor() as cur:
+        sqlfiles.run(cur, name, ids)
+        lo, hi, n = cur.fetchone()
+    return (None if lo is None else int(lo)), (None if hi is None else int(hi)), int(n)
+
+
+def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], Any],
+                connect_new: Callable[[], Any], *, progress: Callable[[str], None] | None = None) -> CheckResult:
+    """Diff one entity; returns a CheckResult (status ``error`` with a clear message if it can't run)."""
+    started = time.monotonic()
+    c = cfg.consistency
+    say = progress or log.info
+    with SessionPool(connect_legacy, c.statement_timeout, label="legacy") as old, \
+            SessionPool(connect_new, c.statement_timeout, label="new") as new:
+        try:
+            plan = build_entity_plan(cfg, name, old.get(), new.get())
+        except ConsistencyError as exc:
+            return CheckResult(name, "entity", "error", counts={"error": 1}, message=str(exc),
+                               findings=[Finding("error", name, (), {"message": str(exc)})],
+                               duration_s=time.monotonic() - started)
+        for note in plan.notes:
+            say(f"diff {name}: note: {note}")
+        differ = EntityDiffer(cfg, plan, old, new)
+        e = plan.entity
+        olo, ohi, on = _bounds(old, "consistency/key_bounds.sql", {"table": plan.old_identifiers()["table"],
+                                                                   "key": e.key})
+        nlo, nhi, nn = _bounds(new, "consistency/key_bounds.sql", {"table": plan.new_table_identifiers()["table"],
+                                                                   "key": e.legacy_id_column})
+        los = [v for v in (olo, nlo) if v is not None]
+        his = [v for v in (ohi, nhi) if v is not None]
+        chunks = _chunks(min(los), max(his) + 1, max(on, nn), c.chunk_size) if los else []
+        say(f"diff {name}: keys {min(los) if los else '-'}..{max(his) if his else '-'}, "
+            f"{on} old / {nn} new rows with a key, {len(chunks)} chunks, {c.parallelism} workers")
+        total = _Acc()
+        lock = threading.Lock()
+        done = 0
+        step = max(1, len(chunks) // 10)
+        with ThreadPoolExecutor(max_workers=c.parallelism, thread_name_prefix=f"diff-{name}") as pool:
+            futures = [pool.submit(differ.compare_chunk, lo, hi) for lo, hi in chunks]
+            for fut in as_completed(futures):
+                part = fut.result()
+                with lock:
+                    total.merge(part, c.max_stored_keys)
+                    done += 1
+                    if done % step == 0 or done == len(chunks):
+                        say(f"diff {name}: {done}/{len(chunks)} chunks, {total.differing_chunks} differing, "
+                            f"{sum(total.counts.values())} differing rows so far")
+        found_before = sum(total.counts[k] for k in ROW_KINDS)
+        cleared = differ.recheck(total) if found_before else 0
+        if cleared:
+            say(f"diff {name}: {cleared} difference(s) cleared on re-check (in-flight writes)")
+
+        # In-scope new rows that carry no legacy id can never match an old row.
+        with new.get().cursor() as cur:
+            sqlfiles.run(cur, "consistency/new_unlinked.sql", plan.new_table_identifiers(),
+                         {**differ._new_params, "page_size": c.max_stored_keys})
+            unlinked = cur.fetchall()
+        if unlinked:
+            total.counts["unlinked_in_new"] = int(unlinked[0][0])
+            total.findings += [Finding("unlinked_in_new", int(r[1]), (), {"new_key": int(r[1])}) for r in unlinked]
+            total.new_count += int(unlinked[0][0])
+
+    counts = {k: int(total.counts.get(k, 0)) for k in (*ROW_KINDS, "unlinked_in_new")}
+    failed = any(counts.values())
+    details = {"chunks": len(chunks), "differing_chunks": total.differing_chunks, "leaf_ranges": total.leaves,
+               "rows_compared": total.rows_compared, "queries": total.queries, "rechecked_cleared": cleared,
+               "columns": list(plan.columns), "notes": list(plan.notes)}
+    message = (f"{name}: {total.old_count} old / {total.new_count} new in scope; "
+               + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    return CheckResult(name, "entity", "failed" if failed else "passed", counts=counts,
+                       findings=cap_findings(total.findings, c.max_stored_keys),
+                       old_count=total.old_count, new_count=total.new_count, message=message,
+                       duration_s=time.monotonic() - started, details=details)

@@ -1,0 +1,82 @@
+"""Great Expectations suites over real Postgres: clean data passes, planted faults fail with keys."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from migration_engine.consistency import store, suites, tasks
+from tests.consistency_fixtures import SCHEMA, consistent_fixture, make_config, plant_faults  # noqa: F401
+
+pytestmark = pytest.mark.timeout(180)
+
+SUITES = ["listings_count_parity", "listings_row_parity", "transactions_count_parity",
+          "cross_db_reference_integrity", "tenant_payment_mode_validity", "invoice_status_validity"]
+
+
+def _urls(dbs) -> dict[str, str]:
+    return {"legacy": dbs.legacy_dsn.replace("postgresql://", "postgresql+psycopg2://"),
+            "new": dbs.new_dsn.replace("postgresql://", "postgresql+psycopg2://")}
+
+
+def _full_run(cfg, dbs):
+    """Checks + suites of one run, the way the DAG tasks do it (minus Airflow)."""
+    legacy, new = dbs.connect("legacy"), dbs.connect("new")
+    try:
+        run_pk = store.start_run(legacy, SCHEMA, kind="full", dag_id="test", run_id="t")
+        connect = {"legacy": lambda: psycopg2.connect(dbs.legacy_dsn), "new": lambda: psycopg2.connect(dbs.new_dsn)}
+        for check in tasks.plan_checks(cfg):
+            store.record_check(legacy, SCHEMA, run_pk, tasks.execute_check(cfg, check, connect), max_keys=20)
+        specs = suites.plan_suites(cfg, run_pk, legacy, new)
+        outcome = suites.run_suites(cfg, specs, _urls(dbs), run_name=f"test-{run_pk}")
+        return {r.name: r for r in outcome.results}, outcome
+    finally:
+        legacy.close()
+        new.close()
+
+
+def test_suites_pass_on_clean_data_and_fail_with_keys_on_faults(consistent, tmp_path):
+    cfg = make_config(data_docs_dir=str(tmp_path / "gx"))
+    assert suites.suite_names(cfg) == SUITES
+
+    results, outcome = _full_run(cfg, consistent)
+    assert list(results) == SUITES
+    for name, r in results.items():
+        assert r.status == "passed", (name, r.message)
+    index = tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    assert outcome.data_docs == str(index) and index.exists()
+    html = index.read_text()
+    for name in SUITES:
+        assert name in html, f"Data Docs index does not name {name}"
+    yml = (tmp_path / "gx" / "great_expectations.yml").read_text()
+    assert "${ZDM_GX_LEGACY_URL}" in yml and consistent.legacy_name not in yml  # no connection string on disk
+
+    faults = plant_faults(consistent)
+    results, _ = _full_run(cfg, consistent)
+    failed = {n for n, r in results.items() if r.status != "passed"}
+    assert failed == {"listings_row_parity", "cross_db_reference_integrity", "tenant_payment_mode_validity"}
+    payment = results["tenant_payment_mode_validity"]
+    assert payment.counts["invalid_value"] == 1 and payment.counts["null_value"] == 1
+    assert payment.keys("invalid_value") == [faults.invalid_payment_tenant]
+    assert payment.keys("null_value") == [faults.null_payment_tenant]
+    row = results["listings_row_parity"].message
+    for key in (faults.changed_title, faults.missing_in_new, faults.extra_in_new):
+        assert str(key) in row, row
+    assert str(faults.orphan_transaction) in results["cross_db_reference_integrity"].message
+
+
+def test_suite_on_a_column_phase1_has_not_added_yet_is_an_error_naming_it(databases, tmp_path):
+    from migration_engine import control
+
+    cfg = make_config(data_docs_dir=str(tmp_path / "gx"))
+    legacy, new = databases.connect("legacy"), databases.connect("new")
+    try:
+        control.ensure_control_schema(legacy, SCHEMA)
+        run_pk = store.start_run(legacy, SCHEMA, kind="full", dag_id="test", run_id="t")
+        specs = {s.name: s for s in suites.plan_suites(cfg, run_pk, legacy, new)}
+    finally:
+        legacy.close()
+        new.close()
+    err = specs["tenant_payment_mode_validity"].error
+    assert "column public.tenants.marketplace_payment_mode does not exist" in err and "phase 1" in err
+    assert specs["invoice_status_validity"].error is None
