@@ -1,0 +1,1 @@
+SELECT count(*) FROM "{schema}"."{table}" WHERE "{column}" IS NULL;

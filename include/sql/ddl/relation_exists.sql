@@ -1,0 +1,1 @@
+SELECT to_regclass(@qualified_name) IS NOT NULL;

@@ -1,0 +1,3 @@
+SELECT step_id, phase, status, last_sql, details, updated_at
+FROM "{schema}".step_state
+WHERE step_id = @step_id;

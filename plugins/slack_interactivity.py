@@ -1,0 +1,51 @@
+"""Airflow plugin: the Slack interactivity endpoint for migration approvals, inside the API server.
+
+``POST /slack/interactivity`` is the Request URL of the Slack app's Interactivity settings
+(``https://<airflow-host>/slack/interactivity``). Slack cannot log in to Airflow, so the route has no
+Airflow auth; every request must instead carry a valid Slack signature (see
+``migration_engine.slack_approvals.interactivity`` for the checks and answers).
+``GET /slack/health`` says whether the endpoint is configured (never the secret itself).
+
+Restart the API server after changing this file.
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+URL_PREFIX = "/slack"
+
+app = FastAPI(title="Migration Slack interactivity", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@app.post("/interactivity")
+async def interactivity(request: Request, background: BackgroundTasks) -> JSONResponse:
+    from migration_engine.slack_approvals.interactivity import handle_interaction
+
+    body = await request.body()
+    reply = await run_in_threadpool(handle_interaction, body, dict(request.headers))
+    if reply.followups:
+        background.add_task(reply.run_followups)  # Slack wants the HTTP answer within 3 s
+    return JSONResponse(reply.body, status_code=reply.status)
+
+
+@app.get("/health")
+async def health() -> dict:
+    from migration_engine.config import load_config
+    from migration_engine.slack_approvals import signing
+
+    try:
+        cfg = load_config()
+        signing.signing_secret(cfg.connections.slack)
+        configured, problem = True, None
+    except Exception as exc:  # noqa: BLE001 - report, don't fail
+        configured, problem = False, str(exc)
+    return {"ok": configured, "signing_secret_configured": configured, "problem": problem}
+
+
+class MigrationSlackInteractivityPlugin(AirflowPlugin):
+    name = "migration_slack_interactivity"
+    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "Migration Slack interactivity"}]

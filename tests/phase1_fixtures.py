@@ -1,0 +1,94 @@
+"""Helpers for the phase-1 and backup tests: catalog snapshots, config copies, XCom, ledger reads.
+
+The snapshot is written here independently of the engine's own catalog queries, so a test does not
+check the engine with the engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.airflow_helpers import get_dag
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_COLUMNS = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY 1, 2
+"""
+_INDEXES = """
+SELECT ic.relname, pg_get_indexdef(i.indexrelid), i.indisvalid, i.indisready
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
+WHERE n.nspname = 'public' ORDER BY 1
+"""
+_CONSTRAINTS = """
+SELECT c.relname, con.conname, con.contype, pg_get_constraintdef(con.oid), con.convalidated
+FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' ORDER BY 1, 2
+"""
+
+
+def catalog_snapshot(databases) -> dict[str, list[tuple]]:
+    """Columns (type, NOT NULL, default), indexes (definition, validity), constraints (validated)."""
+    return {
+        "columns": databases.query("legacy", _COLUMNS),
+        "indexes": databases.query("legacy", _INDEXES),
+        "constraints": databases.query("legacy", _CONSTRAINTS),
+    }
+
+
+def diff(a: dict, b: dict) -> dict[str, Any]:
+    out = {}
+    for key in a:
+        only_a = sorted(set(a[key]) - set(b[key]))
+        only_b = sorted(set(b[key]) - set(a[key]))
+        if only_a or only_b:
+            out[key] = {"only_before": only_a, "only_after": only_b}
+    return out
+
+
+def write_config(tmp_path: Path, monkeypatch, **section_overrides: dict) -> Path:
+    """A copy of include/migration.yaml with sections updated, and MIGRATION_CONFIG pointed at it."""
+    data = yaml.safe_load((ROOT / "include" / "migration.yaml").read_text())
+    for section, values in section_overrides.items():
+        data[section] = {**(data.get(section) or {}), **values}
+    path = tmp_path / "migration.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setenv("MIGRATION_CONFIG", str(path))
+    return path
+
+
+def run(dag_id: str, conf: dict | None = None):
+    """dag.test() the DAG; returns (dag_run, {task_id: state})."""
+    dr = get_dag(dag_id).test(run_conf=conf or None)
+    return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
+
+
+def xcom(dag_run, task_id: str) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id,
+                                                 key="return_value")).first()
+        return XComModel.deserialize_value(row) if row is not None else None
+
+
+def ledger(databases, action_prefix: str = "") -> list[tuple]:
+    return databases.query(
+        "legacy",
+        "SELECT action, actor, target, details FROM migration_control.audit_ledger "
+        "WHERE action LIKE %s ORDER BY id", (action_prefix + "%",))
+
+
+def control_schema_exists(databases) -> bool:
+    return databases.query("legacy", "SELECT to_regnamespace('migration_control') IS NOT NULL")[0][0]

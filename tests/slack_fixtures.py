@@ -1,0 +1,206 @@
+"""Helpers for the Slack approval tests: signed interactivity requests, a real Airflow API server
+and a real scheduler as subprocesses sharing this test session's metadata DB (SQLite).
+
+Why subprocesses: the acceptance criterion is the endpoint running *inside the Airflow API server*
+(plugin loading, mounting under /slack, a separate process writing the same metadata DB that the
+test's ``dag.test()`` loop reads). SQLite serialises writers; each side uses short transactions, so
+the API server's answer and the ``dag.test()`` poll loop interleave (pysqlite's 5 s busy timeout
+covers the brief lock waits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from migration_engine.pgcluster import free_port
+from migration_engine.slack_approvals.signing import sign
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DAGS = Path(__file__).parent / "dags_for_tests"
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+
+
+def bundle_config_env() -> str:
+    """dags-folder plus tests/dags_for_tests (same bundle name as tests/test_alerts.py uses)."""
+    return json.dumps([
+        {"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {}},
+        {"name": "alerts-test-dags", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(TEST_DAGS)}},
+    ])
+
+
+# --- signed requests -----------------------------------------------------------------------
+def block_actions(*, user_id: str, value: str, action_id: str = "migration_approval_approve",
+                  channel_id: str = "CFAKE0001", message_ts: str = "1.000001", response_url: str | None = None,
+                  blocks: list | None = None, user_name: str = "") -> dict[str, Any]:
+    """A Slack ``block_actions`` payload for a click on one of our buttons (shape as Slack sends it)."""
+    return {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": user_name or user_id.lower(), "name": user_name or user_id.lower(),
+                 "team_id": "TFAKE"},
+        "api_app_id": "AFAKE", "token": "legacy-verification-token-unused", "trigger_id": "1.2.3",
+        "team": {"id": "TFAKE", "domain": "fake"},
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel_id, "is_ephemeral": False},
+        "channel": {"id": channel_id, "name": "migration"},
+        "message": {"type": "message", "ts": message_ts, "text": "approval", "blocks": blocks or []},
+        "response_url": response_url,
+        "actions": [{"action_id": action_id, "block_id": "migration_approval_actions", "value": value,
+                     "type": "button", "action_ts": str(time.time())}],
+    }
+
+
+def form_body(payload: dict | str) -> bytes:
+    raw = payload if isinstance(payload, str) else json.dumps(payload)
+    return urlencode({"payload": raw}).encode()
+
+
+def signed_headers(body: bytes, secret: str, *, timestamp: int | None = None) -> dict[str, str]:
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": str(ts),
+            "X-Slack-Signature": sign(body, secret, ts)}
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 30) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+# --- Airflow processes ---------------------------------------------------------------------
+class AirflowProcess:
+    """``airflow <args>`` as a subprocess with its output in a log file; stopped with SIGTERM."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+        self.args, self.env, self.log_path = args, env, log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> AirflowProcess:
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "airflow", *self.args], env=self.env, cwd=str(ROOT),
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)  # the group we started (uvicorn workers, executor)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._log.close()
+
+
+class ApiServer(AirflowProcess):
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.port = free_port()
+        super().__init__(["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+                         env, log_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, path: str = "/slack/health", timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"api-server exited ({self.proc.returncode}):\n{self.output()[-4000:]}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+                    return json.loads(resp.read())
+            except Exception as exc:  # noqa: BLE001 - not up yet
+                last = exc
+            time.sleep(0.5)
+        raise RuntimeError(f"api-server not ready within {timeout}s ({last}):\n{self.output()[-4000:]}")
+
+
+def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
+    """Run ``fn`` in a daemon thread; the returned dict gets ``result`` or ``error``."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["result"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, box
+
+
+# --- config and control DB -----------------------------------------------------------------
+APPROVER = "UAPPROVER1"
+INTRUDER = "UINTRUDER9"
+WARN_CHANNEL, CRIT_CHANNEL, APPROVAL_CHANNEL = "#zdm-warn", "#zdm-crit", "#zdm-approvals"
+ONCALL = "<!subteam^S0ONCALL>"
+AIRFLOW_BASE_URL = "http://airflow.test:8080"
+
+
+def write_config(path: Path, *, approvers: dict[str, list[str]] | None = None) -> Path:
+    """The default migration config with test Slack channels and approvers."""
+    import yaml
+
+    from migration_engine.config import DEFAULT_CONFIG_PATH
+
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["slack"] = {"warning_channel": WARN_CHANNEL, "critical_channel": CRIT_CHANNEL, "oncall_mention": ONCALL,
+                     "airflow_base_url": AIRFLOW_BASE_URL}
+    data["approvals"] = {"approvers": approvers or {"default": [], "write_cutover": [APPROVER]},
+                         "response_timeout": "10m", "channel": APPROVAL_CHANNEL}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def control_database(pg_cluster, name: str) -> str:
+    """A fresh database with the control schema; returns its DSN."""
+    import psycopg2
+
+    from migration_engine.control import ensure_control_schema
+
+    pg_cluster.create_database(name, drop_existing=True)
+    dsn = pg_cluster.dsn(name)
+    conn = psycopg2.connect(dsn)
+    try:
+        ensure_control_schema(conn, "migration_control")
+    finally:
+        conn.close()
+    return dsn
+
+
+def query(dsn: str, text: str, params=None) -> list[tuple]:
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(text, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
