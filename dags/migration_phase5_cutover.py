@@ -1,0 +1,136 @@
+"""migration_phase5_cutover: seed Phase 5 - checklist, gradual read rollout with automatic rollback,
+write cutover.
+
+1. **Pre-cutover checklist** (seed 5.1), four deferrable gates, every evaluation recorded in
+   `migration_control.gate_results`; each waits up to `cutover.checklist_timeout`, a critical
+   status fails at once:
+   `check_dual_write` (≥ `cutover.dual_write_min_success_pct` % over `cutover.dual_write_window`),
+   `check_consistency` (a passed full consistency run younger than `cutover.consistency_max_age`),
+   `check_shadow_reads` (mismatches < `cutover.shadow_mismatch_max_pct` % over
+   `cutover.shadow_window`, at least `cutover.shadow_min_reads` reads),
+   `check_backup` (a restore-verified `migration_preflight_backup` younger than `cutover.backup_max_age`).
+2. **approve_read_cutover** - human approval (gate `pre_cutover`) with the checklist figures.
+3. **measure_baseline** - the old path's read error rate over `cutover.baseline_window`.
+4. **read_rollout_<pct>pct**, one task per `cutover.rollout` step (10/25/50/100 %): set
+   `read_new_pct` (audited), then hold for the step's window (4 h/4 h/8 h/24 h, scaled by
+   `time_scale`) deferred, checking every `cutover.check_interval` the new-path read error rate
+   against the baseline (the old path in the same interval, or the pre-rollout baseline). More than
+   `cutover.error_rate_max_increase_points` above it - or `cutover.max_inconclusive_checks`
+   intervals in a row without `cutover.min_requests_per_check` new-path reads (no data is not
+   success) - and **in that same check** `read_new_pct` goes back to 0 with the reason (step,
+   figures) in the audit ledger; the task then pages on-call (critical) and fails the run with the
+   reason.
+5. **approve_write_cutover** - human approval (gate `write_cutover`) after 100 % held.
+6. **write_cutover** - `keep_old_sync` on (if `cutover.keep_old_sync` is set), then `write_to_new`
+   on; both audited. The ledger entry of `write_to_new` is the cutover point rollback scenario 3
+   and phase 6 read.
+7. **end_keep_old_sync** - deferred until the `cutover.keep_old_sync` period is over, then
+   `keep_old_sync` off (left alone if a rollback moved writes back).
+
+Re-running starts again at the first step (seed scenario 2: "re-attempt cutover with 10%").
+See docs/phase5-cutover.md.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import chain, dag, task
+
+from migration_engine.cutover.approval import approval
+from migration_engine.cutover.operators import KeepOldSyncEndOperator, ReadRolloutStepOperator
+from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.gates.sensor import GateSensor
+
+CHECKS = ["check_dual_write", "check_consistency", "check_shadow_reads", "check_backup"]
+
+
+def _checklist() -> list[GateSensor]:
+    cfg = config()
+    co = cfg.cutover
+    common = {"poke_interval": cfg.dual_write.poke_interval.total_seconds(),
+              "timeout": co.checklist_timeout.total_seconds(), "fail_on": ("critical",)}
+    return [
+        GateSensor(task_id="check_dual_write", gate="dual_write_health", gate_label="cutover_dual_write",
+                   gate_params={"min_success_pct": co.dual_write_min_success_pct,
+                                "window": co.dual_write_window.total_seconds()}, **common),
+        GateSensor(task_id="check_consistency", gate="consistency_passed_recently",
+                   gate_params={"max_age": co.consistency_max_age.total_seconds()}, **common),
+        GateSensor(task_id="check_shadow_reads", gate="shadow_reads", gate_label="cutover_shadow_reads",
+                   gate_params={"max_mismatch_pct": co.shadow_mismatch_max_pct, "min_reads": co.shadow_min_reads,
+                                "window": co.shadow_window.total_seconds()}, **common),
+        GateSensor(task_id="check_backup", gate="migration_engine.cutover.checklist:pre_cutover_backup",
+                   gate_params={"max_age": co.backup_max_age.total_seconds()}, **common),
+    ]
+
+
+def _rollout_pcts() -> list[int]:
+    return [s.pct for s in config().cutover.rollout]
+
+
+@dag(
+    dag_id="migration_phase5_cutover",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=tags("phase5", "cutover"),
+    doc_md=__doc__,
+)
+def migration_phase5_cutover():
+    checks = _checklist()
+
+    approve_read = approval(
+        "approve_read_cutover", "Start the read cutover (phase 5)?",
+        "The pre-cutover checklist passed (dual-write, consistency, shadow reads, verified backup). Approving "
+        "starts the gradual read rollout; any error-rate rise above the threshold rolls reads back to the old "
+        "tables automatically.",
+        gate="pre_cutover", figures_from=CHECKS)
+
+    @task
+    def measure_baseline() -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from migration_engine import db
+        from migration_engine.cutover.flags import task_context
+        from migration_engine.cutover.tasks import CutoverRefused
+        from migration_engine.cutover.tasks import measure_baseline as measure
+
+        cfg = config()
+        actor, ctx = task_context()
+        try:
+            with db.connection(cfg.connections.legacy) as conn:
+                return measure(conn, cfg, actor=actor, context=ctx)
+        except CutoverRefused as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    steps = [ReadRolloutStepOperator(task_id=f"read_rollout_{pct}pct", pct=pct) for pct in _rollout_pcts()]
+
+    approve_write = approval(
+        "approve_write_cutover", "Switch writes to the new tables (write cutover)?",
+        "Reads have been served 100% from the new tables for the whole final hold without an error-rate "
+        "rise. Approving sets keep_old_sync (if configured) and write_to_new. Undo: migration_rollback_writes.",
+        gate="write_cutover", figures_from=[steps[-1].task_id])
+
+    @task
+    def write_cutover() -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from migration_engine import db
+        from migration_engine.cutover.flags import task_context
+        from migration_engine.cutover.tasks import CutoverRefused
+        from migration_engine.cutover.tasks import write_cutover as cut
+
+        cfg = config()
+        actor, ctx = task_context()
+        try:
+            with db.connection(cfg.connections.legacy) as conn:
+                return cut(conn, cfg, actor=actor, context=ctx)
+        except CutoverRefused as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    checks >> approve_read
+    chain(approve_read, measure_baseline(), *steps, approve_write, write_cutover(),
+          KeepOldSyncEndOperator(task_id="end_keep_old_sync"))
+
+
+migration_phase5_cutover()

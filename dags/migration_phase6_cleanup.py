@@ -1,0 +1,192 @@
+"""migration_phase6_cleanup: seed Phase 6 - archive the old tables, and drop them after retention.
+
+Trigger with **action** = `archive` (default) or `drop`; **dry_run** prints the exact SQL only.
+
+`action=archive`:
+
+1. **check_write_cutover_age** - `write_to_new` is on and was switched at least
+   `cleanup.min_age_after_write_cutover` ago (seed: 1 week; from the audit ledger). Fails with the
+   date cleanup is allowed from.
+2. **plan_archive** - what is still to archive; if every table is already archived the run stops
+   here (a re-run is a no-op: nothing renamed, no comment or date changed, nothing audited).
+3. **approve_archive** - human approval (gate `archive_old_tables`).
+4. **stop_old_writes** - `dual_write_enabled` and `keep_old_sync` off (audited), then the old
+   tables must show no writes (`pg_stat_user_tables`) for `cleanup.quiet_period`.
+5. **archive_tables** - `RENAME TO <table>_archived` + `COMMENT ON TABLE` with the archive date and
+   the safe-drop date (archive + `cleanup.archive_retention`, seed 90 days), one transaction per
+   table, lock_timeout + retry; one `cleanup.archived` ledger record per table.
+
+`action=drop` (run it once the safe-drop date has passed):
+
+1. **check_drop_allowed** - refuses before the safe-drop date, if an archived table received any
+   write since archiving (its `pg_stat_user_tables` counter moved) or the statistics were reset
+   (cannot prove it), or if a table was re-created.
+2. **approve_drop** - human approval (gate `drop_old_tables`; irreversible).
+3. **drop_archived** - `DROP TABLE` of all archived tables in one statement without CASCADE,
+   then the legacy columns (`cleanup.drop_columns`); verified and audited.
+
+See docs/phase6-cleanup.md.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, chain, dag, task
+
+from migration_engine.cutover.approval import approval
+from migration_engine.dag_support import START_DATE, config, default_args, tags
+
+PARAMS = {
+    "action": Param("archive", type="string", enum=["archive", "drop"], title="Action",
+                    description="archive: rename the old tables (after the write-cutover gate). "
+                                "drop: drop the archived tables and legacy columns (after the safe-drop date)."),
+    "dry_run": Param(False, type="boolean", title="Dry run",
+                     description="Print the exact SQL the action would send and change nothing."),
+}
+
+
+@dag(
+    dag_id="migration_phase6_cleanup",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=tags("phase6", "cleanup"),
+    params=PARAMS,
+    doc_md=__doc__,
+)
+def migration_phase6_cleanup():
+    @task.branch
+    def choose_action(**context) -> str:
+        params = context["params"]
+        if params["dry_run"]:
+            return "show_plan"
+        return "check_write_cutover_age" if params["action"] == "archive" else "check_drop_allowed"
+
+    @task
+    def show_plan(**context) -> list:
+        from migration_engine import cleanup, db
+
+        cfg = config()
+        with db.connection(cfg.connections.legacy) as conn:
+            lines = cleanup.plan(conn, cfg, context["params"]["action"])
+        print("\n".join(lines))
+        return lines
+
+    @task
+    def check_write_cutover_age() -> dict:
+        from datetime import UTC, datetime
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from migration_engine import cleanup, control, db
+        from migration_engine.cutover.flags import task_context
+
+        cfg = config()
+        _actor, ctx = task_context()
+        with db.connection(cfg.connections.legacy) as conn:
+            result = cleanup.write_cutover_age(conn, cfg, datetime.now(UTC))
+            conn.rollback()
+            control.record_gate_result(conn, cfg.control_schema, gate=result.gate, status=result.status,
+                                       figures=result.figures, reason=result.reason, dag_id=ctx["dag_id"],
+                                       run_id=ctx["run_id"])
+        if not result.passed:
+            raise AirflowFailException(f"cleanup refused: {result.reason}")
+        return result.as_dict()
+
+    @task.short_circuit
+    def plan_archive() -> bool:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from migration_engine import cleanup, db
+
+        cfg = config()
+        with db.connection(cfg.connections.legacy) as conn:
+            states = cleanup.archive_states(conn, cfg)
+        for s in states:
+            print(f"{s.table}: {s.state} (archive name {s.archived})")
+        bad = [s for s in states if s.state in ("conflict", "missing")]
+        if bad:
+            raise AirflowFailException("cannot archive: " + "; ".join(
+                f"{s.table} and {s.archived} both exist" if s.state == "conflict" else
+                f"neither {s.table} nor {s.archived} exists" for s in bad))
+        if not any(s.state == "live" for s in states):
+            print("every table is already archived: nothing to do (no-op)")
+            return False
+        return True
+
+    approve_archive = approval(
+        "approve_archive",
+        "Archive (rename) the old tables?",
+        "Renames the old tables to `*_archived` after turning dual-write and "
+        "keep_old_sync off and checking that nothing writes them. Reversible (rename back).",
+        gate="archive_old_tables",
+        figures_from=["check_write_cutover_age"],
+    )
+
+    @task
+    def stop_old_writes() -> dict:
+        from migration_engine import cleanup, db
+        from migration_engine.cutover.flags import task_context
+
+        cfg = config()
+        actor, ctx = task_context()
+        with db.connection(cfg.connections.legacy) as conn:
+            return cleanup.stop_old_writes(conn, cfg, actor=actor, context=ctx)
+
+    @task
+    def archive_tables() -> dict:
+        from migration_engine import cleanup, db
+        from migration_engine.cutover.flags import task_context
+
+        cfg = config()
+        actor, ctx = task_context()
+        with db.connection(cfg.connections.legacy) as conn:
+            return cleanup.archive(conn, cfg, actor=actor, context=ctx)
+
+    @task
+    def check_drop_allowed() -> dict:
+        from datetime import UTC, datetime
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from migration_engine import cleanup, control, db
+        from migration_engine.cutover.flags import task_context
+
+        cfg = config()
+        _actor, ctx = task_context()
+        with db.connection(cfg.connections.legacy) as conn:
+            result = cleanup.drop_readiness(conn, cfg, datetime.now(UTC))
+            control.record_gate_result(conn, cfg.control_schema, gate=result.gate, status=result.status,
+                                       figures=result.figures, reason=result.reason, dag_id=ctx["dag_id"],
+                                       run_id=ctx["run_id"])
+        if not result.passed:
+            raise AirflowFailException(f"drop refused: {result.reason}")
+        return result.as_dict()
+
+    approve_drop = approval(
+        "approve_drop",
+        "Drop the archived tables and legacy columns? (irreversible)",
+        "The safe-drop date has passed and the archived tables received no writes since archiving. "
+        "Approving drops them (no CASCADE) and the configured legacy columns.",
+        gate="drop_old_tables",
+        figures_from=["check_drop_allowed"],
+    )
+
+    @task
+    def drop_archived() -> dict:
+        from migration_engine import cleanup, db
+        from migration_engine.cutover.flags import task_context
+
+        cfg = config()
+        actor, ctx = task_context()
+        with db.connection(cfg.connections.legacy) as conn:
+            return cleanup.drop(conn, cfg, actor=actor, context=ctx)
+
+    branch = choose_action()
+    branch >> show_plan()
+    chain(branch, check_write_cutover_age(), plan_archive(), approve_archive, stop_old_writes(), archive_tables())
+    chain(branch, check_drop_allowed(), approve_drop, drop_archived())
+
+
+migration_phase6_cleanup()

@@ -1,0 +1,73 @@
+"""migration_rollback_dual_write: rollback scenario 1 (seed "During Dual-Write Phase").
+
+Symptoms: dual-write failures > 5 %, data sync issues. Data impact: none - the old tables are still
+authoritative.
+
+1. **disable_dual_write** - `dual_write_enabled = false` (audited with the given reason). Refused if
+   writes already moved to the new tables (then use `migration_rollback_writes`).
+2. **verify_old_path** - deferred watch: after the application's flag cache
+   (`cutover.flag_propagation`), every `cutover.check_interval` until one interval shows the old
+   path's reads and writes within `cutover.error_rate_max_increase_points` of the baseline (its error
+   rate over `cutover.baseline_window` before the rollback, or the `baseline_pct` param) with
+   enough requests, and no dual-write attempted any more. Not within
+   `cutover.rollback_verify_window` -> critical page, task fails (the flag stays off).
+
+Re-enable dual-write (phase 2 DAG) only after the fix is validated. See docs/rollbacks.md.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+
+from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.rollback.operators import RecoveryWatchOperator
+
+PARAMS = {
+    "reason": Param("emergency rollback (no reason given)", type="string", minLength=1, title="Reason",
+                    description="Symptoms / why (goes to the audit ledger)."),
+    "baseline_pct": Param(None, type=["null", "number"], minimum=0, maximum=100, title="Baseline error rate %",
+                          description="Normal old-path error rate; default: measured before the rollback."),
+}
+
+
+@dag(
+    dag_id="migration_rollback_dual_write",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=tags("rollback", "scenario-1"),
+    params=PARAMS,
+    doc_md=__doc__,
+)
+def migration_rollback_dual_write():
+    @task
+    def disable_dual_write(**context) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from migration_engine import db
+        from migration_engine.alerts import send_alert
+        from migration_engine.cutover.flags import task_context
+        from migration_engine.rollback.simple import RollbackRefused, apply
+
+        cfg = config()
+        actor, ctx = task_context()
+        reason = context["params"]["reason"]
+        try:
+            with db.connection(cfg.connections.legacy) as conn:
+                result = apply(conn, cfg, "dual_write", actor=actor, context=ctx, reason=reason)
+        except RollbackRefused as exc:
+            raise AirflowFailException(str(exc)) from exc
+        send_alert("warning", "Rollback scenario 1: dual-write turned off",
+                   f"Reason: {reason}. The old tables stay authoritative; verifying the old path now.",
+                   figures={"dual_write_enabled": f"{result['before']} -> false"}, dag_id=ctx["dag_id"],
+                   task_id=ctx["task_id"], run_id=ctx["run_id"], cfg=cfg)
+        return result
+
+    applied = disable_dual_write()
+    applied >> RecoveryWatchOperator(task_id="verify_old_path", scenario="dual_write",
+                                     flag_task_id="disable_dual_write", baseline_pct="{{ params.baseline_pct }}")
+
+
+migration_rollback_dual_write()

@@ -1,0 +1,74 @@
+"""migration_rollback_reads: rollback scenario 2 (seed "After Read Cutover").
+
+Symptoms: error-rate spike, missing data, slow reads after reads moved to the new tables. Data
+impact: none - writes still go to the old tables (dual-written to the new ones).
+
+1. **reads_to_old** - `read_new_pct = 0` (audited with the given reason). Refused once writes
+   moved to the new tables (the old tables would be stale: use `migration_rollback_writes`).
+2. **verify_error_rate** - deferred watch: after the application's flag cache
+   (`cutover.flag_propagation`), every `cutover.check_interval` until one interval shows all reads
+   within `cutover.error_rate_max_increase_points` of the baseline (the old path's error rate over
+   `cutover.baseline_window` before the rollback, or the `baseline_pct` param) with enough
+   requests and none served from the new tables. Not within `cutover.rollback_verify_window` ->
+   critical page, task fails (reads stay on the old tables).
+
+Then analyse (slow queries? missing indexes? data?), fix, and re-run `migration_phase5_cutover`
+(which starts again at the first rollout step). See docs/rollbacks.md.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+
+from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.rollback.operators import RecoveryWatchOperator
+
+PARAMS = {
+    "reason": Param("emergency rollback (no reason given)", type="string", minLength=1, title="Reason",
+                    description="Symptoms / why (goes to the audit ledger)."),
+    "baseline_pct": Param(None, type=["null", "number"], minimum=0, maximum=100, title="Baseline error rate %",
+                          description="Normal read error rate; default: the old path's, measured before the rollback."),
+}
+
+
+@dag(
+    dag_id="migration_rollback_reads",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=tags("rollback", "scenario-2"),
+    params=PARAMS,
+    doc_md=__doc__,
+)
+def migration_rollback_reads():
+    @task
+    def reads_to_old(**context) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from migration_engine import db
+        from migration_engine.alerts import send_alert
+        from migration_engine.cutover.flags import task_context
+        from migration_engine.rollback.simple import RollbackRefused, apply
+
+        cfg = config()
+        actor, ctx = task_context()
+        reason = context["params"]["reason"]
+        try:
+            with db.connection(cfg.connections.legacy) as conn:
+                result = apply(conn, cfg, "reads", actor=actor, context=ctx, reason=reason)
+        except RollbackRefused as exc:
+            raise AirflowFailException(str(exc)) from exc
+        send_alert("warning", "Rollback scenario 2: all reads back on the old tables",
+                   f"Reason: {reason}. Verifying that the error rate returns to baseline.",
+                   figures={"read_new_pct": f"{result['before']} -> 0"}, dag_id=ctx["dag_id"],
+                   task_id=ctx["task_id"], run_id=ctx["run_id"], cfg=cfg)
+        return result
+
+    applied = reads_to_old()
+    applied >> RecoveryWatchOperator(task_id="verify_error_rate", scenario="reads", flag_task_id="reads_to_old",
+                                     baseline_pct="{{ params.baseline_pct }}")
+
+
+migration_rollback_reads()

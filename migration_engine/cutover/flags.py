@@ -1,0 +1,61 @@
+"""Flag changes that are idempotent and audited, and the write cutover point.
+
+Every phase-5/6 and rollback task changes flags through :func:`ensure_flag`: a re-run (retry,
+cleared task, resumed rollback) that finds the flag already at the wanted value writes nothing, so
+the ledger holds one entry per real change. The write cutover point - when ``write_to_new`` last
+became true - is read from the append-only ledger, never from a mutable column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from migration_engine import control, sqlfiles
+
+
+@dataclass(frozen=True)
+class CutoverPoint:
+    audit_id: int
+    at: datetime
+    actor: str
+    details: dict[str, Any]
+
+
+def ensure_flag(conn, schema: str, name: str, value: Any, *, actor: str, reason: str,
+                context: dict | None = None) -> control.FlagChange | None:
+    """Set ``name`` to ``value`` (audited) unless it already has that value; returns the change."""
+    value = control.validate_flag(name, value)
+    current = control.get_flags(conn, schema).get(name)
+    if not conn.autocommit:
+        conn.rollback()
+    if current == value and isinstance(current, type(value)):
+        return None
+    return control.set_flag(conn, schema, name, value, actor=actor, reason=reason, context=context)
+
+
+def current_flags(conn, schema: str) -> dict[str, Any]:
+    flags = control.get_flags(conn, schema)
+    if not conn.autocommit:
+        conn.rollback()
+    return flags
+
+
+def write_cutover_point(conn, schema: str) -> CutoverPoint | None:
+    """The ledger entry of the latest ``write_to_new`` -> true, or None if writes never moved."""
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "cutover/write_cutover_point.sql", {"schema": schema})
+        row = cur.fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return None if row is None else CutoverPoint(int(row[0]), row[1], row[2], row[3] or {})
+
+
+def task_context() -> tuple[str, dict[str, Any]]:
+    """(actor, context) for audit entries of the running Airflow task."""
+    from airflow.sdk import get_current_context
+
+    ctx = get_current_context()
+    ti = ctx["ti"]
+    return f"airflow:{ti.dag_id}", {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id}

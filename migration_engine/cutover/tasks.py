@@ -1,0 +1,63 @@
+"""Bodies of the phase-5 DAG's plain tasks (baseline, write cutover), callable without Airflow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from migration_engine import control
+from migration_engine.config import MigrationConfig
+from migration_engine.cutover.flags import current_flags, ensure_flag, write_cutover_point
+from migration_engine.gates.error_rate import old_path_baseline
+from migration_engine.gates.window import fmt_duration
+
+
+class CutoverRefused(RuntimeError):
+    """The cutover cannot proceed from the current state; the message says why."""
+
+
+def measure_baseline(conn, cfg: MigrationConfig, *, actor: str, context: dict, now: datetime | None = None
+                     ) -> dict[str, Any]:
+    """The old path's read error rate before the first rollout step (fails closed without data)."""
+    flags = current_flags(conn, cfg.control_schema)
+    if flags.get("write_to_new"):
+        raise CutoverRefused("writes are already on the new tables (write_to_new = true): the read rollout is "
+                             "over; nothing to do (roll back with migration_rollback_writes if needed)")
+    counts, window = old_path_baseline(conn, cfg, now=now)
+    conn.rollback() if not conn.autocommit else None
+    figures = {"baseline_pct": counts.error_pct, "requests": counts.requests, "errors": counts.errors,
+               "window": fmt_duration(window), "read_new_pct_before": flags.get("read_new_pct")}
+    if counts.requests < cfg.cutover.min_requests_per_check:
+        raise CutoverRefused(
+            f"cannot establish the old-path baseline: only {counts.requests} old-path reads in the last "
+            f"{fmt_duration(window)} (need {cfg.cutover.min_requests_per_check}); the rollout compares the new "
+            "path against it, and no data is not success. Is the application reporting path_stats?")
+    control.audit(conn, cfg.control_schema, actor=actor, action="read_rollout.baseline", target="read_new_pct",
+                  details={**context, **figures},
+                  reason=f"old-path read error rate {counts.error_pct:.3f}% over {fmt_duration(window)}")
+    return figures
+
+
+def write_cutover(conn, cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, Any]:
+    """Reads at 100 % new -> (keep_old_sync on) -> write_to_new on; all audited; idempotent."""
+    flags = current_flags(conn, cfg.control_schema)
+    if int(flags.get("read_new_pct", 0)) != 100 and not flags.get("write_to_new"):
+        raise CutoverRefused(f"reads are at {flags.get('read_new_pct')}% on the new tables, not 100%: the write "
+                             "cutover needs a completed read rollout (seed 5.3 'once reads are stable at 100%')")
+    if flags.get("maintenance_mode"):
+        raise CutoverRefused("maintenance_mode is on (a rollback in progress?): not moving writes")
+    keep = cfg.cutover.keep_old_sync
+    if keep is not None:
+        # Before write_to_new: the very first new-first write is already mirrored to the old table.
+        ensure_flag(conn, cfg.control_schema, "keep_old_sync", True, actor=actor, context=context,
+                    reason=f"write cutover: keep the old tables in sync for {fmt_duration(keep)} (seed 5.3)")
+    change = ensure_flag(conn, cfg.control_schema, "write_to_new", True, actor=actor, context=context,
+                         reason="write cutover: the new tables are the write path (seed 5.3)")
+    point = write_cutover_point(conn, cfg.control_schema)
+    if point is None:
+        raise CutoverRefused("write_to_new is on but the ledger has no record of the switch")
+    out: dict[str, Any] = {"write_cutover_at": point.at.astimezone(UTC).isoformat(), "changed": change is not None,
+                           "ledger_id": point.audit_id, "keep_old_sync": keep is not None}
+    if keep is not None:
+        out["keep_old_sync_until"] = (point.at + keep).astimezone(UTC).isoformat()
+    return out

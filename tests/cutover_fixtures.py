@@ -1,0 +1,166 @@
+"""Helpers for the phase-5/6 and rollback tests: compressed configs, traffic, ledger queries.
+
+Not a conftest: import what you need. Test-side SQL is fine here (product code keeps its SQL in
+include/sql).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import yaml
+
+from migration_engine import control
+from migration_engine.appclient import ControlClient
+from migration_engine.config import DEFAULT_CONFIG_PATH, load_config
+from migration_engine.simulator import Faults, MarketplaceApp
+
+SCHEMA = "migration_control"
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def write_config(tmp_path: Path, monkeypatch, overrides: dict[str, Any]):
+    """A copy of include/migration.yaml with ``overrides`` merged in, made the active config."""
+    data = _merge(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()), overrides)
+    path = tmp_path / "migration.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setenv("MIGRATION_CONFIG", str(path))
+    monkeypatch.delenv("MIGRATION_TIME_SCALE", raising=False)
+    return load_config(path)
+
+
+def prepare_control(databases) -> None:
+    conn = databases.connect("legacy")
+    try:
+        control.ensure_control_schema(conn, SCHEMA)
+    finally:
+        conn.close()
+
+
+def set_flags(databases, actor: str = "test", **values) -> None:
+    conn = databases.connect("legacy")
+    try:
+        for name, value in values.items():
+            control.set_flag(conn, SCHEMA, name, value, actor=actor, reason="test setup")
+    finally:
+        conn.close()
+
+
+def flags(databases) -> dict[str, Any]:
+    conn = databases.connect("legacy")
+    try:
+        return control.get_flags(conn, SCHEMA)
+    finally:
+        conn.close()
+
+
+def ledger(databases, action: str | None = None, target: str | None = None) -> list[tuple]:
+    """(id, at, actor, action, target, details, reason) rows, oldest first."""
+    where, params = ["true"], []
+    if action:
+        where.append("action = %s")
+        params.append(action)
+    if target:
+        where.append("target = %s")
+        params.append(target)
+    return databases.query("legacy", f"SELECT id, at, actor, action, target, details, reason "
+                                     f"FROM {SCHEMA}.audit_ledger WHERE {' AND '.join(where)} ORDER BY id", params)
+
+
+def gate_rows(databases, gate: str) -> list[tuple]:
+    """(status, reason, figures, evaluated_at) rows of one gate, oldest first."""
+    return databases.query("legacy", f"SELECT status, reason, figures, evaluated_at FROM {SCHEMA}.gate_results "
+                                     f"WHERE gate = %s ORDER BY id", (gate,))
+
+
+class Traffic:
+    """The application simulator sending requests from a background thread until stopped."""
+
+    def __init__(self, databases, *, rate: float = 80.0, mix=None, seed: int = 11, flag_ttl: float = 0.2,
+                 flush_every: float = 0.3, faults: Faults | None = None, pool_size: int = 500):
+        from migration_engine.simulator_cli import Mix
+
+        self.cfg = load_config()
+        self.control = ControlClient(lambda: psycopg2.connect(databases.legacy_dsn), self.cfg.control_schema,
+                                     instance="test-sim", flag_ttl=flag_ttl)
+        self.app = MarketplaceApp(lambda: psycopg2.connect(databases.legacy_dsn),
+                                  lambda: psycopg2.connect(databases.new_dsn), self.cfg, control=self.control,
+                                  faults=faults or Faults(), rng=random.Random(seed))
+        self.rate, self.mix, self.flush_every = rate, mix or Mix(create=1, update=1, read=8), flush_every
+        self.seed, self.pool_size = seed, pool_size
+        self.stop_event = threading.Event()
+        self.stats = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="simulator", daemon=True)
+
+    def _run(self) -> None:
+        from migration_engine.simulator_cli import run
+
+        try:
+            self.stats = run(self.app, duration_s=0, rate_per_s=self.rate, mix=self.mix, stop=self.stop_event,
+                             flush_every_s=self.flush_every, report_every_s=3600, rng=random.Random(self.seed),
+                             pool_size=self.pool_size)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
+            self.error = exc
+
+    def inject(self, **faults) -> None:
+        self.app.faults = Faults(**faults)
+
+    def start(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+        self.app.close()
+        try:
+            self.control.close()
+        except Exception:  # noqa: BLE001
+            pass
+        if self.error:
+            raise self.error
+        return self.stats
+
+
+def take_backup(cfg) -> dict:
+    """A verified pre-flight backup of the legacy database (dump + archive check + ledger manifest)."""
+    from migration_engine import backup
+
+    target = backup.Target.from_conn_id(cfg.connections.legacy)
+    directory = Path(cfg.backup.dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = backup.dump(cfg, target, directory, dry_run=False)
+    conn = target.connect()
+    try:
+        version = backup.database_info(conn)["server_version_num"]
+    finally:
+        conn.close()
+    archive = backup.verify_archive(manifest, version)
+    return backup.record_manifest(cfg, target, manifest, archive, {"skipped": True}, actor="test",
+                                  context={"dag_id": "migration_preflight_backup", "run_id": "test"})
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

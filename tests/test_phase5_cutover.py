@@ -1,0 +1,247 @@
+"""Phase 5 against real Postgres: checklist, read rollout driven by simulated traffic, write cutover.
+
+The checklist's history (48 h of dual-write stats, 24 h of shadow reads, a phase-4 consistency run)
+is written straight into the control schema - those gates are tested on their own - while a real
+verified backup is taken and the application simulator drives live traffic during the rollout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from migration_engine.cutover.rollout import HoldMonitor
+from migration_engine.gates import GateResult
+from migration_engine.gates.error_rate import PathCounts, judge
+from tests.cutover_fixtures import (
+    Traffic,
+    flags,
+    gate_rows,
+    ledger,
+    prepare_control,
+    set_flags,
+    take_backup,
+    wait_for,
+    write_config,
+)
+from tests.fake_slack import fake_slack_fixture  # noqa: F401
+from tests.hitl_helpers import Answer, run_dag_answering
+
+pytestmark = pytest.mark.timeout(300)
+
+DAG = "migration_phase5_cutover"
+
+
+def _read_heavy():
+    from migration_engine.simulator_cli import Mix
+
+    return Mix(create=0.5, update=0.5, read=9)
+
+
+READ_HEAVY = _read_heavy()
+INTERVAL_S = 1.0
+
+
+def overrides(tmp_path) -> dict:
+    return {
+        "backup": {"dir": str(tmp_path / "backups"), "verify_restore": False},
+        "dual_write": {"poke_interval": "1s", "min_attempts": 50, "max_gap": "10m"},
+        "cutover": {
+            "dual_write_window": "10m", "shadow_window": "10m", "shadow_min_reads": 100,
+            "consistency_max_age": "10m", "backup_max_age": "10m", "checklist_timeout": "30s",
+            "check_interval": f"{int(INTERVAL_S * 1000)}ms", "min_requests_per_check": 4,
+            "baseline_window": "2m", "max_inconclusive_checks": 3, "flag_propagation": "300ms",
+            "rollout": [{"pct": 10, "hold": "4s"}, {"pct": 25, "hold": "3s"}, {"pct": 50, "hold": "3s"},
+                        {"pct": 100, "hold": "3s"}],
+            "keep_old_sync": "2s",
+        },
+    }
+
+
+# --- pure decisions ------------------------------------------------------------------------
+def test_judge_compares_new_path_with_the_baseline_and_fails_closed():
+    kw = {"max_increase_points": 0.5, "min_requests": 50, "span": "5m"}
+    same = judge(PathCounts(1000, 3), PathCounts(9000, 18), baseline_pct=5.0, **kw)
+    assert same.status == "passed" and same.figures["baseline_source"] == "old path, same interval"
+    spike = judge(PathCounts(1000, 9), PathCounts(9000, 18), baseline_pct=None, **kw)
+    assert spike.status == "critical" and spike.figures["increase_points"] == pytest.approx(0.7)
+    at_100 = judge(PathCounts(1000, 4), PathCounts(0, 0), baseline_pct=0.1, **kw)
+    assert at_100.status == "passed" and at_100.figures["baseline_source"] == "pre-rollout old-path baseline"
+    thin = judge(PathCounts(49, 0), PathCounts(9000, 0), baseline_pct=0.1, **kw)
+    assert thin.status == "waiting" and "no data is not success" in thin.reason
+    blind = judge(PathCounts(1000, 0), PathCounts(10, 0), baseline_pct=None, **kw)
+    assert blind.status == "waiting" and "no baseline" in blind.reason
+
+
+def test_hold_monitor_decisions():
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    ok = GateResult("read_error_rate", "passed", "fine")
+    thin = GateResult("read_error_rate", "waiting", "only 3 new-path reads")
+    bad = GateResult("read_error_rate", "critical", "error rate +2 points")
+    m = HoldMonitor(25, t0 + timedelta(minutes=10), max_inconclusive=3)
+    assert m.observe(ok, now=t0, flag_pct=25).kind == "continue"
+    assert m.observe(thin, now=t0, flag_pct=25).kind == "continue"
+    assert m.observe(ok, now=t0 + timedelta(minutes=10), flag_pct=25).kind == "passed"
+    m = HoldMonitor(25, t0 + timedelta(minutes=10), max_inconclusive=3)
+    d = m.observe(bad, now=t0, flag_pct=25)
+    assert d.kind == "breach" and d.rollback and d.figures["step_pct"] == 25
+    m = HoldMonitor(25, t0 + timedelta(minutes=10), max_inconclusive=2)
+    m.observe(thin, now=t0, flag_pct=25)
+    assert m.observe(thin, now=t0, flag_pct=25).kind == "no_data"
+    m = HoldMonitor(25, t0, max_inconclusive=5)
+    assert m.observe(thin, now=t0, flag_pct=25).kind == "no_data"  # a hold without any judged interval
+    m = HoldMonitor(25, t0 + timedelta(minutes=10), max_inconclusive=3)
+    d = m.observe(ok, now=t0, flag_pct=0)
+    assert d.kind == "flag_changed" and not d.rollback
+    assert m.observe_error("db down", now=t0, max_errors=2).kind == "continue"
+    assert m.observe_error("db down", now=t0, max_errors=2).kind == "error"
+
+
+# --- the DAG -------------------------------------------------------------------------------
+def prepare_for_cutover(databases, cfg) -> None:
+    """Backfilled new tables, dual-write on, checklist history, a verified pre-cutover backup."""
+    from migration_engine.consistency import store
+    from migration_engine.consistency.demo_copy import copy_active_listings
+    from tests.gate_fixtures import write_stats
+
+    prepare_control(databases)
+    legacy, new = databases.connect("legacy"), databases.connect("new")
+    try:
+        copy_active_listings(legacy, new)
+        now = datetime.now(UTC)
+        write_stats(legacy, end=now, minutes=10, attempts=200, success_pct=99.9)
+        write_stats(legacy, end=now, minutes=10, attempts=200, success_pct=100, table="shadow_read_stats")
+        run = store.start_run(legacy, cfg.control_schema, kind="full", dag_id="migration_phase4_validation",
+                              run_id="test")
+        store.finish_run(legacy, cfg.control_schema, run, status="passed", failed_checks=[], summary={})
+    finally:
+        legacy.close()
+        new.close()
+    set_flags(databases, dual_write_enabled=True)
+    take_backup(cfg)
+
+
+def _pct_changes(databases) -> list:
+    return [r[5]["new"] for r in ledger(databases, "set_flag", "read_new_pct")]
+
+
+def test_healthy_rollout_reaches_100_and_writes_move_after_approval(databases, airflow_db, fake_slack, tmp_path,
+                                                                    monkeypatch):
+    cfg = write_config(tmp_path, monkeypatch, overrides(tmp_path))
+    prepare_for_cutover(databases, cfg)
+    traffic = Traffic(databases, rate=150, mix=READ_HEAVY).start()
+    try:
+        time.sleep(2)  # an old-path baseline
+        run = run_dag_answering(DAG, [Answer("approve_read_cutover", "Approve"),
+                                      Answer("approve_write_cutover", "Approve")], timeout=150)
+    finally:
+        traffic.stop()
+    assert run.state == "success", (run.tasks, [(s, r) for s, r, *_ in gate_rows(databases, "read_error_rate")][-5:])
+    assert all(run.tasks[t] == "success" for t in ("check_dual_write", "check_consistency", "check_shadow_reads",
+                                                   "check_backup", "read_rollout_100pct", "write_cutover",
+                                                   "end_keep_old_sync")), run.tasks
+    f = flags(databases)
+    assert f["read_new_pct"] == 100 and f["write_to_new"] is True and f["keep_old_sync"] is False
+    assert _pct_changes(databases) == [10, 25, 50, 100]
+    order = [(r[4], r[5]["new"]) for r in ledger(databases, "set_flag") if r[4] in ("write_to_new", "keep_old_sync")]
+    assert order == [("keep_old_sync", True), ("write_to_new", True), ("keep_old_sync", False)]
+    assert ledger(databases, "approval.approved")  # both approvals audited
+    passed_steps = [r[5]["step_pct"] for r in ledger(databases, "read_rollout.step_passed")]
+    assert passed_steps == [10, 25, 50, 100]
+    checks = gate_rows(databases, "read_error_rate")
+    assert checks and all(s == "passed" for s, *_ in checks), [(s, r) for s, r, *_ in checks if s != "passed"]
+    assert {c[2]["step_pct"] for c in checks} == {10, 25, 50, 100}
+    for gate in ("cutover_dual_write", "consistency_passed_recently", "cutover_shadow_reads", "pre_cutover_backup"):
+        assert gate_rows(databases, gate)[-1][0] == "passed", gate
+    # Listings created after the write cutover live in the new table (and, during keep_old_sync, the old one).
+    assert traffic.stats.errors.get("create", 0) == 0
+
+
+def test_error_spike_at_25_percent_rolls_back_within_one_interval(databases, airflow_db, fake_slack, tmp_path,
+                                                                   monkeypatch):
+    cfg = write_config(tmp_path, monkeypatch, overrides(tmp_path))
+    prepare_for_cutover(databases, cfg)
+    traffic = Traffic(databases, rate=150, mix=READ_HEAVY).start()
+    injected: dict = {}
+    stop = threading.Event()
+
+    def inject_at_25() -> None:  # the incident starts as soon as 25 % of reads are on the new path
+        while not stop.is_set():
+            if flags(databases)["read_new_pct"] == 25:
+                traffic.inject(new_read_error_rate=0.5)
+                injected["at"] = datetime.now(UTC)
+                return
+            stop.wait(0.05)
+
+    injector = threading.Thread(target=inject_at_25, daemon=True)
+    try:
+        time.sleep(2)
+        injector.start()
+        run = run_dag_answering(DAG, [Answer("approve_read_cutover", "Approve"),
+                                      Answer("approve_write_cutover", "Approve")], timeout=120)
+    finally:
+        stop.set()
+        traffic.stop()
+    assert run.state == "failed", run.tasks
+    assert run.tasks["read_rollout_10pct"] == "success" and run.tasks["read_rollout_25pct"] == "failed"
+    assert run.tasks["read_rollout_50pct"] == "upstream_failed" and run.tasks["write_cutover"] == "upstream_failed"
+    assert flags(databases)["read_new_pct"] == 0 and flags(databases)["write_to_new"] is False
+    assert _pct_changes(databases) == [10, 25, 0]
+
+    # The ledger has the reason: the step and the figures.
+    (rolled,) = ledger(databases, "read_rollout.rolled_back")
+    details, reason = rolled[5], rolled[6]
+    assert details["step_pct"] == 25 and details["decision"] == "breach"
+    assert details["figures"]["new_error_pct"] > details["figures"]["baseline_pct"] + 0.5
+    assert "25% step" in reason and "new-path reads error rate" in reason
+    flag_change = ledger(databases, "set_flag", "read_new_pct")[-1]
+    assert flag_change[5]["step_pct"] == 25 and "automatic read-rollout rollback" in flag_change[6]
+
+    # Back to 0 within one check interval of the spike (plus the app's stats flush and flag cache).
+    rolled_back_at = datetime.fromisoformat(details["rolled_back_at"])
+    assert "at" in injected
+    assert rolled_back_at - injected["at"] <= timedelta(seconds=INTERVAL_S + 1.5), (injected, rolled_back_at)
+    wait_for(lambda: traffic.app.flags()["read_new_pct"] == 0, 5, "the app to see read_new_pct=0")
+
+    # A critical Slack message with the reason, and the run failed with it.
+    critical = [m for m in fake_slack.messages() if m["channel"] == cfg.slack.critical_channel]
+    assert any("Read rollout rolled back at 25%" in m["text"] for m in critical), [m["text"] for m in critical]
+    assert any("read rollout 25% breach" in str(m.get("blocks")) for m in critical)
+    breach = [r for r in gate_rows(databases, "read_error_rate") if r[0] == "critical"]
+    assert len(breach) == 1 and breach[0][2]["step_pct"] == 25
+
+
+def test_read_error_rate_gate_window_mode_and_backup_gate(databases, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from migration_engine.cutover.checklist import pre_cutover_backup
+    from migration_engine.gates.runner import resolve
+
+    cfg = write_config(tmp_path, monkeypatch, overrides(tmp_path))
+    prepare_control(databases)
+    evaluator, _ = resolve("read_error_rate")
+    now = datetime.now(UTC)
+    minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
+    rows = [("listings", minute, "read", "old", "a", 1000, 2), ("listings", minute, "read", "new", "a", 100, 5)]
+    databases.query("legacy", "INSERT INTO migration_control.path_stats (entity, bucket, operation, path, instance, "
+                              "requests, errors) VALUES (%s, %s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s, %s)",
+                    [v for r in rows for v in r])
+    conn = databases.connect("legacy")
+    try:
+        bad = evaluator(conn, cfg, now, window="5m")
+        assert bad.status == "critical" and bad.figures["new_error_pct"] == 5.0, bad
+        assert evaluator(conn, cfg, now, window="5m", min_requests=500).status == "waiting"
+        with pytest.raises(ValueError, match="unknown gate param"):
+            evaluator(conn, cfg, now, windw="5m")
+        assert pre_cutover_backup(conn, cfg, now).status == "waiting"
+        manifest = take_backup(cfg)
+        assert pre_cutover_backup(conn, cfg, datetime.now(UTC)).passed
+        assert pre_cutover_backup(conn, cfg, datetime.now(UTC) + timedelta(minutes=11)).status == "waiting"
+        Path(manifest["file"]).unlink()
+        gone = pre_cutover_backup(conn, cfg, datetime.now(UTC))
+        assert gone.status == "critical" and "is gone" in gone.reason
+    finally:
+        conn.close()
