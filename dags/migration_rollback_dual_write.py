@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.dag_support import START_DATE, default_args, tags
 from migration_engine.rollback.operators import RecoveryWatchOperator
 
 PARAMS = {
@@ -44,26 +44,9 @@ PARAMS = {
 def migration_rollback_dual_write():
     @task
     def disable_dual_write(**context) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+        from migration_engine.rollback.simple import run_task
 
-        from migration_engine import db
-        from migration_engine.alerts import send_alert
-        from migration_engine.cutover.flags import task_context
-        from migration_engine.rollback.simple import RollbackRefused, apply
-
-        cfg = config()
-        actor, ctx = task_context()
-        reason = context["params"]["reason"]
-        try:
-            with db.connection(cfg.connections.legacy) as conn:
-                result = apply(conn, cfg, "dual_write", actor=actor, context=ctx, reason=reason)
-        except RollbackRefused as exc:
-            raise AirflowFailException(str(exc)) from exc
-        send_alert("warning", "Rollback scenario 1: dual-write turned off",
-                   f"Reason: {reason}. The old tables stay authoritative; verifying the old path now.",
-                   figures={"dual_write_enabled": f"{result['before']} -> false"}, dag_id=ctx["dag_id"],
-                   task_id=ctx["task_id"], run_id=ctx["run_id"], cfg=cfg)
-        return result
+        return run_task("dual_write", context["params"]["reason"])
 
     applied = disable_dual_write()
     applied >> RecoveryWatchOperator(task_id="verify_old_path", scenario="dual_write",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.dag_support import START_DATE, default_args, tags
 from migration_engine.rollback.operators import RecoveryWatchOperator
 
 PARAMS = {
@@ -45,26 +45,9 @@ PARAMS = {
 def migration_rollback_reads():
     @task
     def reads_to_old(**context) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+        from migration_engine.rollback.simple import run_task
 
-        from migration_engine import db
-        from migration_engine.alerts import send_alert
-        from migration_engine.cutover.flags import task_context
-        from migration_engine.rollback.simple import RollbackRefused, apply
-
-        cfg = config()
-        actor, ctx = task_context()
-        reason = context["params"]["reason"]
-        try:
-            with db.connection(cfg.connections.legacy) as conn:
-                result = apply(conn, cfg, "reads", actor=actor, context=ctx, reason=reason)
-        except RollbackRefused as exc:
-            raise AirflowFailException(str(exc)) from exc
-        send_alert("warning", "Rollback scenario 2: all reads back on the old tables",
-                   f"Reason: {reason}. Verifying that the error rate returns to baseline.",
-                   figures={"read_new_pct": f"{result['before']} -> 0"}, dag_id=ctx["dag_id"],
-                   task_id=ctx["task_id"], run_id=ctx["run_id"], cfg=cfg)
-        return result
+        return run_task("reads", context["params"]["reason"])
 
     applied = reads_to_old()
     applied >> RecoveryWatchOperator(task_id="verify_error_rate", scenario="reads", flag_task_id="reads_to_old",

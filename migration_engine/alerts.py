@@ -37,10 +37,13 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+from migration_engine.slack_text import esc as _esc
+from migration_engine.slack_text import fmt as _fmt
+from migration_engine.slack_text import trunc as _trunc
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -98,35 +101,6 @@ class AlertResult:
 def redact(text: str) -> str:
     """Remove anything that looks like a Slack token or a bearer credential."""
     return _BEARER_RE.sub("Bearer ***", _TOKEN_RE.sub(lambda m: f"{m.group(1)}-***", text))
-
-
-def _esc(text: Any) -> str:
-    """Escape for Slack mrkdwn: only & < > are control characters (links, mentions, <!here>)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _trunc(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{round(value, 4):,}"
-    if isinstance(value, Decimal):
-        return f"{value:,}"
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
-    if isinstance(value, (date, timedelta)):
-        return str(value)
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=str)
-    return str(value)
 
 
 def airflow_url(base_url: str | None, dag_id: str | None, run_id: str | None = None,

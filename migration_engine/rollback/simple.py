@@ -22,9 +22,13 @@ from migration_engine.cutover.flags import current_flags, ensure_flag
 
 SCENARIOS = {
     "dual_write": {"flag": "dual_write_enabled", "value": False, "mode": "dual_write",
-                   "title": "Rollback scenario 1: dual-write off"},
+                   "title": "Rollback scenario 1: dual-write off",
+                   "alert": "The old tables stay authoritative; verifying the old path now.",
+                   "shown_after": "false"},
     "reads": {"flag": "read_new_pct", "value": 0, "mode": "reads",
-              "title": "Rollback scenario 2: all reads back on the old tables"},
+              "title": "Rollback scenario 2: all reads back on the old tables",
+              "alert": "Verifying that the error rate returns to baseline.",
+              "shown_after": "0"},
 }
 
 
@@ -59,3 +63,26 @@ def record_outcome(conn, cfg: MigrationConfig, scenario: str, *, actor: str, con
     control.audit(conn, cfg.control_schema, actor=actor,
                   action=f"rollback.{scenario}.{'verified' if verified else 'verify_failed'}",
                   target=SCENARIOS[scenario]["flag"], details={**context, "figures": figures}, reason=reason)
+
+
+def run_task(scenario: str, reason: str) -> dict[str, Any]:
+    """The first task of both rollback DAGs: apply, then tell the channel (warning) what changed."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from migration_engine import db
+    from migration_engine.alerts import send_alert
+    from migration_engine.config import load_config
+    from migration_engine.cutover.flags import task_context
+
+    spec = SCENARIOS[scenario]
+    cfg = load_config()
+    actor, ctx = task_context()
+    try:
+        with db.connection(cfg.connections.legacy) as conn:
+            result = apply(conn, cfg, scenario, actor=actor, context=ctx, reason=reason)
+    except RollbackRefused as exc:
+        raise AirflowFailException(str(exc)) from exc
+    send_alert("warning", spec["title"], f"Reason: {reason}. {spec['alert']}",
+               figures={spec["flag"]: f"{result['before']} -> {spec['shown_after']}"}, dag_id=ctx["dag_id"],
+               task_id=ctx["task_id"], run_id=ctx["run_id"], cfg=cfg)
+    return result

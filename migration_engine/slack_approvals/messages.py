@@ -9,47 +9,17 @@ message itself becomes the record on-call sees.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from migration_engine.slack_approvals.gates import APPROVAL_GATES
 from migration_engine.slack_approvals.payload import ACTION_APPROVE, ACTION_OPEN, ACTION_REJECT, ApprovalRef
+from migration_engine.slack_text import esc, fmt, trunc
 
 ACTIONS_BLOCK_ID = "migration_approval_actions"
 DECISION_BLOCK_ID = "migration_approval_decision"
 _HEADER_MAX, _SECTION_MAX, _FIELD_MAX, _FIELDS_PER_SECTION, _MAX_FIGURES = 150, 3000, 500, 10, 30
-
-
-def esc(text: Any) -> str:
-    """Slack mrkdwn control characters: & < > (so text cannot ping <!channel> or forge links)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def trunc(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{round(value, 4):,}"
-    if isinstance(value, Decimal):
-        return f"{value:,}"
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
-    if isinstance(value, (date, timedelta)):
-        return str(value)
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=str)
-    return str(value)
 
 
 def utc(ts: datetime) -> str:
