@@ -37,7 +37,7 @@ from airflow.sdk import chain, dag, task
 
 from migration_engine.cutover.approval import approval
 from migration_engine.cutover.operators import KeepOldSyncEndOperator, ReadRolloutStepOperator
-from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.dag_support import START_DATE, config, default_args, run_on_legacy, tags
 from migration_engine.gates.sensor import GateSensor
 
 CHECKS = ["check_dual_write", "check_consistency", "check_shadow_reads", "check_backup"]
@@ -88,20 +88,10 @@ def migration_phase5_cutover():
 
     @task
     def measure_baseline() -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from migration_engine import db
-        from migration_engine.cutover.flags import task_context
         from migration_engine.cutover.tasks import CutoverRefused
         from migration_engine.cutover.tasks import measure_baseline as measure
 
-        cfg = config()
-        actor, ctx = task_context()
-        try:
-            with db.connection(cfg.connections.legacy) as conn:
-                return measure(conn, cfg, actor=actor, context=ctx)
-        except CutoverRefused as exc:
-            raise AirflowFailException(str(exc)) from exc
+        return run_on_legacy(measure, CutoverRefused)
 
     steps = [ReadRolloutStepOperator(task_id=f"read_rollout_{pct}pct", pct=pct) for pct in _rollout_pcts()]
 
@@ -113,20 +103,10 @@ def migration_phase5_cutover():
 
     @task
     def write_cutover() -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from migration_engine import db
-        from migration_engine.cutover.flags import task_context
         from migration_engine.cutover.tasks import CutoverRefused
         from migration_engine.cutover.tasks import write_cutover as cut
 
-        cfg = config()
-        actor, ctx = task_context()
-        try:
-            with db.connection(cfg.connections.legacy) as conn:
-                return cut(conn, cfg, actor=actor, context=ctx)
-        except CutoverRefused as exc:
-            raise AirflowFailException(str(exc)) from exc
+        return run_on_legacy(cut, CutoverRefused)
 
     checks >> approve_read
     chain(approve_read, measure_baseline(), *steps, approve_write, write_cutover(),

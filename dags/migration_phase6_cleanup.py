@@ -10,7 +10,7 @@ Trigger with **action** = `archive` (default) or `drop`; **dry_run** prints the 
 2. **plan_archive** - what is still to archive; if every table is already archived the run stops
    here (a re-run is a no-op: nothing renamed, no comment or date changed, nothing audited).
 3. **approve_archive** - human approval (gate `archive_old_tables`).
-4. **stop_old_writes** - `dual_write_enabled` and `keep_old_sync` off (audited), then the old
+4. **stop_old_writes** - `dual_write_enabled`, `keep_old_sync` and `shadow_read_pct` off (audited), then the old
    tables must show no writes (`pg_stat_user_tables`) for `cleanup.quiet_period`.
 5. **archive_tables** - `RENAME TO <table>_archived` + `COMMENT ON TABLE` with the archive date and
    the safe-drop date (archive + `cleanup.archive_retention`, seed 90 days), one transaction per
@@ -33,7 +33,7 @@ from __future__ import annotations
 from airflow.sdk import Param, chain, dag, task
 
 from migration_engine.cutover.approval import approval
-from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.dag_support import START_DATE, config, default_args, run_on_legacy, tags
 
 PARAMS = {
     "action": Param("archive", type="string", enum=["archive", "drop"], title="Action",
@@ -126,23 +126,15 @@ def migration_phase6_cleanup():
 
     @task
     def stop_old_writes() -> dict:
-        from migration_engine import cleanup, db
-        from migration_engine.cutover.flags import task_context
+        from migration_engine import cleanup
 
-        cfg = config()
-        actor, ctx = task_context()
-        with db.connection(cfg.connections.legacy) as conn:
-            return cleanup.stop_old_writes(conn, cfg, actor=actor, context=ctx)
+        return run_on_legacy(cleanup.stop_old_writes)
 
     @task
     def archive_tables() -> dict:
-        from migration_engine import cleanup, db
-        from migration_engine.cutover.flags import task_context
+        from migration_engine import cleanup
 
-        cfg = config()
-        actor, ctx = task_context()
-        with db.connection(cfg.connections.legacy) as conn:
-            return cleanup.archive(conn, cfg, actor=actor, context=ctx)
+        return run_on_legacy(cleanup.archive)
 
     @task
     def check_drop_allowed() -> dict:
@@ -175,13 +167,9 @@ def migration_phase6_cleanup():
 
     @task
     def drop_archived() -> dict:
-        from migration_engine import cleanup, db
-        from migration_engine.cutover.flags import task_context
+        from migration_engine import cleanup
 
-        cfg = config()
-        actor, ctx = task_context()
-        with db.connection(cfg.connections.legacy) as conn:
-            return cleanup.drop(conn, cfg, actor=actor, context=ctx)
+        return run_on_legacy(cleanup.drop)
 
     branch = choose_action()
     branch >> show_plan()

@@ -44,6 +44,26 @@ def tags(*extra: str) -> list[str]:
     return ["zero-downtime-migration", *extra]
 
 
+def run_on_legacy(fn, *refusals: type[Exception]):
+    """Run ``fn(conn, cfg, actor=, context=)`` on the legacy DB as the current task.
+
+    A refusal (the migration is not in a state where this step applies) fails the task without
+    retries, with the refusal's message shown in the UI.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from migration_engine import db
+    from migration_engine.cutover.flags import task_context
+
+    cfg = config()
+    actor, ctx = task_context()
+    try:
+        with db.connection(cfg.connections.legacy) as conn:
+            return fn(conn, cfg, actor=actor, context=ctx)
+    except refusals as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
 def config() -> MigrationConfig:
     """The migration config (cached by file mtime, cheap at DAG-parse time)."""
     return load_config()
