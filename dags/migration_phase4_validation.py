@@ -1,6 +1,8 @@
 """migration_phase4_validation: Phase 4 - shadow reads and the consistency suites.
 
-Two branches, both must pass:
+**enable_shadow_reads** first sets the `shadow_read_pct` flag (Param `shadow_read_pct`, default 100:
+the seed reads both sides on every read; audited in the ledger, a no-op if already at that value), so
+the application starts comparing. Then two branches, both must pass:
 
 - **shadow_reads_gate** (deferrable, no worker slot while waiting): shadow-read mismatch rate
   below `cutover.shadow_mismatch_max_pct` (seed: 0.1 %) over `cutover.shadow_window`, with at
@@ -15,12 +17,13 @@ Two branches, both must pass:
 
 **record_validation** writes an audit-ledger entry; phase 5 reads the latest full run through
 `migration_engine.consistency.store.last_consistency_run` (gate `consistency_passed_recently`).
-See docs/phase3-4-consistency.md.
+Shadow reads stay on (phase 5's checklist re-checks them) until phase 6 turns them off.
+**Params**: `shadow_read_pct` (1-100). See docs/phase3-4-consistency.md.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, get_current_context, task
 
 from migration_engine.dag_support import START_DATE, config, default_args, tags
 from migration_engine.gates.sensor import GateSensor
@@ -34,18 +37,32 @@ from migration_engine.gates.sensor import GateSensor
     max_active_runs=1,
     default_args=default_args(),
     tags=tags("phase4", "consistency", "gate"),
+    params={
+        "shadow_read_pct": Param(100, type="integer", minimum=1, maximum=100, title="Shadow reads (% of reads)",
+                                 description="Sets the shadow_read_pct flag (audited) before the shadow-read gate: "
+                                 "that % of the application's reads also read the new tables and compare "
+                                 "(seed 4.1 compares every read: 100)."),
+    },
     doc_md=__doc__,
 )
 def migration_phase4_validation():
     from migration_engine.consistency.dag_parts import consistency_chain
 
     cfg = config()
+
+    @task
+    def enable_shadow_reads() -> dict:
+        from migration_engine.consistency import tasks
+
+        return tasks.enable_shadow_reads(config(), int(get_current_context()["params"]["shadow_read_pct"]))
+
     gate = GateSensor(
         task_id="shadow_reads_gate",
         gate="shadow_reads",
         poke_interval=cfg.cutover.check_interval,
         timeout=cfg.cutover.shadow_window,
     )
+    enable_shadow_reads() >> gate
     consistent = consistency_chain("full")
 
     @task

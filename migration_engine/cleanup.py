@@ -274,13 +274,17 @@ def archive_record(conn, schema: str, archived: TableRef) -> dict[str, Any] | No
 
 
 def stop_old_writes(conn, cfg: MigrationConfig, *, actor: str, context: dict, sleep=None) -> dict[str, Any]:
-    """Dual-write and keep_old_sync off (audited); then wait until the old tables stay quiet."""
+    """Dual-write, keep_old_sync and shadow reads off (audited); then wait until the old tables stay quiet.
+
+    Shadow reads (phase 4) read the old tables too: left on, every one of them would fail once the
+    tables are renamed.
+    """
     import time
 
     sleep = sleep or time.sleep
     changes = {}
-    for flag in ("dual_write_enabled", "keep_old_sync"):
-        change = ensure_flag(conn, cfg.control_schema, flag, False, actor=actor, context=context,
+    for flag, off in (("dual_write_enabled", False), ("keep_old_sync", False), ("shadow_read_pct", 0)):
+        change = ensure_flag(conn, cfg.control_schema, flag, off, actor=actor, context=context,
                              reason="phase 6 cleanup: the old tables are about to be archived")
         changes[flag] = "turned off" if change else "already off"
     if any(v == "turned off" for v in changes.values()):

@@ -161,7 +161,8 @@ def up() -> int:
     subprocess.run([py, "-m", "airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     _spawn("airflow", [py, "-m", "airflow", "standalone"], env)
     _spawn("simulator", [py, "-m", "migration_engine.simulator", "--legacy-dsn", cluster.dsn("breederhq"),
-                         "--new-dsn", cluster.dsn("marketplace"), "--rate", SIM_RATE], env)
+                         "--new-dsn", cluster.dsn("marketplace"), "--rate", SIM_RATE,
+                         "--link-marketplace-invoices", "5"], env)
     url = f"http://localhost:{AIRFLOW_PORT}"
     if not _wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/monitor/health", 180, "airflow"):
         print(f"Airflow did not come up on {url} (exited or no answer within 180 s); "

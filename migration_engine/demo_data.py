@@ -56,6 +56,33 @@ def seed_new(conn, *, tenants: int, max_invoice_id: int, users: int | None = Non
               max_invoice_id=max(1, max_invoice_id), seed=seed)
 
 
+def link_marketplace_invoices(legacy_conn, new_conn) -> int | None:
+    """The demo application's part of phase 1: flag the legacy invoice behind each marketplace transaction.
+
+    Phase 1 adds ``invoices.is_marketplace_invoice`` / ``marketplace_transaction_id`` (default false /
+    NULL); the seed's marketplace code fills them, and the config's count-parity check
+    (``consistency.count_parity.transactions``) compares them with ``marketplace.transactions``. The
+    simulator only models listings, so without this the demo could never pass phase 3. Returns the
+    invoices changed, or None while the columns do not exist yet (before phase 1, after its rollback).
+    """
+    with legacy_conn.cursor() as cur:
+        sqlfiles.run(cur, "demo/invoice_link_columns.sql")
+        ready = cur.fetchone()[0]
+    legacy_conn.rollback()
+    if not ready:
+        return None
+    with new_conn.cursor() as cur:
+        sqlfiles.run(cur, "demo/marketplace_transaction_invoices.sql")
+        pairs = cur.fetchall()
+    new_conn.rollback()
+    with legacy_conn.cursor() as cur:
+        sqlfiles.run(cur, "demo/link_marketplace_invoices.sql",
+                     params={"txn_ids": [p[0] for p in pairs], "invoice_ids": [p[1] for p in pairs]})
+        changed = cur.rowcount
+    legacy_conn.commit()
+    return changed
+
+
 def build(legacy_dsn: str, new_dsn: str, *, listings: int, seed: float = 0.42) -> dict[str, int]:
     """Create both schemas and seed them (legacy and new may be the same database)."""
     legacy = psycopg2.connect(legacy_dsn)

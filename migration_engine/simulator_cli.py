@@ -201,6 +201,33 @@ def _ensure_control_schema(connect: Callable[[], Any], schema: str, stop: thread
             stop.wait(1.0)
 
 
+def _invoice_linker(legacy: Callable[[], Any], new: Callable[[], Any], every_s: float,
+                    stop: threading.Event) -> threading.Thread:
+    """Background thread: the demo application's invoice bookkeeping (demo_data.link_marketplace_invoices)."""
+    from migration_engine.demo_data import link_marketplace_invoices
+
+    def loop() -> None:
+        reported = None
+        while not stop.wait(every_s):
+            try:
+                legacy_conn, new_conn = legacy(), new()
+                try:
+                    changed = link_marketplace_invoices(legacy_conn, new_conn)
+                finally:
+                    legacy_conn.close()
+                    new_conn.close()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("linking marketplace invoices failed: %s", exc)
+                continue
+            if changed and changed != reported:
+                log.info("flagged %d invoice(s) behind marketplace transactions", changed)
+            reported = changed
+
+    thread = threading.Thread(target=loop, name="invoice-linker", daemon=True)
+    thread.start()
+    return thread
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m migration_engine.simulator",
                                  description="Marketplace application simulator (honours the migration flags).")
@@ -220,6 +247,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--instance", help="instance name in the stats tables (default: hostname)")
     ap.add_argument("--seed", type=int, help="random seed (reproducible routing and faults)")
     ap.add_argument("--startup-timeout", type=float, default=30.0)
+    ap.add_argument("--link-marketplace-invoices", type=float, default=0.0, metavar="SECONDS",
+                    help="demo application only: every SECONDS, flag the legacy invoice behind each marketplace "
+                         "transaction once phase 1 added the columns (0 = off); see demo_data")
     ap.add_argument("--log-level", default="INFO")
     return ap.parse_args(argv)
 
@@ -252,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     control = ControlClient(legacy, cfg.control_schema, instance=args.instance, flag_ttl=args.flag_ttl)
     app = MarketplaceApp(legacy, new, cfg, entity_name=args.entity, control=control, faults=faults,
                          rng=random.Random(rng.random()))
+    if args.link_marketplace_invoices > 0:
+        _invoice_linker(legacy, new, args.link_marketplace_invoices, stop)
     log.info("simulating %s at %.1f req/s (%s), faults %s", args.entity, args.rate,
              f"{args.duration:g}s" if args.duration else "until SIGTERM", faults)
     try:

@@ -49,9 +49,16 @@ def test_phase3_then_phase4_pass_on_consistent_data(consistent, airflow_db, cons
                CASE WHEN g % 2 = 0 THEN 'read_new_10' ELSE 'read_new_25' END, 10,
                CASE WHEN g IN (7, 8) THEN 1 ELSE 0 END
         FROM generate_series(1, 1440) AS g""")
-    state, tasks = run_dag("migration_phase4_validation")
+    state, tasks = run_dag("migration_phase4_validation", {"shadow_read_pct": 25})
     assert state == "success", tasks
     assert tasks["shadow_reads_gate"] == "success" and tasks["record_validation"] == "success"
+    # nothing else turns shadow reads on: phase 4 sets the flag (audited) before its gate
+    assert tasks["enable_shadow_reads"] == "success"
+    (flag,) = consistent.query("legacy", f"SELECT value FROM {SCHEMA}.feature_flags WHERE name = 'shadow_read_pct'")
+    assert flag == (25,)
+    (change,) = consistent.query("legacy", f"SELECT actor, details FROM {SCHEMA}.audit_ledger "
+                                           "WHERE action = 'set_flag' AND target = 'shadow_read_pct'")
+    assert change[0] == "airflow:migration_phase4_validation" and change[1]["new"] == 25
 
     index = consistency_config / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     html = index.read_text()

@@ -67,7 +67,7 @@ def test_write_cutover_age_gate(databases, tmp_path, monkeypatch):
 def test_archive_rerun_noop_drop_refused_then_dropped(databases, airflow_db, fake_slack, tmp_path, monkeypatch):
     write_config(tmp_path, monkeypatch, OVERRIDES)
     prepare_control(databases)
-    set_flags(databases, dual_write_enabled=True, write_to_new=True, keep_old_sync=True)
+    set_flags(databases, dual_write_enabled=True, write_to_new=True, keep_old_sync=True, shadow_read_pct=100)
     time.sleep(1.1)  # min_age_after_write_cutover
 
     # 0. dry run: the exact SQL, nothing changed
@@ -86,6 +86,7 @@ def test_archive_rerun_noop_drop_refused_then_dropped(databases, airflow_db, fak
     archived_at, safe_at = cleanup.parse_archive_comment(comment)
     assert safe_at - archived_at == timedelta(seconds=RETENTION_S)
     assert flags(databases)["dual_write_enabled"] is False and flags(databases)["keep_old_sync"] is False
+    assert flags(databases)["shadow_read_pct"] == 0  # shadow reads read the old tables: off before the rename
     records = ledger(databases, "cleanup.archived")
     assert [r[4] for r in records] == ["public.marketplace_listings_archived",
                                        "public.marketplace_listing_images_archived"]

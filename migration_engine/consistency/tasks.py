@@ -236,3 +236,25 @@ def record_validation(cfg: MigrationConfig, gate_result: dict[str, Any] | None,
                                      reason="shadow-read gate passed and the full consistency run passed")
     log.info("phase 4 validated (audit entry %s at %s): %s", audit_id, at, details)
     return {"audit_id": audit_id, **details}
+
+
+def enable_shadow_reads(cfg: MigrationConfig, pct: int) -> dict[str, Any]:
+    """Phase 4 (seed 4.1): set ``shadow_read_pct`` so the application compares reads (audited, idempotent).
+
+    Nothing else turns shadow reads on, and the shadow-read gate waits for comparisons the application
+    only makes while this flag is above 0. Phase 6 turns it off before archiving the old tables.
+    """
+    from airflow.sdk import get_current_context
+
+    from migration_engine.cutover.flags import ensure_flag
+
+    ti = get_current_context().get("ti")
+    dag_id = getattr(ti, "dag_id", None)
+    context = {"dag_id": dag_id, "run_id": getattr(ti, "run_id", None), "task_id": getattr(ti, "task_id", None)}
+    with _control(cfg) as conn:
+        change = ensure_flag(conn, cfg.control_schema, "shadow_read_pct", pct, actor=f"airflow:{dag_id}",
+                             context=context, reason=f"phase 4 shadow reads: compare {pct}% of reads (seed 4.1)")
+    out = {"shadow_read_pct": pct, "changed": change is not None,
+           "was": change.old_value if change else pct}
+    log.info("shadow_read_pct = %s (%s)", pct, f"changed from {out['was']}" if change else "already set")
+    return out
