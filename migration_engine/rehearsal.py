@@ -4,13 +4,13 @@
     .venv/bin/python -m migration_engine.rehearsal            # URL, login and backup dir from .demo/
 
 Why a driver and not only a page of instructions: a runbook nobody executes rots. This module is
-section 9 of docs/runbook.md ("Rehearsing the whole migration on the demo") as code, step for
-step, through the same Airflow REST API the UI uses - unpause a DAG, trigger it with the Params
-the runbook names, answer each approval the runbook tells on-call to answer
-(``PATCH .../hitlDetails``, what the Required Actions page and the Slack button do), wait for the run, and print what happened (task states, the
-figures from the tasks' XCom). Anything unexpected - a failed task, an approval the runbook does
-not mention, a run that does not finish in time - stops it with a non-zero exit naming the DAG and
-the task, and the reason from the task log.
+section 9 of docs/runbook.md ("Rehearsing the whole migration on the demo") as code, step for step,
+through the same Airflow REST API the UI uses - unpause a DAG, trigger it with the Params the
+runbook names, answer each approval the runbook tells on-call to answer (``PATCH .../hitlDetails``,
+what the Required Actions page and the Slack button do), wait for the run, and print what happened
+(task states, the figures from the tasks' XCom). Anything unexpected - a failed task, an approval
+the runbook does not mention, a run that does not finish in time - stops it with a non-zero exit
+naming the DAG and the task, and the reason from the task log.
 
 It needs nothing but the REST API (stdlib HTTP) and the rehearsal config file (to know the
 compressed durations it has to wait for, e.g. "archive only 15 s after the write cutover").
