@@ -33,7 +33,7 @@ from __future__ import annotations
 from airflow.sdk import Param, chain, dag, task
 
 from migration_engine.cutover.approval import approval
-from migration_engine.dag_support import START_DATE, config, default_args, run_on_legacy, tags
+from migration_engine.dag_support import START_DATE, config, default_args, one_shot_gate, run_on_legacy, tags
 
 PARAMS = {
     "action": Param("archive", type="string", enum=["archive", "drop"], title="Action",
@@ -75,24 +75,9 @@ def migration_phase6_cleanup():
 
     @task
     def check_write_cutover_age() -> dict:
-        from datetime import UTC, datetime
+        from migration_engine import cleanup
 
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from migration_engine import cleanup, control, db
-        from migration_engine.cutover.flags import task_context
-
-        cfg = config()
-        _actor, ctx = task_context()
-        with db.connection(cfg.connections.legacy) as conn:
-            result = cleanup.write_cutover_age(conn, cfg, datetime.now(UTC))
-            conn.rollback()
-            control.record_gate_result(conn, cfg.control_schema, gate=result.gate, status=result.status,
-                                       figures=result.figures, reason=result.reason, dag_id=ctx["dag_id"],
-                                       run_id=ctx["run_id"])
-        if not result.passed:
-            raise AirflowFailException(f"cleanup refused: {result.reason}")
-        return result.as_dict()
+        return one_shot_gate(cleanup.write_cutover_age, "cleanup refused")
 
     @task.short_circuit
     def plan_archive() -> bool:
@@ -138,23 +123,9 @@ def migration_phase6_cleanup():
 
     @task
     def check_drop_allowed() -> dict:
-        from datetime import UTC, datetime
+        from migration_engine import cleanup
 
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from migration_engine import cleanup, control, db
-        from migration_engine.cutover.flags import task_context
-
-        cfg = config()
-        _actor, ctx = task_context()
-        with db.connection(cfg.connections.legacy) as conn:
-            result = cleanup.drop_readiness(conn, cfg, datetime.now(UTC))
-            control.record_gate_result(conn, cfg.control_schema, gate=result.gate, status=result.status,
-                                       figures=result.figures, reason=result.reason, dag_id=ctx["dag_id"],
-                                       run_id=ctx["run_id"])
-        if not result.passed:
-            raise AirflowFailException(f"drop refused: {result.reason}")
-        return result.as_dict()
+        return one_shot_gate(cleanup.drop_readiness, "drop refused")
 
     approve_drop = approval(
         "approve_drop",

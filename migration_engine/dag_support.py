@@ -64,6 +64,29 @@ def run_on_legacy(fn, *refusals: type[Exception]):
         raise AirflowFailException(str(exc)) from exc
 
 
+def one_shot_gate(evaluate, refused: str) -> dict:
+    """Evaluate ``evaluate(conn, cfg, now) -> GateResult`` once on the legacy DB, record it in
+    gate_results, and fail the task (no retries) with ``"<refused>: <reason>"`` unless it passed."""
+    from datetime import UTC, datetime
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from migration_engine import control, db
+    from migration_engine.cutover.flags import task_context
+
+    cfg = config()
+    _actor, ctx = task_context()
+    with db.connection(cfg.connections.legacy) as conn:
+        result = evaluate(conn, cfg, datetime.now(UTC))
+        conn.rollback()  # the evaluation only read; record the result in a fresh transaction
+        control.record_gate_result(conn, cfg.control_schema, gate=result.gate, status=result.status,
+                                   figures=result.figures, reason=result.reason, dag_id=ctx["dag_id"],
+                                   run_id=ctx["run_id"])
+    if not result.passed:
+        raise AirflowFailException(f"{refused}: {result.reason}")
+    return result.as_dict()
+
+
 def config() -> MigrationConfig:
     """The migration config (cached by file mtime, cheap at DAG-parse time)."""
     return load_config()
