@@ -415,16 +415,12 @@ def control_connection(cfg: MigrationConfig | None = None):
     missing connection only means "no dedup / no record", never an error for the caller.
     """
     try:
-        import psycopg2
-        from airflow.sdk import BaseHook
-
+        from migration_engine import db
         from migration_engine.config import load_config
 
         cfg = cfg or load_config()
-        c = BaseHook.get_connection(cfg.connections.legacy)
-        return psycopg2.connect(host=c.host, port=c.port or 5432, user=c.login, password=c.password,
-                                dbname=c.schema or None, application_name="migration-alerts",
-                                connect_timeout=CONTROL_CONNECT_TIMEOUT_SECONDS)
+        return db.connect(cfg.connections.legacy, application_name="migration-alerts",
+                          connect_timeout=CONTROL_CONNECT_TIMEOUT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - no control DB: alert without it
         log.debug("alerts: no control database connection (%s)", describe_error(exc))
         return None

@@ -68,15 +68,9 @@ class Target:
 
     @classmethod
     def from_conn_id(cls, conn_id: str) -> Target:
-        from airflow.sdk import BaseHook
+        from migration_engine.db import airflow_connection
 
-        from migration_engine.db import MissingConnectionError, conn_env_var
-
-        try:
-            c = BaseHook.get_connection(conn_id)
-        except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException and the SDK variant
-            raise MissingConnectionError(f"Airflow connection {conn_id!r} is not defined (set "
-                                         f"{conn_env_var(conn_id)} or add it in the UI)") from exc
+        c = airflow_connection(conn_id)
         extra = c.extra_dejson if hasattr(c, "extra_dejson") else {}
         return cls(conn_id, c.host, int(c.port or 5432), c.login, c.password, c.schema or None,
                    extra.get("sslmode"))

@@ -88,14 +88,9 @@ def run_check(cfg: MigrationConfig, run_pk: int, check: dict[str, str]) -> dict[
 # --- suites ----------------------------------------------------------------------------------
 def sqlalchemy_url(conn_id: str) -> str:
     """SQLAlchemy URL of an Airflow connection, for GX (kept in an env var, never in GX's files)."""
-    from airflow.sdk import BaseHook
     from sqlalchemy.engine import URL
 
-    try:
-        c = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # the SDK raises its own not-found type
-        raise db.MissingConnectionError(f"Airflow connection {conn_id!r} is not defined "
-                                        f"(set {db.conn_env_var(conn_id)})") from exc
+    c = db.airflow_connection(conn_id)
     return URL.create("postgresql+psycopg2", username=c.login, password=c.password or None, host=c.host,
                       port=c.port or 5432, database=c.schema or None).render_as_string(hide_password=False)
 
