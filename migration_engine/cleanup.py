@@ -35,8 +35,9 @@ from psycopg2 import sql
 
 from migration_engine import control, sqlfiles
 from migration_engine.config import DropColumn, MigrationConfig, TableRef
+from migration_engine.control import ensure_flag
 from migration_engine.cutover.activity import qualified, table_activity, wait_until_quiet
-from migration_engine.cutover.flags import ensure_flag, write_cutover_point
+from migration_engine.cutover.flags import write_cutover_point
 from migration_engine.ddl import DdlError, DdlExecutor
 from migration_engine.gates import GateResult
 from migration_engine.gates.window import fmt_duration

@@ -149,6 +149,25 @@ def set_flag(conn, schema: str, name: str, value: Any, *, actor: str, reason: st
     return FlagChange(name, old_value, new_value, audit_id)
 
 
+def ensure_flag(conn, schema: str, name: str, value: Any, *, actor: str, reason: str,
+                context: dict | None = None) -> FlagChange | None:
+    """Set ``name`` to ``value`` (audited) unless it already has that value; returns the change."""
+    value = validate_flag(name, value)
+    current = get_flags(conn, schema).get(name)
+    if not conn.autocommit:
+        conn.rollback()
+    if current == value and isinstance(current, type(value)):
+        return None
+    return set_flag(conn, schema, name, value, actor=actor, reason=reason, context=context)
+
+
+def current_flags(conn, schema: str) -> dict[str, Any]:
+    flags = get_flags(conn, schema)
+    if not conn.autocommit:
+        conn.rollback()
+    return flags
+
+
 def record_gate_result(
     conn, schema: str, *, gate: str, status: str, figures: dict, reason: str,
     dag_id: str | None = None, run_id: str | None = None,

@@ -241,7 +241,7 @@ def enable_shadow_reads(cfg: MigrationConfig, pct: int) -> dict[str, Any]:
     """
     from airflow.sdk import get_current_context
 
-    from migration_engine.cutover.flags import ensure_flag
+    from migration_engine.control import ensure_flag
 
     ti = get_current_context().get("ti")
     dag_id = getattr(ti, "dag_id", None)

@@ -1,6 +1,6 @@
 """Flag changes that are idempotent and audited, and the write cutover point.
 
-Every phase-5/6 and rollback task changes flags through :func:`ensure_flag`: a re-run (retry,
+Every phase-5/6 and rollback task changes flags through ``control.ensure_flag``: a re-run (retry,
 cleared task, resumed rollback) that finds the flag already at the wanted value writes nothing, so
 the ledger holds one entry per real change. The write cutover point - when ``write_to_new`` last
 became true - is read from the append-only ledger, never from a mutable column.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from migration_engine import control, sqlfiles
+from migration_engine import sqlfiles
 
 
 @dataclass(frozen=True)
@@ -21,25 +21,6 @@ class CutoverPoint:
     at: datetime
     actor: str
     details: dict[str, Any]
-
-
-def ensure_flag(conn, schema: str, name: str, value: Any, *, actor: str, reason: str,
-                context: dict | None = None) -> control.FlagChange | None:
-    """Set ``name`` to ``value`` (audited) unless it already has that value; returns the change."""
-    value = control.validate_flag(name, value)
-    current = control.get_flags(conn, schema).get(name)
-    if not conn.autocommit:
-        conn.rollback()
-    if current == value and isinstance(current, type(value)):
-        return None
-    return control.set_flag(conn, schema, name, value, actor=actor, reason=reason, context=context)
-
-
-def current_flags(conn, schema: str) -> dict[str, Any]:
-    flags = control.get_flags(conn, schema)
-    if not conn.autocommit:
-        conn.rollback()
-    return flags
 
 
 def write_cutover_point(conn, schema: str) -> CutoverPoint | None:

@@ -49,7 +49,7 @@ class ReadRolloutStepOperator(BaseOperator):
         now = datetime.now(UTC)
         hold_until = now + step.hold
         with db.connection(cfg.connections.legacy) as conn:
-            from migration_engine.cutover.flags import ensure_flag
+            from migration_engine.control import ensure_flag
 
             change = ensure_flag(conn, cfg.control_schema, "read_new_pct", self.pct, actor=actor,
                                  reason=f"read rollout {step.label}", context=ctx)
@@ -77,7 +77,7 @@ class ReadRolloutStepOperator(BaseOperator):
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         from migration_engine import control, db
         from migration_engine.alerts import send_alert
-        from migration_engine.cutover.flags import ensure_flag
+        from migration_engine.control import ensure_flag
         from migration_engine.dag_support import config
 
         cfg = config()
@@ -149,7 +149,7 @@ class KeepOldSyncEndOperator(BaseOperator):
 
     def execute_complete(self, context, event: Any = None) -> dict[str, Any]:
         from migration_engine import db
-        from migration_engine.cutover.flags import current_flags, ensure_flag
+        from migration_engine.control import current_flags, ensure_flag
         from migration_engine.dag_support import config
 
         cfg = config()

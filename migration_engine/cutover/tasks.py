@@ -7,7 +7,8 @@ from typing import Any
 
 from migration_engine import control
 from migration_engine.config import MigrationConfig
-from migration_engine.cutover.flags import current_flags, ensure_flag, write_cutover_point
+from migration_engine.control import current_flags, ensure_flag
+from migration_engine.cutover.flags import write_cutover_point
 from migration_engine.gates.error_rate import old_path_baseline
 from migration_engine.gates.window import fmt_duration
 

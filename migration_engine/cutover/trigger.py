@@ -86,7 +86,7 @@ class ReadRolloutHoldTrigger(BaseTrigger):
     def _check(self, monitor, previous):
         """One interval: snapshot, judge, record; returns (decision, snapshot to compare next time)."""
         from migration_engine import control
-        from migration_engine.cutover.flags import current_flags
+        from migration_engine.control import current_flags
         from migration_engine.gates.error_rate import Snapshot, evaluate_delta, path_totals
 
         now = datetime.now(UTC)
@@ -124,7 +124,7 @@ class ReadRolloutHoldTrigger(BaseTrigger):
     def _roll_back(self, decision) -> dict[str, Any]:
         """read_new_pct = 0 and the reason in the ledger; never raises (the event reports failure)."""
         from migration_engine import control
-        from migration_engine.cutover.flags import ensure_flag
+        from migration_engine.control import ensure_flag
 
         context = {"dag_id": self.dag_id, "run_id": self.run_id, "task_id": self.task_id, "step_pct": self.pct}
         reason = f"automatic read-rollout rollback: {decision.reason}"

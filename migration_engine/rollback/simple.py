@@ -18,7 +18,7 @@ from typing import Any
 
 from migration_engine import control
 from migration_engine.config import MigrationConfig
-from migration_engine.cutover.flags import current_flags, ensure_flag
+from migration_engine.control import current_flags, ensure_flag
 
 SCENARIOS = {
     "dual_write": {"flag": "dual_write_enabled", "value": False, "mode": "dual_write",

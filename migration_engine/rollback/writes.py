@@ -41,9 +41,10 @@ from typing import Any
 
 from migration_engine import control, sqlfiles
 from migration_engine.config import MigrationConfig
+from migration_engine.control import current_flags, ensure_flag
 from migration_engine.cutover.activity import wait_until_quiet
 from migration_engine.cutover.checklist import backup_manifests, file_problem, for_legacy_database
-from migration_engine.cutover.flags import current_flags, ensure_flag, write_cutover_point
+from migration_engine.cutover.flags import write_cutover_point
 from migration_engine.rollback.reverse import ReverseMapping
 from migration_engine.rollback.sync import ReverseSync, count_rows, key_sequence, missing_keys
 from migration_engine.steps import get_state, put_state
