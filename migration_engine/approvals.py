@@ -21,13 +21,15 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
+from migration_engine.errors import MigrationError
+
 log = logging.getLogger(__name__)
 
 APPROVE = ApprovalOperator.APPROVE
 REJECT = ApprovalOperator.REJECT
 
 
-class ApprovalError(RuntimeError):
+class ApprovalError(MigrationError):
     """An answer could not be recorded; the subclass says why."""
 
 

@@ -42,6 +42,7 @@ from psycopg2 import extensions
 
 from migration_engine import control, sqlfiles
 from migration_engine.config import MigrationConfig
+from migration_engine.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ GATE = "preflight_backup"
 MANIFEST_SUFFIX = ".manifest.json"
 
 
-class BackupError(RuntimeError):
+class BackupError(MigrationError):
     """The backup could not be taken or did not pass verification; the message lists every problem."""
 
 

@@ -39,6 +39,7 @@ from migration_engine.control import ensure_flag
 from migration_engine.cutover.activity import qualified, table_activity, wait_until_quiet
 from migration_engine.cutover.flags import write_cutover_point
 from migration_engine.ddl import DdlError, DdlExecutor
+from migration_engine.errors import Refused
 from migration_engine.gates import GateResult
 from migration_engine.gates.window import fmt_duration
 from migration_engine.steps import RevertRefused, Step, StepRunner
@@ -51,7 +52,7 @@ _TS = "%Y-%m-%dT%H:%M:%SZ"
 _COMMENT_RE = re.compile(r"Archived (\S+) by migration_phase6_cleanup\. Safe to drop after (\S+)\.")
 
 
-class CleanupRefused(RuntimeError):
+class CleanupRefused(Refused):
     """A cleanup action is not allowed now; the message says why and from when."""
 
 

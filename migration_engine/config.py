@@ -31,14 +31,12 @@ from pydantic import (
     model_validator,
 )
 
+from migration_engine.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "include" / "migration.yaml"
 CONFIG_ENV = "MIGRATION_CONFIG"
 TIME_SCALE_ENV = "MIGRATION_TIME_SCALE"
-
-
-class ConfigError(ValueError):
-    """The migration config is missing or invalid; the message names every bad key."""
 
 
 # --- scalar types --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from migration_engine import sqlfiles
+from migration_engine.errors import MigrationError
 
 CONTROL_SCHEMA_FILES = ("control/001_control_schema.sql", "control/002_control_indexes.sql")
 
@@ -27,7 +28,7 @@ FLAG_TYPES: dict[str, type] = {
 }
 
 
-class ControlError(RuntimeError):
+class ControlError(MigrationError):
     """A control-schema operation was refused (unknown flag, bad value, missing schema)."""
 
 

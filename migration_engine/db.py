@@ -6,8 +6,10 @@ from contextlib import contextmanager
 
 import psycopg2
 
+from migration_engine.errors import MigrationError
 
-class MissingConnectionError(RuntimeError):
+
+class MissingConnectionError(MigrationError):
     """The Airflow connection named in the migration config is not defined or not reachable."""
 
 

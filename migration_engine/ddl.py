@@ -37,13 +37,14 @@ from psycopg2 import extensions, sql
 
 from migration_engine import sqlfiles
 from migration_engine.config import Ddl, TableRef
+from migration_engine.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
 LOCK_NOT_AVAILABLE = "55P03"
 
 
-class DdlError(RuntimeError):
+class DdlError(MigrationError):
     """A schema change could not be made; the message says which one and why."""
 
 

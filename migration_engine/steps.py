@@ -30,20 +30,12 @@ from psycopg2 import extensions
 from migration_engine import control, sqlfiles
 from migration_engine.config import Ddl
 from migration_engine.ddl import DdlExecutor
+from migration_engine.errors import Refused, VerificationError
 
 log = logging.getLogger(__name__)
 
 
-class VerificationError(RuntimeError):
-    """A step's result is not (fully) in place; the message lists every missing piece."""
-
-    def __init__(self, problems: Sequence[str], *, step_id: str | None = None):
-        self.problems = list(problems)
-        head = f"{step_id}: " if step_id else ""
-        super().__init__(head + "; ".join(self.problems))
-
-
-class RevertRefused(RuntimeError):
+class RevertRefused(Refused):
     """A revert would lose something (or has nothing recorded to revert to)."""
 
 

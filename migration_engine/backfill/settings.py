@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from migration_engine.config import MigrationConfig, PauseWhen
+from migration_engine.errors import MigrationError
 
 
-class BackfillError(RuntimeError):
+class BackfillError(MigrationError):
     """The backfill cannot proceed; the message says what to fix."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from migration_engine.errors import MigrationError
+
 # What a finding can be. "unlinked_in_new": an in-scope new row without an old key.
 KINDS = ("missing_in_new", "missing_in_old", "changed", "unlinked_in_new", "orphan", "invalid_value", "null_value",
          "error")
@@ -12,7 +14,7 @@ CheckKind = Literal["entity", "reference", "count", "suite"]
 CheckStatus = Literal["passed", "failed", "error"]
 
 
-class ConsistencyError(RuntimeError):
+class ConsistencyError(MigrationError):
     """A check cannot run as configured (missing table or column, incompatible types...).
 
     The message names the database, table and column, and how to fix it. Checks catch it and
@@ -20,7 +22,7 @@ class ConsistencyError(RuntimeError):
     """
 
 
-class ConsistencyCheckFailed(RuntimeError):
+class ConsistencyCheckFailed(MigrationError):
     """Raised by the verdict task when a run did not pass (the message carries counts and keys)."""
 
 

@@ -21,11 +21,12 @@ from typing import Any
 
 from migration_engine import sqlfiles
 from migration_engine.config import TableRef
+from migration_engine.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
 
-class StillWrittenError(RuntimeError):
+class StillWrittenError(MigrationError):
     """The tables kept receiving writes for longer than allowed."""
 
 

@@ -9,11 +9,12 @@ from migration_engine import control
 from migration_engine.config import MigrationConfig
 from migration_engine.control import current_flags, ensure_flag
 from migration_engine.cutover.flags import write_cutover_point
+from migration_engine.errors import Refused
 from migration_engine.gates.error_rate import old_path_baseline
 from migration_engine.gates.window import fmt_duration
 
 
-class CutoverRefused(RuntimeError):
+class CutoverRefused(Refused):
     """The cutover cannot proceed from the current state; the message says why."""
 
 

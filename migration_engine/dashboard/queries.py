@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from migration_engine import control, sqlfiles
+from migration_engine.errors import MigrationError
 
 CONSISTENCY_RUNS_TABLE = "consistency_runs"
 # Timestamp columns the dashboard orders consistency runs by, best first.
@@ -35,7 +36,7 @@ MAX_ALERT_ROWS = 20
 MAX_CONSISTENCY_ROWS = 200
 
 
-class DashboardUnavailable(RuntimeError):
+class DashboardUnavailable(MigrationError):
     """The dashboard cannot be built (no control schema, database unreachable, bad config)."""
 
 

@@ -25,6 +25,7 @@ import psycopg2
 
 from migration_engine import control, sqlfiles
 from migration_engine.config import ConfigError, MigrationConfig, load_config
+from migration_engine.errors import MigrationError
 from migration_engine.gates import REGISTRY, Evaluator, GateResult, get_evaluator
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ ALERTING = ("warning", "critical")
 _NOT_EVALUATORS = {"runner", "trigger", "sensor", "window"}
 
 
-class GateConfigError(ValueError):
+class GateConfigError(MigrationError, ValueError):
     """The gate is unknown or its params are invalid: waiting longer will not fix it."""
 
 

@@ -21,9 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from migration_engine.config import ColumnMap, Entity
+from migration_engine.errors import MigrationError
 
 
-class ReverseMappingError(ValueError):
+class ReverseMappingError(MigrationError, ValueError):
     """A new-table value cannot be expressed in the old table; the message names it."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from migration_engine import control
 from migration_engine.config import MigrationConfig
 from migration_engine.control import current_flags, ensure_flag
+from migration_engine.errors import Refused
 
 SCENARIOS = {
     "dual_write": {"flag": "dual_write_enabled", "value": False, "mode": "dual_write",
@@ -32,7 +33,7 @@ SCENARIOS = {
 }
 
 
-class RollbackRefused(RuntimeError):
+class RollbackRefused(Refused):
     """This rollback does not apply to the current state; the message names the right one."""
 
 

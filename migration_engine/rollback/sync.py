@@ -33,12 +33,13 @@ from psycopg2 import sql
 from migration_engine import sqlfiles
 from migration_engine.config import MigrationConfig, TableRef
 from migration_engine.cutover.activity import qualified
+from migration_engine.errors import MigrationError
 from migration_engine.rollback.reverse import ReverseMapping
 
 log = logging.getLogger(__name__)
 
 
-class SyncError(RuntimeError):
+class SyncError(MigrationError):
     """The forward sync cannot continue; the message names the row or object."""
 
 

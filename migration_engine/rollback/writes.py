@@ -45,6 +45,7 @@ from migration_engine.control import current_flags, ensure_flag
 from migration_engine.cutover.activity import wait_until_quiet
 from migration_engine.cutover.checklist import backup_manifests, file_problem, for_legacy_database
 from migration_engine.cutover.flags import write_cutover_point
+from migration_engine.errors import Refused
 from migration_engine.rollback.reverse import ReverseMapping
 from migration_engine.rollback.sync import ReverseSync, count_rows, key_sequence, missing_keys
 from migration_engine.steps import get_state, put_state
@@ -56,7 +57,7 @@ MARKER = "zero-downtime-migration: rollback scenario 3 side copy"
 ACTION_STEPS = ("maintenance_on", "restore_backup", "forward_sync", "verify", "writes_to_old", "maintenance_off")
 
 
-class RollbackWritesRefused(RuntimeError):
+class RollbackWritesRefused(Refused):
     """Scenario 3 cannot run (or continue) now; the message says why and what to do."""
 
 

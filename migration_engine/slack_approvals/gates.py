@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from migration_engine.errors import MigrationError
+
 if TYPE_CHECKING:
     from migration_engine.config import MigrationConfig
 
@@ -23,7 +25,7 @@ APPROVAL_GATES: dict[str, str] = {
 }
 
 
-class UnknownGateError(ValueError):
+class UnknownGateError(MigrationError, ValueError):
     """The gate name is neither a registered approval gate nor configured in approvals.approvers."""
 
 

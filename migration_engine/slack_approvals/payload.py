@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from migration_engine.errors import MigrationError
+
 ACTION_APPROVE = "migration_approval_approve"
 ACTION_REJECT = "migration_approval_reject"
 ACTION_OPEN = "migration_approval_open"  # the "Open in Airflow" URL button (Slack reports its clicks too)
@@ -24,7 +26,7 @@ VALUE_VERSION = 1
 MAX_BODY_BYTES = 1_000_000
 
 
-class PayloadError(ValueError):
+class PayloadError(MigrationError, ValueError):
     """The (authentic) request is not an interaction we understand."""
 
 

@@ -16,12 +16,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from migration_engine.errors import MigrationError
+
 MAX_AGE_SECONDS = 300
 SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
 _EXTRA_KEYS = ("signing_secret", "extra__slack__signing_secret")
 
 
-class RequestRejected(Exception):
+class RequestRejected(MigrationError):
     """The request is refused before anything is read from it; ``status`` is the HTTP answer."""
 
     def __init__(self, status: int, code: str, message: str):
@@ -31,7 +33,7 @@ class RequestRejected(Exception):
         self.message = message
 
 
-class SigningSecretMissing(RuntimeError):
+class SigningSecretMissing(MigrationError):
     """Neither the Slack connection nor the environment provides a signing secret."""
 
 
