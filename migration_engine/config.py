@@ -31,10 +31,10 @@ from pydantic import (
     model_validator,
 )
 
+from migration_engine import paths
 from migration_engine.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG_PATH = PROJECT_ROOT / "include" / "migration.yaml"
+DEFAULT_CONFIG_PATH = paths.default_config_path()
 CONFIG_ENV = "MIGRATION_CONFIG"
 TIME_SCALE_ENV = "MIGRATION_TIME_SCALE"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from psycopg2 import sql
 
-from migration_engine.config import PROJECT_ROOT
+from migration_engine import paths
 
 SQL_DIR_ENV = "MIGRATION_SQL_DIR"
 
@@ -38,8 +38,28 @@ _TOKEN_RE = re.compile(
 )
 
 
+_EXTRA_DIRS: list[Path] = []
+
+
 def sql_dir() -> Path:
-    return Path(os.environ.get(SQL_DIR_ENV) or PROJECT_ROOT / "include" / "sql")
+    """The product's SQL ($MIGRATION_SQL_DIR overrides the shipped files)."""
+    return Path(os.environ.get(SQL_DIR_ENV) or paths.sql_dir())
+
+
+def add_sql_dir(path: Path | str) -> None:
+    """Search ``path`` too, after the product's files (dev tooling keeps its SQL apart this way)."""
+    p = Path(path).resolve()
+    if p not in _EXTRA_DIRS:
+        _EXTRA_DIRS.append(p)
+
+
+def find(name: str) -> Path:
+    """The first file called ``name`` in the product's SQL dir, then in added dirs."""
+    dirs = [sql_dir(), *_EXTRA_DIRS]
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    raise FileNotFoundError(f"SQL file not found: {name} (looked in {', '.join(map(str, dirs))})")
 
 
 def _escape(text: str) -> str:
@@ -74,12 +94,10 @@ def _load(path: str, mtime_ns: int) -> tuple[str, frozenset[str], frozenset[str]
 
 
 class SqlTemplate:
-    """One file from include/sql, ready to render with identifiers and run with params."""
+    """One SQL file, ready to render with identifiers and run with params."""
 
     def __init__(self, name: str):
-        path = sql_dir() / name
-        if not path.exists():
-            raise FileNotFoundError(f"SQL file not found: {path}")
+        path = find(name)
         self.name = name
         self.path = path
         self.text, self.identifiers, self.params = _load(str(path), path.stat().st_mtime_ns)

@@ -38,8 +38,11 @@ os.environ.update({
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from migration_engine import demo_data  # noqa: E402
-from migration_engine.pgcluster import PgCluster, free_port  # noqa: E402
+from devtools import demo_data  # noqa: E402
+from devtools.pgcluster import PgCluster, find_bindir, free_port  # noqa: E402
+
+# pg_dump/pg_restore for the backup come from the same binaries as the throwaway cluster
+os.environ.setdefault("PG_BINDIR", str(find_bindir()))
 
 pytest_plugins = ["tests.fake_slack"]
 

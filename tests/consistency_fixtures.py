@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devtools.demo_copy import copy_active_listings
 from migration_engine import control
 from migration_engine.config import DEFAULT_CONFIG_PATH, MigrationConfig, parse_config
-from migration_engine.consistency.demo_copy import copy_active_listings
 
 SCHEMA = "migration_control"
 EXTRA_KEY = 9_000_001  # a legacy id that no old row has

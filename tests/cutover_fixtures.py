@@ -16,10 +16,10 @@ from typing import Any
 import psycopg2
 import yaml
 
+from devtools.simulator import Faults, MarketplaceApp
 from migration_engine import control
 from migration_engine.appclient import ControlClient
 from migration_engine.config import DEFAULT_CONFIG_PATH, load_config
-from migration_engine.simulator import Faults, MarketplaceApp
 
 SCHEMA = "migration_control"
 
@@ -93,7 +93,7 @@ class Traffic:
 
     def __init__(self, databases, *, rate: float = 80.0, mix=None, seed: int = 11, flag_ttl: float = 0.2,
                  flush_every: float = 0.3, faults: Faults | None = None, pool_size: int = 500):
-        from migration_engine.simulator_cli import Mix
+        from devtools.simulator_cli import Mix
 
         self.cfg = load_config()
         self.control = ControlClient(lambda: psycopg2.connect(databases.legacy_dsn), self.cfg.control_schema,
@@ -109,7 +109,7 @@ class Traffic:
         self.thread = threading.Thread(target=self._run, name="simulator", daemon=True)
 
     def _run(self) -> None:
-        from migration_engine.simulator_cli import run
+        from devtools.simulator_cli import run
 
         try:
             self.stats = run(self.app, duration_s=0, rate_per_s=self.rate, mix=self.mix, stop=self.stop_event,

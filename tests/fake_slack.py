@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from migration_engine.slack_sink import FakeSlack, SlackCall  # noqa: F401 - re-exported for tests
+from devtools.slack_sink import FakeSlack, SlackCall  # noqa: F401 - re-exported for tests
 
 
 @pytest.fixture(name="fake_slack")

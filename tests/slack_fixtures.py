@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from migration_engine.pgcluster import free_port
+from devtools.pgcluster import free_port
 from migration_engine.slack_approvals.signing import sign
 
 ROOT = Path(__file__).resolve().parents[1]

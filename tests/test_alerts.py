@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from devtools.pgcluster import free_port
 from migration_engine import alerts
 from migration_engine.config import DEFAULT_CONFIG_PATH, parse_config
-from migration_engine.pgcluster import free_port
 
 # The fixture lives in tests/fake_slack.py; importing it here makes it available to this module
 # even before tests/conftest.py registers the module as a plugin (pytest_plugins = ["tests.fake_slack"]).

@@ -201,8 +201,8 @@ def test_backfill_survives_sigkill_three_times(databases, conns, cfg):
 
 def test_backfill_while_the_application_dual_writes(databases, conns, cfg):
     """The simulator updates, creates and re-statuses rows (dual-writing them) during the copy."""
+    from devtools.simulator import MarketplaceApp
     from migration_engine.appclient import ControlClient
-    from migration_engine.simulator import MarketplaceApp
 
     legacy, new = conns
     add_listings(databases, 30_000)

@@ -193,7 +193,10 @@ def test_airflow_gets_every_connection_the_config_names(compose):
         for name in AIRFLOW_SERVICES:
             assert conn_env_var(conn_id) in compose["services"][name]["environment"], (name, conn_id)
     env = compose["services"]["airflow-worker"]["environment"]
-    assert env["MIGRATION_CONFIG"].startswith(env["PYTHONPATH"] + "/include/")
+    # the config the workers read is the repo's include/ folder, mounted into the container
+    include_target = next(v.split(":")[1] for v in compose["services"]["airflow-worker"]["volumes"]
+                          if isinstance(v, str) and v.startswith("./include:"))
+    assert env["MIGRATION_CONFIG"] == include_target + "/migration.yaml"
 
 
 def _bind_sources(service: dict) -> list[str]:
@@ -226,22 +229,23 @@ def test_every_referenced_path_exists(compose):
             required = True if isinstance(entry, str) else entry.get("required", True)
             assert not required or (ROOT / path).exists(), f"{name}: env_file {path} does not exist"
     mounted = {s.lstrip("./").split("/")[0] for s in _bind_sources(compose["services"]["airflow-worker"])}
-    assert {"dags", "plugins", "include", "migration_engine"} <= mounted
+    assert {"plugins", "include"} <= mounted  # the code itself is the wheel in the image
 
 
 def test_dockerfile_matches_the_repo():
     text = DOCKERFILE.read_text()
     for src in re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)\s+\S+\s*$", text, re.MULTILINE):
         assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
-    base = re.search(r"^ARG AIRFLOW_BASE_IMAGE=apache/airflow:(\S+)$", text, re.MULTILINE)
-    assert base, "Dockerfile must build FROM apache/airflow:<version>"
+    base = re.search(r"^ARG AIRFLOW_BASE_IMAGE=apache/airflow:(\S+)-python3\.11$", text, re.MULTILINE)
+    assert base, "Dockerfile must build FROM apache/airflow:<version>-python3.11 (the Python the project supports)"
+    assert "pip check" in text and "-c /tmp/constraints.txt" in text and ".whl" in text
     requirements = (ROOT / "requirements.txt").read_text()
     pin = re.search(r"^apache-airflow==(\S+)$", requirements, re.MULTILINE)
     assert pin and pin.group(1) == base.group(1), \
         f"image apache/airflow:{base.group(1)} but requirements.txt pins apache-airflow=={pin and pin.group(1)}"
-    # The image installs requirements.txt up to this marker (test tools stay out of production).
+    # The image installs the wheel, whose dependencies are requirements.txt up to this marker.
     marker = "# tests and checks"
-    assert marker in text and marker in requirements.splitlines()
+    assert marker in requirements.splitlines()  # the wheel depends on the pins above it (test_packaging)
     runtime = requirements.split(marker, 1)[0]
     assert "apache-airflow-providers-postgres" in runtime and "pytest" not in runtime
 

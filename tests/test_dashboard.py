@@ -6,7 +6,6 @@ overridden (the real login is covered by tests/test_dashboard_browser.py against
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -111,11 +110,9 @@ def test_nice_range_shows_small_differences():
 
 # --- routes on a real database ---------------------------------------------------------------
 def _load_plugin():
-    path = ROOT / "plugins" / "migration_dashboard.py"
-    spec = importlib.util.spec_from_file_location("migration_dashboard_plugin", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.MigrationDashboardPlugin
+    from migration_engine.airflow.plugins import MigrationDashboardPlugin
+
+    return MigrationDashboardPlugin
 
 
 @pytest.fixture
@@ -135,7 +132,7 @@ def client(databases):
 
 def test_plugin_module_is_cheap_to_import():
     """Every task process imports plugin modules: the plugin must not pull in the API server's modules."""
-    code = ("import sys; sys.path.insert(0, 'plugins'); import migration_dashboard as m; "
+    code = ("import sys; import migration_engine.airflow.plugins as m; "
             "p = m.MigrationDashboardPlugin; "
             "assert p.external_views[0]['href'] == '/migration/dashboard', p.external_views; "
             "heavy = [n for n in ('fastapi', 'airflow.api_fastapi.core_api.security') if n in sys.modules]; "

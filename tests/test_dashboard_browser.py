@@ -24,7 +24,7 @@ import urllib.request
 
 import pytest
 
-from migration_engine.pgcluster import free_port
+from devtools.pgcluster import free_port
 from tests.dashboard_fixtures import EXPECTED, seed_known_figures
 
 pytestmark = pytest.mark.timeout(240)

@@ -12,7 +12,7 @@ import urllib.request
 import psycopg2
 import pytest
 
-from migration_engine.pgcluster import free_port
+from devtools.pgcluster import free_port
 from tests.conftest import _SESSION_DIR, ROOT
 
 
@@ -34,7 +34,7 @@ def test_demo_up_lists_dags_seeds_data_and_runs_the_simulator():
            "DEMO_SLACK_PORT": str(slack_port), "DEMO_LISTINGS": "3000", "DEMO_SIM_RATE": "30"}
     for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_HOME"))]:
         del env[key]  # the demo sets its own; the test session's must not leak in
-    up = subprocess.run([sys.executable, "-m", "migration_engine.demo", "up"], env=env, cwd=ROOT,
+    up = subprocess.run([sys.executable, "-m", "devtools.demo", "up"], env=env, cwd=ROOT,
                         capture_output=True, text=True, timeout=360)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
@@ -67,9 +67,9 @@ def test_demo_up_lists_dags_seeds_data_and_runs_the_simulator():
         conn.close()
         assert requests > 0, "the simulator wrote no stats"
     finally:
-        down = subprocess.run([sys.executable, "-m", "migration_engine.demo", "down"], env=env, cwd=ROOT,
+        down = subprocess.run([sys.executable, "-m", "devtools.demo", "down"], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=120)
         assert down.returncode == 0, down.stderr
-    status = subprocess.run([sys.executable, "-m", "migration_engine.demo", "status"], env=env, cwd=ROOT,
+    status = subprocess.run([sys.executable, "-m", "devtools.demo", "status"], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert "running" not in status.stdout, status.stdout

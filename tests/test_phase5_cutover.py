@@ -36,7 +36,7 @@ DAG = "migration_phase5_cutover"
 
 
 def _read_heavy():
-    from migration_engine.simulator_cli import Mix
+    from devtools.simulator_cli import Mix
 
     return Mix(create=0.5, update=0.5, read=9)
 
@@ -103,8 +103,8 @@ def test_hold_monitor_decisions():
 # --- the DAG -------------------------------------------------------------------------------
 def prepare_for_cutover(databases, cfg) -> None:
     """Backfilled new tables, dual-write on, checklist history, a verified pre-cutover backup."""
+    from devtools.demo_copy import copy_active_listings
     from migration_engine.consistency import store
-    from migration_engine.consistency.demo_copy import copy_active_listings
     from tests.gate_fixtures import write_stats
 
     prepare_control(databases)

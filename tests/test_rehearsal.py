@@ -1,6 +1,6 @@
 """The runbook's rehearsal, end to end: `make demo` with the rehearsal config, then the driver.
 
-The driver (`python -m migration_engine.rehearsal`) does what docs/runbook.md tells an operator to
+The driver (`python -m devtools.rehearsal`) does what docs/runbook.md tells an operator to
 do, through Airflow's REST API: setup -> pre-flight backup -> phases 1-5 -> phase 6 archive -> drop
 refused before the safe-drop date -> drop after it, answering every approval. This test brings the
 demo up exactly like tests/test_demo.py (own DEMO_DIR, free ports, a small data set), runs the
@@ -20,8 +20,8 @@ import psycopg2
 import pytest
 import yaml
 
-from migration_engine.pgcluster import free_port
-from migration_engine.rehearsal import REHEARSAL_CONFIG
+from devtools.pgcluster import free_port
+from devtools.rehearsal import REHEARSAL_CONFIG
 from tests.conftest import _SESSION_DIR, ROOT
 
 # What include/migration.rehearsal.yaml may change, and nothing else (each line says "rehearsal:").
@@ -63,7 +63,7 @@ def test_rehearsal_config_differs_from_the_real_one_only_in_durations_and_counts
 
 def test_demo_application_flags_the_invoices_behind_marketplace_transactions(databases):
     """What makes phase 3's count parity pass on the demo: the simulator's part of phase 1."""
-    from migration_engine.demo_data import link_marketplace_invoices
+    from devtools.demo_data import link_marketplace_invoices
 
     legacy, new = databases.connect("legacy"), databases.connect("new")
     try:
@@ -105,13 +105,13 @@ def test_rehearsal_runs_the_whole_migration_on_the_demo():
     for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_HOME"))]:
         del env[key]  # the demo sets its own; the test session's must not leak in
     started = time.monotonic()
-    up = subprocess.run([sys.executable, "-m", "migration_engine.demo", "up"], env=env, cwd=ROOT,
+    up = subprocess.run([sys.executable, "-m", "devtools.demo", "up"], env=env, cwd=ROOT,
                         capture_output=True, text=True, timeout=240)
     rehearsal = None
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         # the driver's defaults: URL from DEMO_AIRFLOW_PORT, login and backup dir from DEMO_DIR
-        rehearsal = subprocess.run([sys.executable, "-m", "migration_engine.rehearsal", "--dag-timeout", "240"],
+        rehearsal = subprocess.run([sys.executable, "-m", "devtools.rehearsal", "--dag-timeout", "240"],
                                    env=env, cwd=ROOT, capture_output=True, text=True, timeout=480)
         out = rehearsal.stdout
         print(out[-6000:])
@@ -165,11 +165,11 @@ def test_rehearsal_runs_the_whole_migration_on_the_demo():
                     and "Approval needed" in str(m["body"].get("text"))]
         assert len(requests) == 4, [str(m)[:200] for m in slack]
     finally:
-        down = subprocess.run([sys.executable, "-m", "migration_engine.demo", "down"], env=env, cwd=ROOT,
+        down = subprocess.run([sys.executable, "-m", "devtools.demo", "down"], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=120)
         print(f"demo up + rehearsal + down: {time.monotonic() - started:.0f} s")
         assert down.returncode == 0, down.stderr
-    status = subprocess.run([sys.executable, "-m", "migration_engine.demo", "status"], env=env, cwd=ROOT,
+    status = subprocess.run([sys.executable, "-m", "devtools.demo", "status"], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert "running" not in status.stdout, status.stdout
 
@@ -177,7 +177,7 @@ def test_rehearsal_runs_the_whole_migration_on_the_demo():
 def test_rehearsal_names_a_demo_that_is_not_running(tmp_path: Path):
     """No demo: the driver says what is missing instead of a traceback."""
     env = {**os.environ, "DEMO_DIR": str(tmp_path / "no-demo"), "MIGRATION_CONFIG": str(REHEARSAL_CONFIG)}
-    result = subprocess.run([sys.executable, "-m", "migration_engine.rehearsal"], env=env, cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "devtools.rehearsal"], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "REHEARSAL FAILED" in result.stdout and "is the demo up (make demo)?" in result.stdout

@@ -130,9 +130,9 @@ def _missing_or_different(databases) -> list:
 
 def test_rollback_writes_end_to_end_resumes_after_a_failure(databases, airflow_db, fake_slack, tmp_path,
                                                             monkeypatch):
-    from migration_engine.consistency.demo_copy import copy_active_listings
+    from devtools.demo_copy import copy_active_listings
+    from devtools.simulator_cli import Mix
     from migration_engine.rollback import sync
-    from migration_engine.simulator_cli import Mix
     from tests.cutover_fixtures import take_backup
     from tests.hitl_helpers import Answer, run_dag_answering
 

@@ -13,10 +13,8 @@ import time
 import psycopg2
 import pytest
 
-from migration_engine import control, demo_data
-from migration_engine.appclient import ControlClient
-from migration_engine.config import load_config
-from migration_engine.simulator import (
+from devtools import demo_data
+from devtools.simulator import (
     Faults,
     InjectedFault,
     ListingNotFoundError,
@@ -24,7 +22,10 @@ from migration_engine.simulator import (
     MaintenanceModeError,
     MarketplaceApp,
 )
-from migration_engine.simulator_cli import Mix, run
+from devtools.simulator_cli import Mix, run
+from migration_engine import control
+from migration_engine.appclient import ControlClient
+from migration_engine.config import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -417,7 +418,7 @@ def test_run_loop_stops_on_event(env):
 
 def test_cli_runs_in_background_and_stops_cleanly_on_sigterm(env):
     env.flags(dual_write_enabled=True, shadow_read_pct=100)
-    cmd = [sys.executable, "-m", "migration_engine.simulator", "--legacy-dsn", env.legacy_dsn,
+    cmd = [sys.executable, "-m", "devtools.simulator", "--legacy-dsn", env.legacy_dsn,
            "--new-dsn", env.new_dsn, "--rate", "40", "--duration", "0", "--flush-interval", "0.5",
            "--dual-write-failure-rate", "0.2", "--instance", "cli", "--seed", "1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -442,7 +443,7 @@ def test_cli_runs_in_background_and_stops_cleanly_on_sigterm(env):
 
 
 def test_cli_rejects_bad_arguments(env):
-    proc = subprocess.run([sys.executable, "-m", "migration_engine.simulator", "--legacy-dsn", env.legacy_dsn,
+    proc = subprocess.run([sys.executable, "-m", "devtools.simulator", "--legacy-dsn", env.legacy_dsn,
                            "--dual-write-failure-rate", "2"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "dual_write_failure_rate" in proc.stderr

@@ -95,7 +95,7 @@ def test_slack_down_never_blocks_and_the_failure_is_recorded(control_env, fake_s
 
 
 def test_without_a_control_database_alerts_still_go_out(fake_slack, monkeypatch):
-    from migration_engine.pgcluster import free_port
+    from devtools.pgcluster import free_port
 
     monkeypatch.setenv("AIRFLOW_CONN_BREEDERHQ_DB", f"postgresql://nobody@127.0.0.1:{free_port()}/nowhere")
     started = time.monotonic()

@@ -36,8 +36,8 @@ from typing import Any
 
 from psycopg2 import sql
 
-from migration_engine import sqlfiles
-from migration_engine.config import PROJECT_ROOT, MigrationConfig, TableRef
+from migration_engine import paths, sqlfiles
+from migration_engine.config import MigrationConfig, TableRef
 from migration_engine.consistency.plan import primary_key, require_columns
 from migration_engine.consistency.results import CheckResult, ConsistencyError, Finding
 
@@ -50,7 +50,7 @@ ROW_PARITY_KINDS = ("missing_in_new", "missing_in_old", "changed", "unlinked_in_
 
 
 def gx_root(cfg: MigrationConfig) -> Path:
-    return Path(cfg.consistency.data_docs_dir or PROJECT_ROOT / "gx").expanduser().resolve()
+    return Path(cfg.consistency.data_docs_dir or paths.state_dir() / "gx").expanduser().resolve()
 
 
 def data_docs_index(cfg: MigrationConfig) -> Path:

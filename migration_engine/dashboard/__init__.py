@@ -1,6 +1,6 @@
 """The migration health dashboard (seed: "Monitoring and Alerts -> Dashboard Requirements").
 
-A page inside the Airflow UI (plugin: ``plugins/migration_dashboard.py``) built from the control
+A page inside the Airflow UI (plugin: ``migration_engine/airflow/plugins.py``) built from the control
 schema in the legacy database. The work is split so that everything but the two I/O edges is a
 pure function tested without Airflow or a browser:
 

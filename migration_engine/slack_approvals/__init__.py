@@ -13,7 +13,7 @@ Pieces (each importable without Airflow, except where noted):
 * ``operator``      ``MigrationApprovalOperator`` / ``approval_task(...)``: the one way phase DAGs
                     ask a human (timeout -> critical page + safe default Reject).
 * ``interactivity`` ``handle_interaction(body, headers)``: what the plugin endpoint
-                    (``plugins/slack_interactivity.py``, ``POST /slack/interactivity``) does.
+                    (``migration_engine/airflow/slack_endpoint.py``, ``POST /slack/interactivity``) does.
 
 Operator guide: docs/oncall-slack.md.
 """

@@ -1,4 +1,4 @@
-"""Airflow plugin: the Slack interactivity endpoint for migration approvals, inside the API server.
+"""The Slack interactivity endpoint for migration approvals, served inside the Airflow API server.
 
 ``POST /slack/interactivity`` is the Request URL of the Slack app's Interactivity settings
 (``https://<airflow-host>/slack/interactivity``). Slack cannot log in to Airflow, so the route has no
@@ -6,17 +6,14 @@ Airflow auth; every request must instead carry a valid Slack signature (see
 ``migration_engine.slack_approvals.interactivity`` for the checks and answers).
 ``GET /slack/health`` says whether the endpoint is configured (never the secret itself).
 
-Restart the API server after changing this file.
+Registered by ``migration_engine.airflow.plugins``. Restart the API server after changing this file.
 """
 
 from __future__ import annotations
 
-from airflow.plugins_manager import AirflowPlugin
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-
-URL_PREFIX = "/slack"
 
 app = FastAPI(title="Migration Slack interactivity", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -46,6 +43,6 @@ async def health() -> dict:
     return {"ok": configured, "signing_secret_configured": configured, "problem": problem}
 
 
-class MigrationSlackInteractivityPlugin(AirflowPlugin):
-    name = "migration_slack_interactivity"
-    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "Migration Slack interactivity"}]
+def create_app() -> FastAPI:
+    """The factory ``LazyASGIApp`` calls on the first request."""
+    return app

@@ -36,11 +36,11 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from migration_engine import simulator_mapping as sm
+from devtools import simulator_mapping as sm
+from devtools.simulator_mapping import EntityMapping, corrupt
 from migration_engine import sqlfiles
 from migration_engine.appclient import ControlClient
 from migration_engine.config import ColumnMap, Entity, MigrationConfig
-from migration_engine.simulator_mapping import EntityMapping, corrupt
 
 log = logging.getLogger(__name__)
 
@@ -454,9 +454,9 @@ class MarketplaceApp:
             return [r[0] for r in cur.fetchall()]
 
 
-if __name__ == "__main__":  # python -m migration_engine.simulator ...
+if __name__ == "__main__":  # python -m devtools.simulator ...
     import sys
 
-    from migration_engine.simulator_cli import main
+    from devtools.simulator_cli import main
 
     sys.exit(main())

@@ -1,7 +1,7 @@
 """Rehearse the whole migration on the demo, exactly as docs/runbook.md tells an operator to.
 
     MIGRATION_CONFIG=$PWD/include/migration.rehearsal.yaml DEMO_TIME_SCALE=1 DEMO_SIM_RATE=40 make demo
-    .venv/bin/python -m migration_engine.rehearsal            # URL, login and backup dir from .demo/
+    .venv/bin/python -m devtools.rehearsal            # URL, login and backup dir from .demo/
 
 Why a driver and not only a page of instructions: a runbook nobody executes rots. This module is
 section 9 of docs/runbook.md ("Rehearsing the whole migration on the demo") as code, step for step,
@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from migration_engine.config import CONFIG_ENV, PROJECT_ROOT, MigrationConfig, load_config
+from devtools import ROOT as PROJECT_ROOT
+from migration_engine.config import CONFIG_ENV, MigrationConfig, load_config
 
 REHEARSAL_CONFIG = PROJECT_ROOT / "include" / "migration.rehearsal.yaml"
 FRESH_DEMO = ("A rehearsal starts from a fresh demo with the rehearsal config:\n"
@@ -498,7 +499,7 @@ def _demo_dir() -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     demo = _demo_dir()
     ap = argparse.ArgumentParser(
-        prog="python -m migration_engine.rehearsal",
+        prog="python -m devtools.rehearsal",
         description="Run the whole migration on a running demo, as docs/runbook.md says (Airflow REST API).")
     ap.add_argument("--demo-dir", type=Path, default=demo, help=f"the demo's state directory (default {demo})")
     ap.add_argument("--airflow-url", default=None,

@@ -100,7 +100,7 @@ def build(legacy_dsn: str, new_dsn: str, *, listings: int, seed: float = 0.42) -
 
 
 def _main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m migration_engine.demo_data")
+    ap = argparse.ArgumentParser(prog="python -m devtools.demo_data")
     ap.add_argument("--legacy-dsn", required=True)
     ap.add_argument("--new-dsn", required=True)
     ap.add_argument("--listings", type=int, default=100_000)

@@ -4,7 +4,7 @@ Why a separate process: the demo starts it in the background so the dashboards a
 traffic while the DAGs flip flags; it must survive database hiccups (errors are counted, not fatal)
 and stop cleanly on SIGTERM (final flush, exit 0).
 
-    python -m migration_engine.simulator --legacy-dsn postgresql://... --new-dsn postgresql://... \
+    python -m devtools.simulator --legacy-dsn postgresql://... --new-dsn postgresql://... \
         [--config include/migration.yaml] [--rate 20] [--duration 0] [--dual-write-failure-rate 0.02]
 """
 
@@ -24,18 +24,18 @@ from typing import Any
 
 import psycopg2
 
-from migration_engine import control as control_mod
-from migration_engine.appclient import ControlClient
-from migration_engine.config import ConfigError, load_config
-from migration_engine.simulator import (
+from devtools.simulator import (
     Faults,
     ListingNotFoundError,
     ListingRef,
     MaintenanceModeError,
     MarketplaceApp,
 )
+from migration_engine import control as control_mod
+from migration_engine.appclient import ControlClient
+from migration_engine.config import ConfigError, load_config
 
-log = logging.getLogger("migration_engine.simulator")
+log = logging.getLogger("devtools.simulator")
 
 KINDS = ("create", "update", "read")
 
@@ -204,7 +204,7 @@ def _ensure_control_schema(connect: Callable[[], Any], schema: str, stop: thread
 def _invoice_linker(legacy: Callable[[], Any], new: Callable[[], Any], every_s: float,
                     stop: threading.Event) -> threading.Thread:
     """Background thread: the demo application's invoice bookkeeping (demo_data.link_marketplace_invoices)."""
-    from migration_engine.demo_data import link_marketplace_invoices
+    from devtools.demo_data import link_marketplace_invoices
 
     def loop() -> None:
         reported = None
@@ -229,7 +229,7 @@ def _invoice_linker(legacy: Callable[[], Any], new: Callable[[], Any], every_s: 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m migration_engine.simulator",
+    ap = argparse.ArgumentParser(prog="python -m devtools.simulator",
                                  description="Marketplace application simulator (honours the migration flags).")
     ap.add_argument("--legacy-dsn", required=True, help="legacy database (also holds the control schema)")
     ap.add_argument("--new-dsn", help="new database (default: the legacy DSN, i.e. same-database mode)")

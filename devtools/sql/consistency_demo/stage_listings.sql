@@ -1,4 +1,4 @@
--- Demo/test/benchmark fixture only (migration_engine.consistency.demo_copy): a session-private
+-- Demo/test/benchmark fixture only (devtools.demo_copy): a session-private
 -- staging table in the NEW database for the legacy listings streamed over by COPY.
 SET lock_timeout = '5s';
 SET statement_timeout = '10min';

@@ -289,11 +289,11 @@ class FakeSlack:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve forever (the demo's Slack sink): ``python -m migration_engine.slack_sink --port N``."""
+    """Serve forever (the demo's Slack sink): ``python -m devtools.slack_sink --port N``."""
     import argparse
     import signal
 
-    ap = argparse.ArgumentParser(prog="python -m migration_engine.slack_sink")
+    ap = argparse.ArgumentParser(prog="python -m devtools.slack_sink")
     ap.add_argument("--port", type=int, default=28080)
     ap.add_argument("--log", default=None, help="append every call as a JSON line here")
     args = ap.parse_args(argv)

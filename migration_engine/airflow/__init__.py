@@ -1,0 +1,7 @@
+"""The one layer of the product that imports Airflow.
+
+Everything Airflow-shaped lives here: task context, the DAG header factory, the mapping of
+product errors to task outcomes, operators/sensors/triggers, notifiers, callbacks and the plugins.
+The engine below it (steps, gates, backfill, consistency, cutover, ...) never imports Airflow nor
+this package, so it runs and is tested without Airflow; DAG files import only this layer.
+"""
