@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
+from migration_engine.airflow.dags import START_DATE, config, default_args, tags
 from migration_engine.consistency.alerting import hourly_failure_callback
-from migration_engine.dag_support import START_DATE, config, default_args, tags
 
 
 @dag(

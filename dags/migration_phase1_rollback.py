@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, chain, dag, task
 
-from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.airflow.dags import START_DATE, config, default_args, tags
 from migration_engine.slack_approvals.operator import approval_task
 
 GATE = "phase1_rollback"

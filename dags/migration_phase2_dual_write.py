@@ -29,7 +29,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.airflow.dags import START_DATE, config, default_args, tags
 from migration_engine.gates.sensor import GateSensor
 
 CFG = config()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from migration_engine.dag_support import START_DATE, default_args, tags
+from migration_engine.airflow.dags import START_DATE, default_args, tags
 
 
 @dag(

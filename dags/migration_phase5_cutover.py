@@ -35,9 +35,10 @@ from __future__ import annotations
 
 from airflow.sdk import chain, dag, task
 
+from migration_engine.airflow.dags import START_DATE, config, default_args, tags
+from migration_engine.airflow.tasks import on_legacy
 from migration_engine.cutover.approval import approval
 from migration_engine.cutover.operators import KeepOldSyncEndOperator, ReadRolloutStepOperator
-from migration_engine.dag_support import START_DATE, config, default_args, run_on_legacy, tags
 from migration_engine.gates.sensor import GateSensor
 
 CHECKS = ["check_dual_write", "check_consistency", "check_shadow_reads", "check_backup"]
@@ -91,7 +92,7 @@ def migration_phase5_cutover():
         from migration_engine.cutover.tasks import CutoverRefused
         from migration_engine.cutover.tasks import measure_baseline as measure
 
-        return run_on_legacy(measure, CutoverRefused)
+        return on_legacy(measure, CutoverRefused)
 
     steps = [ReadRolloutStepOperator(task_id=f"read_rollout_{pct}pct", pct=pct) for pct in _rollout_pcts()]
 
@@ -106,7 +107,7 @@ def migration_phase5_cutover():
         from migration_engine.cutover.tasks import CutoverRefused
         from migration_engine.cutover.tasks import write_cutover as cut
 
-        return run_on_legacy(cut, CutoverRefused)
+        return on_legacy(cut, CutoverRefused)
 
     checks >> approve_read
     chain(approve_read, measure_baseline(), *steps, approve_write, write_cutover(),

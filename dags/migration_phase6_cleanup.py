@@ -32,8 +32,9 @@ from __future__ import annotations
 
 from airflow.sdk import Param, chain, dag, task
 
+from migration_engine.airflow.dags import START_DATE, config, default_args, tags
+from migration_engine.airflow.tasks import on_legacy, one_shot_gate
 from migration_engine.cutover.approval import approval
-from migration_engine.dag_support import START_DATE, config, default_args, one_shot_gate, run_on_legacy, tags
 
 PARAMS = {
     "action": Param("archive", type="string", enum=["archive", "drop"], title="Action",
@@ -113,13 +114,13 @@ def migration_phase6_cleanup():
     def stop_old_writes() -> dict:
         from migration_engine import cleanup
 
-        return run_on_legacy(cleanup.stop_old_writes)
+        return on_legacy(cleanup.stop_old_writes)
 
     @task
     def archive_tables() -> dict:
         from migration_engine import cleanup
 
-        return run_on_legacy(cleanup.archive)
+        return on_legacy(cleanup.archive)
 
     @task
     def check_drop_allowed() -> dict:
@@ -140,7 +141,7 @@ def migration_phase6_cleanup():
     def drop_archived() -> dict:
         from migration_engine import cleanup
 
-        return run_on_legacy(cleanup.drop)
+        return on_legacy(cleanup.drop)
 
     branch = choose_action()
     branch >> show_plan()

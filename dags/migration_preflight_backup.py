@@ -24,7 +24,7 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag, task
 
-from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.airflow.dags import START_DATE, config, default_args, tags
 
 PARAMS = {
     "dry_run": Param(False, type="boolean", title="Dry run",

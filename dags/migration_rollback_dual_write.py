@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from migration_engine.dag_support import START_DATE, default_args, tags
+from migration_engine.airflow.dags import START_DATE, default_args, tags
 from migration_engine.rollback.operators import RecoveryWatchOperator
 
 PARAMS = {

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from airflow.sdk import chain, dag, task
 
+from migration_engine.airflow.dags import START_DATE, config, default_args, tags
 from migration_engine.cutover.approval import approval
-from migration_engine.dag_support import START_DATE, config, default_args, tags
 
 STEPS = ["maintenance_on", "restore_backup", "forward_sync", "verify", "writes_to_old", "maintenance_off"]
 
@@ -39,7 +39,7 @@ def _step(name: str):
     def run() -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from migration_engine.cutover.flags import task_context
+        from migration_engine.airflow.context import task_context
         from migration_engine.rollback import writes
 
         cfg = config()
@@ -79,7 +79,7 @@ def migration_rollback_writes():
     def preflight() -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from migration_engine.cutover.flags import task_context
+        from migration_engine.airflow.context import task_context
         from migration_engine.rollback import writes
 
         cfg = config()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from migration_engine.dag_support import START_DATE, config, default_args, tags
+from migration_engine.airflow.dags import START_DATE, config, default_args, tags
 
 
 @dag(

@@ -188,7 +188,7 @@ def _respond(session, dag_id, run_id, task_id, chosen_options, user, params_inpu
 
 def _audit(gate: str, action: str, actor: str, context: Any, details: dict, reason: str) -> None:
     from migration_engine import control, db
-    from migration_engine.dag_support import config
+    from migration_engine.airflow.dags import config
 
     cfg = config()
     ti = context["ti"]

@@ -134,6 +134,8 @@ class DdlExecutor:
         self.progress_interval = progress_interval
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.actor = "migration"           # who the audit ledger names (StepRunner sets it)
+        self.context: dict[str, Any] = {}  # dag/run/task ids for ledger entries
         self.recorded: list[str] = []      # every statement sent (or, planning, that would be sent)
         self.lock_retries = 0              # lock-timeout retries since the last reset_counters()
         self.invalid_indexes_rebuilt = 0
@@ -236,6 +238,31 @@ class DdlExecutor:
         label = what or f"{name} on {table}"
         log.info("executing: %s", text)
         return self.with_lock_retry(label, table, lambda: self._send(text))
+
+    def action(self, description: str, fn: Callable[[], Any]) -> Any:
+        """A change that is not one SQL file (a flag with its ledger entry, pg_dump, a restore):
+        recorded as ``description`` (the exact SQL or command) and, unless planning, run."""
+        self.recorded.append(description)
+        if self.planning:
+            return None
+        log.info("executing: %s", description)
+        return fn()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Statements sent inside run in one transaction: all or nothing (planning: just recorded)."""
+        if self.planning:
+            yield
+            return
+        self.conn.autocommit = False
+        try:
+            yield
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        finally:
+            self.conn.autocommit = True
 
     # --- indexes ----------------------------------------------------------------------------
     def index_state(self, schema: str, name: str) -> dict | None:

@@ -76,9 +76,9 @@ class Step(ABC):
     def problems(self, ex: DdlExecutor) -> list[str]:
         """Everything that is not as the step promises (empty = verified)."""
 
-    @abstractmethod
     def revert(self, ex: DdlExecutor, before: dict[str, Any]) -> list[str]:
-        """Restore ``before`` through ``ex``; returns human notes."""
+        """Restore ``before`` through ``ex``; returns human notes. Steps without one refuse."""
+        raise RevertRefused(f"{self.step_id} ({self.title}) has no automatic revert")
 
     def revert_problems(self, ex: DdlExecutor, before: dict[str, Any]) -> list[str]:
         """Differences between the catalog now and ``before`` (empty = fully reverted)."""
@@ -170,7 +170,9 @@ class StepRunner:
         self.connect = connect
 
     def executor(self, *, planning: bool = False) -> DdlExecutor:
-        return DdlExecutor(self.conn, self.ddl, planning=planning, connect=self.connect)
+        ex = DdlExecutor(self.conn, self.ddl, planning=planning, connect=self.connect)
+        ex.actor, ex.context = self.actor, dict(self.context)
+        return ex
 
     def _audit(self, action: str, step: Step, details: dict, reason: str = "") -> None:
         control.audit(self.conn, self.schema, actor=self.actor, action=action, target=step.step_id,

@@ -44,7 +44,8 @@ from devtools.pgcluster import PgCluster, find_bindir, free_port  # noqa: E402
 # pg_dump/pg_restore for the backup come from the same binaries as the throwaway cluster
 os.environ.setdefault("PG_BINDIR", str(find_bindir()))
 
-pytest_plugins = ["tests.fake_slack"]
+# Fixture modules, registered once for the whole suite (tests import only their helper functions).
+pytest_plugins = ["tests.fake_slack", "tests.gate_fixtures", "tests.consistency_fixtures"]
 
 TEST_LISTINGS = 2000  # small: every test gets its own copy of the seeded databases
 

@@ -1,6 +1,6 @@
 """The ``fake_slack`` pytest fixture: the real Slack client talks to a fake Web API on 127.0.0.1.
 
-The server lives in ``migration_engine/slack_sink.py`` (the demo uses it as its local Slack sink).
+The server lives in ``devtools/slack_sink.py`` (the demo uses it as its local Slack sink).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.slack_sink import FakeSlack, SlackCall  # noqa: F401 - re-exported for tests
+from devtools.slack_sink import FakeSlack
 
 
 @pytest.fixture(name="fake_slack")

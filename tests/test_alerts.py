@@ -19,7 +19,6 @@ from migration_engine.config import DEFAULT_CONFIG_PATH, parse_config
 
 # The fixture lives in tests/fake_slack.py; importing it here makes it available to this module
 # even before tests/conftest.py registers the module as a plugin (pytest_plugins = ["tests.fake_slack"]).
-from tests.fake_slack import fake_slack_fixture  # noqa: F401
 
 WARN, CRIT, MENTION = "#zdm-warn", "#zdm-crit", "<!subteam^S0ONCALL>"
 BASE_URL = "http://airflow.example:8080/"

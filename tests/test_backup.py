@@ -17,7 +17,6 @@ import pytest
 
 from migration_engine import backup
 from migration_engine.config import load_config
-from tests.fake_slack import fake_slack_fixture  # noqa: F401 - registers the fake_slack fixture
 from tests.phase1_fixtures import run
 
 # method="thread": a hung dag.test() is not interrupted by the signal method

@@ -6,15 +6,7 @@ import pytest
 
 from migration_engine.consistency import store
 from tests.airflow_helpers import get_dag, run_dag
-from tests.consistency_fixtures import (  # noqa: F401 - fixtures
-    SCHEMA,
-    consistent_fixture,
-    make_config,
-    plant_faults,
-    repair_faults,
-    write_config,
-)
-from tests.fake_slack import fake_slack_fixture  # noqa: F401
+from tests.consistency_fixtures import SCHEMA, make_config, plant_faults, repair_faults, write_config
 
 pytestmark = pytest.mark.timeout(240)
 

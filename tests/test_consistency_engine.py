@@ -11,14 +11,7 @@ import pytest
 from migration_engine.consistency import store, tasks
 from migration_engine.consistency.diff import diff_entity
 from migration_engine.consistency.references import check_count, check_reference
-from tests.consistency_fixtures import (  # noqa: F401 - fixture
-    EXTRA_KEY,
-    MISSING_INVOICE,
-    SCHEMA,
-    consistent_fixture,
-    make_config,
-    plant_faults,
-)
+from tests.consistency_fixtures import EXTRA_KEY, MISSING_INVOICE, SCHEMA, make_config, plant_faults
 
 pytestmark = pytest.mark.timeout(120)
 

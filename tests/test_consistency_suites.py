@@ -6,7 +6,7 @@ import psycopg2
 import pytest
 
 from migration_engine.consistency import store, suites, tasks
-from tests.consistency_fixtures import SCHEMA, consistent_fixture, make_config, plant_faults  # noqa: F401
+from tests.consistency_fixtures import SCHEMA, make_config, plant_faults
 
 pytestmark = pytest.mark.timeout(180)
 

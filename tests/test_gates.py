@@ -11,8 +11,7 @@ from migration_engine.config import load_config
 from migration_engine.gates.dual_write import dual_write_health
 from migration_engine.gates.runner import GateConfigError, GateMonitor, resolve
 from migration_engine.gates.window import data_problems, window_stats
-from tests.fake_slack import fake_slack_fixture  # noqa: F401
-from tests.gate_fixtures import SCHEMA, clear_stats, control_conn_fixture, gate_rows, write_stats  # noqa: F401
+from tests.gate_fixtures import SCHEMA, clear_stats, gate_rows, write_stats
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

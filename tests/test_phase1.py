@@ -21,7 +21,6 @@ from migration_engine import approvals, phase1
 from migration_engine.config import Ddl, TableRef, load_config
 from migration_engine.ddl import DdlExecutor, IndexSpec, LockRetriesExhausted
 from migration_engine.steps import RevertRefused
-from tests.fake_slack import fake_slack_fixture  # noqa: F401 - registers the fake_slack fixture
 from tests.hitl_helpers import Answer, ApprovalNeverRequested, UnexpectedApproval, run_dag_answering
 from tests.phase1_fixtures import catalog_snapshot, control_schema_exists, diff, ledger, run, write_config, xcom
 

@@ -10,8 +10,7 @@ from migration_engine import control
 from migration_engine.config import load_config
 from tests.airflow_helpers import run_dag
 from tests.backfill_fixtures import add_listings, compare
-from tests.fake_slack import fake_slack_fixture  # noqa: F401
-from tests.gate_fixtures import SCHEMA, control_conn_fixture, gate_rows, write_stats  # noqa: F401
+from tests.gate_fixtures import SCHEMA, gate_rows, write_stats
 
 DAG_ID = "migration_phase2_dual_write"
 pytestmark = pytest.mark.timeout(240)

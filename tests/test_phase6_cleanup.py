@@ -19,7 +19,6 @@ from tests.cutover_fixtures import (
     wait_for,
     write_config,
 )
-from tests.fake_slack import fake_slack_fixture  # noqa: F401
 from tests.hitl_helpers import Answer, run_dag_answering
 
 pytestmark = pytest.mark.timeout(240)

@@ -20,7 +20,6 @@ from tests.cutover_fixtures import (
     set_flags,
     write_config,
 )
-from tests.fake_slack import fake_slack_fixture  # noqa: F401
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -19,7 +19,6 @@ from migration_engine.slack_approvals.payload import (
     PayloadError,
     parse_interaction,
 )
-from tests.fake_slack import fake_slack_fixture  # noqa: F401
 from tests.slack_fixtures import (
     APPROVER,
     INTRUDER,

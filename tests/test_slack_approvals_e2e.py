@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from devtools.slack_sink import FakeSlack
 from migration_engine.slack_approvals.payload import ACTION_REJECT, ApprovalRef
-from tests.fake_slack import FakeSlack
 from tests.hitl_helpers import _fail_waiting
 from tests.slack_fixtures import (
     APPROVAL_CHANNEL,

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 
 from migration_engine import alerts
-from tests.fake_slack import fake_slack_fixture  # noqa: F401
 from tests.slack_fixtures import CRIT_CHANNEL, ONCALL, WARN_CHANNEL, control_database, query, write_config
 
 _n = itertools.count()

@@ -77,6 +77,6 @@ def hourly_failure_callback(context) -> None:
             return
     except Exception as err:  # noqa: BLE001 - fall through to the normal callback
         log.warning("hourly_failure_callback could not inspect the context: %s", err)
-    from migration_engine.dag_support import failure_callback
+    from migration_engine.airflow.dags import failure_callback
 
     failure_callback(context)

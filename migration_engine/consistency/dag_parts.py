@@ -24,7 +24,7 @@ def consistency_chain(kind: str, *, escalate: bool = False):
     """Wire the chain; ``kind``: "diff" (phase 3) or "full" (diff + GX suites). Returns the verdict task."""
     from airflow.sdk import get_current_context, task
 
-    from migration_engine.dag_support import config
+    from migration_engine.airflow.dags import config
 
     if kind not in ("diff", "full"):
         raise ValueError(f"kind must be 'diff' or 'full', got {kind!r}")

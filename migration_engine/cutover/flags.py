@@ -32,11 +32,3 @@ def write_cutover_point(conn, schema: str) -> CutoverPoint | None:
         conn.rollback()
     return None if row is None else CutoverPoint(int(row[0]), row[1], row[2], row[3] or {})
 
-
-def task_context() -> tuple[str, dict[str, Any]]:
-    """(actor, context) for audit entries of the running Airflow task."""
-    from airflow.sdk import get_current_context
-
-    ctx = get_current_context()
-    ti = ctx["ti"]
-    return f"airflow:{ti.dag_id}", {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id}

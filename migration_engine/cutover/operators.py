@@ -32,9 +32,9 @@ class ReadRolloutStepOperator(BaseOperator):
 
     def execute(self, context) -> None:
         from migration_engine import control, db
+        from migration_engine.airflow.dags import config
         from migration_engine.cutover.rollout import step_for
         from migration_engine.cutover.trigger import ReadRolloutHoldTrigger
-        from migration_engine.dag_support import config
         from migration_engine.gates.error_rate import take_snapshot
 
         cfg = config()
@@ -76,9 +76,9 @@ class ReadRolloutStepOperator(BaseOperator):
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         from migration_engine import control, db
+        from migration_engine.airflow.dags import config
         from migration_engine.alerts import send_alert
         from migration_engine.control import ensure_flag
-        from migration_engine.dag_support import config
 
         cfg = config()
         ti = context["ti"]
@@ -149,8 +149,8 @@ class KeepOldSyncEndOperator(BaseOperator):
 
     def execute_complete(self, context, event: Any = None) -> dict[str, Any]:
         from migration_engine import db
+        from migration_engine.airflow.dags import config
         from migration_engine.control import current_flags, ensure_flag
-        from migration_engine.dag_support import config
 
         cfg = config()
         ti = context["ti"]

@@ -29,7 +29,7 @@ class RecoveryWatchOperator(BaseOperator):
 
     def execute(self, context) -> None:
         from migration_engine import control, db
-        from migration_engine.dag_support import config
+        from migration_engine.airflow.dags import config
         from migration_engine.rollback.health import baseline_before
         from migration_engine.rollback.simple import SCENARIOS
         from migration_engine.rollback.trigger import RecoveryTrigger
@@ -78,8 +78,8 @@ class RecoveryWatchOperator(BaseOperator):
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         from migration_engine import db
+        from migration_engine.airflow.dags import config
         from migration_engine.alerts import send_alert
-        from migration_engine.dag_support import config
         from migration_engine.rollback.simple import SCENARIOS, record_outcome
 
         cfg = config()

@@ -71,9 +71,9 @@ def run_task(scenario: str, reason: str) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 
     from migration_engine import db
+    from migration_engine.airflow.context import task_context
     from migration_engine.alerts import send_alert
     from migration_engine.config import load_config
-    from migration_engine.cutover.flags import task_context
 
     spec = SCENARIOS[scenario]
     cfg = load_config()

@@ -1,0 +1,93 @@
+"""How a task calls the engine: one connection, the task's actor, product errors mapped to outcomes.
+
+* :class:`~migration_engine.errors.Refused` -> ``AirflowFailException``: the migration is not in a
+  state where the step applies; retrying cannot help, so the task fails at once with the reason.
+* any other error keeps the task's retry policy (a lost connection, a lock that stayed taken).
+
+``run_steps`` is the one way a DAG runs steps (plan / apply / verify / revert, state in
+``step_state``): with the ``dry_run`` Param it prints the plan and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from migration_engine.airflow.context import dry_run, task_context
+from migration_engine.airflow.dags import config
+from migration_engine.config import MigrationConfig
+from migration_engine.errors import Refused
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def outcome() -> Iterator[None]:
+    """Refusals fail the task without retries, with the refusal's message shown in the UI."""
+    try:
+        yield
+    except Refused as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def on_legacy(fn: Callable[..., Any]) -> Any:
+    """Run ``fn(conn, cfg, actor=, context=)`` on the legacy DB (the control schema's) as the current task."""
+    from migration_engine import db
+
+    cfg = config()
+    actor, ctx = task_context()
+    with outcome(), db.connection(cfg.connections.legacy) as conn:
+        return fn(conn, cfg, actor=actor, context=ctx)
+
+
+def run_steps(build: Callable[[MigrationConfig], Sequence[Any]], *, action: str = "apply", verify: bool = True,
+              dry: bool | None = None) -> dict[str, Any]:
+    """Plan (dry run), apply (+ verify) or revert the steps ``build(cfg)`` returns, on the legacy DB.
+
+    Returns ``{"dry_run", "action", "steps": [StepResult.as_dict()]}``; a dry run logs every statement.
+    """
+    from migration_engine import db
+    from migration_engine.steps import StepRunner
+
+    cfg = config()
+    actor, ctx = task_context()
+    dry = dry_run() if dry is None else dry
+    with outcome(), db.connection(cfg.connections.legacy) as conn:
+        steps = list(build(cfg))
+        runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor, context=ctx)
+        if dry:
+            results = runner.plan(steps) if action == "apply" else runner.revert_plan(steps)
+            for r in results:
+                log.info("DRY RUN %s %s:\n%s", action, r.step_id, "\n".join(r.executed) or "(nothing to do)")
+        elif action == "apply":
+            results = runner.apply(steps)
+            if verify:
+                runner.verify(steps)
+        elif action == "revert":
+            results = runner.revert(steps)
+        else:
+            raise ValueError(f"unknown step action {action!r}")
+    return {"dry_run": dry, "action": action, "steps": [r.as_dict() for r in results]}
+
+
+def one_shot_gate(evaluate: Callable[..., Any], refused: str) -> dict:
+    """Evaluate ``evaluate(conn, cfg, now) -> GateResult`` once on the legacy DB, record it in
+    gate_results, and fail the task (no retries) with ``"<refused>: <reason>"`` unless it passed."""
+    from migration_engine import control, db
+
+    cfg = config()
+    _actor, ctx = task_context()
+    with db.connection(cfg.connections.legacy) as conn:
+        result = evaluate(conn, cfg, datetime.now(UTC))
+        conn.rollback()  # the evaluation only read; record the result in a fresh transaction
+        control.record_gate_result(conn, cfg.control_schema, gate=result.gate, status=result.status,
+                                   figures=result.figures, reason=result.reason, dag_id=ctx["dag_id"],
+                                   run_id=ctx["run_id"])
+    if not result.passed:
+        raise AirflowFailException(f"{refused}: {result.reason}")
+    return result.as_dict()
