@@ -87,12 +87,8 @@ def run_check(cfg: MigrationConfig, run_pk: int, check: dict[str, str]) -> dict[
 
 # --- suites ----------------------------------------------------------------------------------
 def sqlalchemy_url(conn_id: str) -> str:
-    """SQLAlchemy URL of an Airflow connection, for GX (kept in an env var, never in GX's files)."""
-    from sqlalchemy.engine import URL
-
-    c = db.airflow_connection(conn_id)
-    return URL.create("postgresql+psycopg2", username=c.login, password=c.password or None, host=c.host,
-                      port=c.port or 5432, database=c.schema or None).render_as_string(hide_password=False)
+    """SQLAlchemy URL of a connection with its TLS settings, for GX (kept in an env var, never in GX's files)."""
+    return db.get_connection(conn_id).sqlalchemy_url()
 
 
 def run_suites(cfg: MigrationConfig, run_pk: int, *, run_name: str,
