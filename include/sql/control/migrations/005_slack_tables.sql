@@ -1,6 +1,8 @@
--- Slack approval state in the control schema (created idempotently by
--- migration_engine.slack_approvals.store.ensure_tables; 001_control_schema.sql is not touched).
--- New, small tables that only this feature writes: no lock is contended, default timeouts are fine.
+-- Migration 005: Slack approval state (replay protection and approval messages), written by the
+-- notifier in a worker and by the interactivity endpoint in the API server.
+-- Runs in one transaction through the DDL executor (ddl.lock_timeout / ddl.statement_timeout set
+-- first, lock timeouts retried); idempotent, so an unversioned control schema is adopted in place.
+-- Never edit once shipped: add a new numbered file instead.
 -- squawk-ignore-file require-lock-timeout, require-statement-timeout
 
 -- Every signed interactivity request we accepted, keyed by its signature: a second delivery of the

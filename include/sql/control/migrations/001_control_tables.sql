@@ -1,7 +1,11 @@
--- The control schema: the contract between this project and the application being migrated.
--- Created idempotently in the legacy database by `migration_engine.control.ensure_control_schema`.
--- "{schema}" is the config's control_schema (default migration_control).
--- Fresh, empty tables: no lock is contended, so the default timeouts are fine here.
+-- Migration 001: the control tables - the contract between this project and the application.
+-- Applied by migration_engine.control_schema.upgrade (the migration_setup DAG) in one transaction,
+-- recorded in schema_version. Never edit it once shipped: add a new numbered file instead.
+-- Every statement is idempotent (IF NOT EXISTS / OR REPLACE / ON CONFLICT DO NOTHING) so that a
+-- control schema made before versioned migrations (same objects, no schema_version) is adopted in
+-- place without touching a row. "{schema}" is the config's control_schema.
+-- The runner sends every statement through the DDL executor, which sets ddl.lock_timeout and
+-- ddl.statement_timeout first (and retries lock timeouts), so the file does not SET them.
 -- squawk-ignore-file require-lock-timeout, require-statement-timeout
 CREATE SCHEMA IF NOT EXISTS "{schema}";
 
@@ -109,6 +113,8 @@ BEGIN
 END
 $$;
 
+-- Drop-and-create keeps the file re-runnable (CREATE TRIGGER has no IF NOT EXISTS); the file runs
+-- as one transaction, so the ledger is never without its triggers.
 DROP TRIGGER IF EXISTS audit_ledger_append_only ON "{schema}".audit_ledger;
 CREATE TRIGGER audit_ledger_append_only
     BEFORE UPDATE OR DELETE ON "{schema}".audit_ledger
