@@ -259,7 +259,12 @@ def upgrade(conn, schema: str, ddl: Ddl | None = None, *, target: int | None = N
         try:
             return _apply(ex, schema, target, applied_by)
         finally:
-            ex.query("common/advisory_unlock.sql", params={"lock_name": LOCK_NAME})
+            try:
+                if conn.info.transaction_status != ext.TRANSACTION_STATUS_IDLE:
+                    conn.rollback()
+                ex.query("common/advisory_unlock.sql", params={"lock_name": LOCK_NAME})
+            except psycopg2.Error as exc:  # the lock ends with the session anyway; keep the real error
+                log.warning("could not release the control-schema upgrade lock: %s", exc)
     finally:
         _restore(ex, saved, prev_autocommit)
 
