@@ -359,7 +359,7 @@ def record_manifest(cfg: MigrationConfig, target: Target, manifest: dict[str, An
     conn = target.connect()
     try:
         conn.autocommit = True
-        control.ensure_control_schema(conn, cfg.control_schema)
+        control.ensure_control_schema(conn, cfg.control_schema, cfg.ddl)
         audit_id, _at = control.audit(conn, cfg.control_schema, actor=actor, action="backup.manifest",
                                       target=manifest["file"], details={**context, **entry},
                                       reason="pre-migration backup taken and verified")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from migration_engine import control, db, sqlfiles
+from migration_engine import control, control_schema, db, sqlfiles
 from migration_engine.config import MigrationConfig
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,15 @@ def check_tables(cfg: MigrationConfig) -> list[str]:
 
 
 def create_control_schema(cfg: MigrationConfig) -> dict:
+    """Create the control schema, or upgrade it to the code's version (the one place that does).
+
+    Every statement runs under the config's ddl.* lock and statement timeouts with lock-timeout
+    retries; a schema made before versioned migrations is adopted in place.
+    """
     with db.connection(cfg.connections.legacy) as conn:
-        control.ensure_control_schema(conn, cfg.control_schema)
+        applied = control_schema.upgrade(conn, cfg.control_schema, cfg.ddl, applied_by="migration_setup")
+        version = control_schema.current_version(conn, cfg.control_schema)
         flags = control.get_flags(conn, cfg.control_schema)
-    log.info("control schema %s ready; flags: %s", cfg.control_schema, flags)
+    log.info("control schema %s at version %d (applied now: %s); flags: %s", cfg.control_schema, version,
+             ", ".join(m.name for m in applied) or "nothing, it was current", flags)
     return flags

@@ -72,7 +72,10 @@ def test_plan_ranges_cover_the_key_space_and_dry_run_changes_nothing(databases, 
     assert "COPY (" in text and "ON CONFLICT (\"legacy_listing_id\") DO UPDATE" in text
     assert 'WHERE src."id" > ' in text and "OFFSET" not in text and "'ACTIVE'" in text
     # nothing was written: no pass recorded, no rows copied, no ledger entry
-    assert databases.query("legacy", "SELECT to_regclass('migration_control.backfill_runs')")[0][0] is None
+    # (the backfill tables exist from the start now: control-schema migration 003, applied by migration_setup)
+    assert databases.query("legacy", "SELECT (SELECT count(*) FROM migration_control.backfill_runs), "
+                                     "(SELECT count(*) FROM migration_control.backfill_ranges), "
+                                     "(SELECT count(*) FROM migration_control.audit_ledger)")[0] == (0, 0, 0)
     assert databases.query("new", "SELECT count(*) FROM marketplace.service_listings")[0][0] == 0
 
 

@@ -35,6 +35,7 @@ from migration_engine.backfill.plan import plan_entity
 from migration_engine.backfill.runs import finish_run, status
 from migration_engine.backfill.settings import BackfillError, Settings
 from migration_engine.config import ConfigError, MigrationConfig, load_config
+from migration_engine.control_schema import ControlSchemaError
 
 log = logging.getLogger("migration_engine.backfill")
 
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 code = 3
         else:
             code, out = cmd_status(cfg, args, legacy_connect)
-    except (ConfigError, BackfillError) as exc:
+    except (ConfigError, BackfillError, ControlSchemaError) as exc:
         log.error("%s", exc)
         return 2
     print(json.dumps(out, indent=2, default=str))

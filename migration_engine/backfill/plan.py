@@ -20,7 +20,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from migration_engine import control, sqlfiles
+from migration_engine import control, control_schema, sqlfiles
 from migration_engine.backfill import store
 from migration_engine.backfill.settings import BackfillError, Settings
 from migration_engine.backfill.sqlgen import EntitySql
@@ -202,7 +202,7 @@ def plan_entity(
         log.warning("backfill plan %s: %s", entity_name, w)
 
     if not dry_run:
-        store.ensure_tables(legacy, schema)
+        control_schema.require_current(legacy, schema)  # migration_setup creates/upgrades it
         existing = store.open_run(legacy, schema, entity_name)
         if existing is not None and not restart:
             store.touch_run(legacy, schema, existing.id, dag_id, dag_run_id)

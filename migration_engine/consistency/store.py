@@ -13,38 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from migration_engine import control, sqlfiles
+from migration_engine import control_schema, sqlfiles
 from migration_engine.config import MigrationConfig
 from migration_engine.consistency.results import CheckResult
 
-TABLES_FILE = "consistency/control_tables.sql"
 _FINDINGS_BATCH = 500
-
-
-def ensure_tables(conn, schema: str) -> None:
-    """Create the consistency tables if missing (needs the control schema from migration_setup)."""
-    if not control.control_schema_exists(conn, schema):
-        raise control.ControlError(
-            f'control schema "{schema}" does not exist in the legacy database; run the migration_setup '
-            "DAG first")
-    conn.commit()
-    try:
-        with conn.cursor() as cur:
-            lock = {"lock_name": "migration_consistency_tables"}
-            sqlfiles.run(cur, "common/advisory_lock.sql", params=lock)  # session lock: one creator
-            try:
-                tpl = sqlfiles.load(TABLES_FILE)
-                text = cur.mogrify(tpl.compose(schema=schema), {}).decode()
-                for stmt in sqlfiles.split_statements(text):
-                    cur.execute(stmt)
-                conn.commit()
-            finally:
-                conn.rollback()  # a failed statement aborts the transaction; unlock needs a live one
-                sqlfiles.run(cur, "common/advisory_unlock.sql", params=lock)
-                conn.commit()
-    except Exception:
-        conn.rollback()
-        raise
 
 
 def _commit(conn, fn):
@@ -60,7 +33,7 @@ def _commit(conn, fn):
 def start_run(conn, schema: str, *, kind: str, dag_id: str | None, run_id: str | None,
               retention: timedelta | None = None) -> int:
     """Insert a 'running' run (and drop history older than ``retention``); returns its id."""
-    ensure_tables(conn, schema)
+    control_schema.require_current(conn, schema)  # migration_setup creates/upgrades it
 
     def go() -> int:
         with conn.cursor() as cur:
