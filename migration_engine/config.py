@@ -293,14 +293,22 @@ class Backfill(Strict):
     statement_timeout: Timeout = timedelta(minutes=5)
     max_batch_retries: Annotated[int, Field(ge=0, le=100)] = 5  # lock timeouts, deadlocks, serialization
     recheck_deleted: bool = True          # delete copied rows whose old row vanished meanwhile
-    progress_interval: Timeout = timedelta(seconds=10)  # progress line in the log / ledger cadence
+    progress_interval: Timeout = timedelta(seconds=10)  # progress line in the task log
+    ledger_progress_interval: Timeout = timedelta(minutes=1)  # backfill_progress ledger entries
     app_latency_window: Window = timedelta(minutes=5)  # p95 of the app's stats over this window
 
     @model_validator(mode="after")
     def _sizes(self) -> Backfill:
+        if self.min_batch_size > self.max_batch_size:
+            raise ValueError(f"min_batch_size {self.min_batch_size} > max_batch_size {self.max_batch_size}")
         if not self.min_batch_size <= self.batch_size <= self.max_batch_size:
-            raise ValueError("need min_batch_size <= batch_size <= max_batch_size")
+            raise ValueError(f"need min_batch_size <= batch_size <= max_batch_size, got {self.min_batch_size} <= "
+                             f"{self.batch_size} <= {self.max_batch_size}")
         return self
+
+    def initial_batch_size(self) -> int:
+        """The first page's size: ``batch_size`` kept inside [min, max] (the adaptive bounds)."""
+        return max(self.min_batch_size, min(self.max_batch_size, self.batch_size))
 
 
 class Backup(Strict):
