@@ -19,7 +19,7 @@ from migration_engine.ddl import LockRetriesExhausted
 from migration_engine.sqlfiles import SQL_DIR_ENV, split_statements, sql_dir
 
 SCHEMA = "migration_control"
-V0 = Path(__file__).parent / "fixtures" / "control_schema_v0"
+V0 = Path(__file__).resolve().parents[1] / "fixtures" / "control_schema_v0"
 NAMES = ["001_control_tables.sql", "002_control_indexes.sql", "003_backfill_tables.sql",
          "004_consistency_tables.sql", "005_slack_tables.sql"]
 TABLES = {"feature_flags", "dual_write_stats", "shadow_read_stats", "shadow_read_mismatches", "path_stats",
