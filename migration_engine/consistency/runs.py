@@ -129,13 +129,15 @@ def describe_failure(summary: dict[str, Any], max_keys: int) -> str:
         if c["status"] == "passed":
             continue
         counts = ", ".join(f"{k}={v}" for k, v in (c.get("counts") or {}).items() if v) or c["status"]
-        keys = "; ".join(f"{k}: {', '.join(map(str, v[:max_keys]))}" for k, v in (c.get("sample") or {}).items())
+        # an "error" finding's key is the check's own name: the message says what went wrong
+        keys = "; ".join(f"{k}: {', '.join(map(str, v[:max_keys]))}" for k, v in (c.get("sample") or {}).items()
+                         if k != "error")
         line = f"- {c['name']} ({c['kind']}, {c['status']}): {counts}"
         if c.get("old_count") is not None or c.get("new_count") is not None:
             line += f" [old {c.get('old_count')} / new {c.get('new_count')}]"
         if keys:
             line += f" -- first keys: {keys}"
-        elif c["status"] == "error" or not c.get("counts"):
+        if c["status"] == "error" or (not keys and not c.get("counts")):
             line += f" -- {c.get('message', '')}"
         lines.append(line)
     return "\n".join(lines)
