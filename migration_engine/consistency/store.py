@@ -104,7 +104,7 @@ class ConsistencyRun:
     dag_id: str | None
     run_id: str | None
     started_at: datetime
-    finished_at: datetime
+    finished_at: datetime | None  # None while the run is still ``running``
     failed_checks: list[str]
     summary: dict[str, Any]
     data_docs: str | None
@@ -119,6 +119,27 @@ class ConsistencyRun:
     def passed_within(self, max_age: timedelta, now: datetime | None = None) -> bool:
         """Phase 5's question: did consistency pass, and recently enough?"""
         return self.passed and self.age(now) <= max_age
+
+
+def tables_exist(conn, schema: str) -> bool:
+    """Whether the consistency tables exist (a dry run must not create them)."""
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "common/table_exists.sql", params={"schema": schema, "table_name": "consistency_runs"})
+        exists = bool(cur.fetchone()[0])
+    conn.commit()
+    return exists
+
+
+def run_of_dag_run(conn, schema: str, *, dag_id: str | None, run_id: str | None, kind: str) -> ConsistencyRun | None:
+    """The latest run (finished or not) started by one DAG run, or None (also when no table exists)."""
+    if not tables_exist(conn, schema):
+        return None
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "consistency/run_of_dag_run.sql", {"schema": schema},
+                     {"dag_id": dag_id, "run_id": run_id, "kind": kind})
+        row = cur.fetchone()
+    conn.commit()
+    return ConsistencyRun(*row) if row else None
 
 
 def last_consistency_run(conn, cfg: MigrationConfig, *, kinds: tuple[str, ...] = ("full",)) -> ConsistencyRun | None:
