@@ -171,3 +171,18 @@ def record_gate_result(
     except Exception:
         conn.rollback()
         raise
+
+
+def grant_application_role(conn, schema: str, role: str) -> None:
+    """Give the application's role exactly its side of the contract: read flags, write stats.
+
+    Run by the migration role (the control schema's owner) after ``migration_setup``; the role must
+    exist. Idempotent (GRANT twice is a no-op). See docs/deployment.md, "Least privilege".
+    """
+    try:
+        with conn.cursor() as cur:
+            sqlfiles.run(cur, "deployment/application_role.sql", {"schema": schema, "app_role": role})
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
