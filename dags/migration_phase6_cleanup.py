@@ -32,9 +32,9 @@ from __future__ import annotations
 
 from airflow.sdk import Param, chain, dag, task
 
+from migration_engine.airflow.approvals import approval
 from migration_engine.airflow.dags import START_DATE, config, default_args, tags
 from migration_engine.airflow.tasks import on_legacy, one_shot_gate
-from migration_engine.cutover.approval import approval
 
 PARAMS = {
     "action": Param("archive", type="string", enum=["archive", "drop"], title="Action",
@@ -106,7 +106,7 @@ def migration_phase6_cleanup():
         "Archive (rename) the old tables?",
         "Renames the old tables to `*_archived` after turning dual-write and "
         "keep_old_sync off and checking that nothing writes them. Reversible (rename back).",
-        gate="archive_old_tables",
+        approval_point="archive_old_tables",
         figures_from=["check_write_cutover_age"],
     )
 
@@ -133,7 +133,7 @@ def migration_phase6_cleanup():
         "Drop the archived tables and legacy columns? (irreversible)",
         "The safe-drop date has passed and the archived tables received no writes since archiving. "
         "Approving drops them (no CASCADE) and the configured legacy columns.",
-        gate="drop_old_tables",
+        approval_point="drop_old_tables",
         figures_from=["check_drop_allowed"],
     )
 

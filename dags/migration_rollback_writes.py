@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from airflow.sdk import chain, dag, task
 
+from migration_engine.airflow.approvals import approval
 from migration_engine.airflow.dags import START_DATE, config, default_args, tags
-from migration_engine.cutover.approval import approval
 
 STEPS = ["maintenance_on", "restore_backup", "forward_sync", "verify", "writes_to_old", "maintenance_off"]
 
@@ -99,7 +99,7 @@ def migration_rollback_writes():
         "Approving turns maintenance mode on, restores the pre-cutover backup into a side database, writes every "
         "row created or changed in the new tables since the cutover back into the old tables, verifies, and moves "
         "reads and writes back to the old tables.",
-        gate="rollback_scenario_3", figures_from=["preflight"])
+        approval_point="rollback_scenario_3", figures_from=["preflight"])
 
     chain(preflight(), approve, *[_step(name) for name in STEPS])
 

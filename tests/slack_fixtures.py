@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from devtools.pgcluster import free_port
-from migration_engine.slack_approvals.signing import sign
+from migration_engine.approvals.signing import sign
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DAGS = Path(__file__).parent / "dags_for_tests"

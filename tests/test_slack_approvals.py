@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from migration_engine.slack_approvals import messages, signing
-from migration_engine.slack_approvals.payload import (
+from migration_engine.approvals import messages, signing
+from migration_engine.approvals.payload import (
     ACTION_APPROVE,
     ACTION_OPEN,
     ACTION_REJECT,
@@ -32,7 +32,7 @@ from tests.slack_fixtures import (
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 REF = ApprovalRef(dag_id="migration_phase5", run_id="manual__2026-01-01T00:00:00+00:00", task_id="approve_write",
-                  map_index=-1, ti_id="0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee", gate="write_cutover")
+                  map_index=-1, ti_id="0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee", approval_point="write_cutover")
 
 
 # --- signatures ----------------------------------------------------------------------------
@@ -85,6 +85,10 @@ def test_payload_parsing_round_trips_our_button_values():
     assert it.channel_id == "CFAKE0001" and it.message_ts == "1.000001"
     assert it.response_url == "https://hooks.slack.com/actions/T/1/x"
     assert parse_interaction(form_body(block_actions(user_id="U1", value="", action_id=ACTION_OPEN))).ref is None
+    # buttons posted before the gate -> approval point rename carry the point under "g": still answerable
+    legacy = json.dumps({"v": 1, "g": REF.approval_point, "d": REF.dag_id, "r": REF.run_id, "t": REF.task_id,
+                         "m": REF.map_index, "i": REF.ti_id})
+    assert ApprovalRef.from_value(legacy) == REF
 
 
 @pytest.mark.parametrize("body, message", [
@@ -157,7 +161,7 @@ def handler_env(pg_cluster, airflow_db, fake_slack, tmp_path, monkeypatch):
 
 
 def _call(body: bytes, headers: dict):
-    from migration_engine.slack_approvals.interactivity import handle_interaction
+    from migration_engine.airflow.slack_endpoint import handle_interaction
 
     reply = handle_interaction(body, headers)
     reply.run_followups()
@@ -184,11 +188,11 @@ def test_handler_refusals_are_clear_and_change_nothing(handler_env, fake_slack, 
     assert (reply.status, reply.body["error"]) == (400, "malformed_payload")
     assert "not valid JSON" in reply.body["message"]
 
-    unknown_gate = ApprovalRef(**{**REF.__dict__, "gate": "drop_everything"})
-    body, headers = click(ref=unknown_gate)
+    unknown_point = ApprovalRef(**{**REF.__dict__, "approval_point": "drop_everything"})
+    body, headers = click(ref=unknown_point)
     reply = _call(body, headers)
-    assert (reply.status, reply.body["error"]) == (200, "unknown_gate")
-    assert "unknown approval gate 'drop_everything'" in reply.body["message"]
+    assert (reply.status, reply.body["error"]) == (200, "unknown_approval_point")
+    assert "unknown approval point 'drop_everything'" in reply.body["message"]
     assert (replay := _call(body, headers)).status == 409 and replay.body["error"] == "replayed"
 
     body, headers = click(user_id=INTRUDER)
@@ -201,14 +205,14 @@ def test_handler_refusals_are_clear_and_change_nothing(handler_env, fake_slack, 
     answers = [m["text"] for m in fake_slack.messages("respond/T/1/abc")]
     assert len(answers) == 3 and all(m.get("response_type") == "ephemeral" and m.get("replace_original") is False
                                      for m in fake_slack.messages("respond/T/1/abc"))
-    assert "unknown approval gate 'drop_everything'" in answers[0]
-    assert f"<@{INTRUDER}>, you are not an approver of the *write_cutover* gate" in answers[1]
+    assert "unknown approval point 'drop_everything'" in answers[0]
+    assert f"<@{INTRUDER}>, you are not an approver of the *write_cutover* approval point" in answers[1]
     assert f"Approvers: <@{APPROVER}>" in answers[1]
     assert "no approval migration_phase5/" in answers[2]
     assert not fake_slack.messages("chat.update") and not fake_slack.messages()  # no message touched
 
     outcomes = query(dsn, "SELECT outcome, user_id FROM migration_control.slack_requests ORDER BY received_at")
-    assert outcomes == [("malformed_payload", None), ("unknown_gate", APPROVER), ("not_authorised", INTRUDER),
+    assert outcomes == [("malformed_payload", None), ("unknown_approval_point", APPROVER), ("not_authorised", INTRUDER),
                         ("unknown_approval", APPROVER)]
     assert query(dsn, "SELECT count(*) FROM migration_control.audit_ledger")[0][0] == 0
     assert SECRET not in caplog.text
@@ -222,26 +226,24 @@ def test_handler_without_signing_secret_refuses_everything(handler_env, monkeypa
     assert "SLACK_SIGNING_SECRET" in reply.body["message"]
 
 
-def test_config_refuses_non_slack_ids_and_unknown_gates(tmp_path):
+def test_config_refuses_non_slack_ids_and_unknown_approval_points(tmp_path):
+    from migration_engine.approvals.points import check_config_approval_points
     from migration_engine.config import ConfigError, load_config
-    from migration_engine.slack_approvals.gates import check_config_gates
 
     with pytest.raises(ConfigError, match="approvers must be Slack user ids.*alice@example.com"):
         load_config(write_config(tmp_path / "a.yaml", approvers={"default": ["alice@example.com"]}))
     cfg = load_config(write_config(tmp_path / "b.yaml", approvers={"default": [], "write_cutvoer": [APPROVER]}))
-    with pytest.raises(ConfigError, match="unknown gate.*write_cutvoer"):
-        check_config_gates(cfg)
+    with pytest.raises(ConfigError, match="unknown approval point.*write_cutvoer"):
+        check_config_approval_points(cfg)
 
 
 # --- the notifier's figures and its refusal to fail the task -------------------------------
-def test_notifier_figures_from_args_xcom_and_gate_results(handler_env):
-    from types import SimpleNamespace
-
+def test_request_figures_from_args_xcom_and_gate_results(handler_env):
     import psycopg2
 
     from migration_engine import control
+    from migration_engine.approvals import figures as request_figures
     from migration_engine.config import load_config
-    from migration_engine.slack_approvals.notifier import SlackApprovalNotifier
 
     conn = psycopg2.connect(handler_env)
     control.record_gate_result(conn, "migration_control", gate="shadow_reads", status="warning",
@@ -252,19 +254,17 @@ def test_notifier_figures_from_args_xcom_and_gate_results(handler_env):
     xcoms = {"check_backup": {"gate": "backup_age", "status": "passed", "reason": "fresh",
                               "figures": {"backup_age": "2h", "mismatch_pct": 9.9}},
              "count_rows": 12000}
-    ti = SimpleNamespace(xcom_pull=lambda task_ids: xcoms[task_ids])
-    notifier = SlackApprovalNotifier(gate="write_cutover", figures={"rollout_pct": 100},
-                                     figures_from=["check_backup", "count_rows"],
-                                     gate_results=["shadow_reads", "never_run"])
-    figures, notes = notifier._figures({"ti": ti}, load_config())
+    figures, notes = request_figures.collect(load_config(), figures={"rollout_pct": 100},
+                                             figures_from=["check_backup", "count_rows"], pull=xcoms.__getitem__,
+                                             gate_results=["shadow_reads", "never_run"])
     assert figures == {"rollout_pct": 100, "backup_age": "2h", "mismatch_pct": 9.9, "count_rows": 12000,
                        "shadow_reads.mismatch_pct": 0.01}  # the latest evaluation; clashes get a prefix
     assert notes == ["backup_age: passed - fresh", "shadow_reads: passed - below 0.1%", "never_run: never evaluated"]
 
 
 def test_notifier_never_raises(fake_slack):
-    from migration_engine.slack_approvals.notifier import SlackApprovalNotifier
+    from migration_engine.airflow.notifiers import SlackApprovalNotifier
 
-    notifier = SlackApprovalNotifier(gate="write_cutover")
+    notifier = SlackApprovalNotifier(approval_point="write_cutover")
     assert notifier.notify({}) is None  # no task instance at all: logged, not raised
     assert not fake_slack.calls

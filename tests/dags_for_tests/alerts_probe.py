@@ -9,7 +9,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, task
 
-from migration_engine.alerts import task_failure_callback
+from migration_engine.airflow.callbacks import task_failure_callback
 
 with DAG(
     dag_id="alerts_failure_probe",

@@ -1,5 +1,5 @@
 -- Slack approval state in the control schema (created idempotently by
--- migration_engine.slack_approvals.store.ensure_tables; 001_control_schema.sql is not touched).
+-- migration_engine.approvals.store.ensure_tables; 001_control_schema.sql is not touched).
 -- New, small tables that only this feature writes: no lock is contended, default timeouts are fine.
 -- squawk-ignore-file require-lock-timeout, require-statement-timeout
 
@@ -26,6 +26,8 @@ CREATE TABLE IF NOT EXISTS "{schema}".slack_approvals (
     task_id text NOT NULL,
     map_index bigint NOT NULL DEFAULT -1,
     ti_id text NOT NULL,
+    -- the approval point (a human decision, not a machine gate); the column keeps its original name
+    -- so rows written before the rename stay readable without migrating the table
     gate text NOT NULL,
     subject text NOT NULL DEFAULT '',
     channel text,
