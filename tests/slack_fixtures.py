@@ -32,7 +32,7 @@ LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 
 def bundle_config_env() -> str:
-    """dags-folder plus tests/dags_for_tests (same bundle name as tests/test_alerts.py uses)."""
+    """dags-folder plus tests/dags_for_tests (same bundle name as tests/unit/test_alerts.py uses)."""
     return json.dumps([
         {"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {}},
         {"name": "alerts-test-dags", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(TEST_DAGS)}},

@@ -1,4 +1,4 @@
-"""A tiny DAG for tests/test_alerts.py: one task raises; the failure callback comes from default_args.
+"""A tiny DAG for tests/unit/test_alerts.py: one task raises; the failure callback comes from default_args.
 
 Loaded as an extra DAG bundle by the test (dag.test() needs the DAG file inside a configured bundle).
 """

@@ -267,7 +267,7 @@ def test_failure_callback_under_dag_test(fake_slack, airflow_db, cfg_env, monkey
     """A real task fails under dag.test(); its task-level on_failure_callback pages Slack."""
     from airflow.dag_processing.dagbag import DagBag
 
-    folder = Path(__file__).parent / "dags_for_tests"
+    folder = Path(__file__).resolve().parents[1] / "dags_for_tests"
     local = "airflow.dag_processing.bundles.local.LocalDagBundle"
     # dag.test() finds the DAG through the configured bundles: keep dags-folder, add the test DAGs.
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([
