@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, chain, dag, task
 
+from migration_engine.airflow.approvals import approval as approval_task
 from migration_engine.airflow.dags import START_DATE, config, default_args, tags
-from migration_engine.slack_approvals.operator import approval_task
 
 GATE = "phase1_rollback"
 PARAMS = {
@@ -75,7 +75,7 @@ def migration_phase1_rollback():
             "statement under lock_timeout with retry). Reject, or no answer, changes nothing.\n\n"
             "```sql\n{{ ti.xcom_pull(task_ids='plan_rollback')['plan'] }}\n```"
         ),
-        gate=GATE,
+        approval_point=GATE,
         figures={"data at risk": "{{ ti.xcom_pull(task_ids='plan_rollback')['data_at_risk'] or 'none' }}"},
     )
 

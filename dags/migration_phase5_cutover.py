@@ -40,11 +40,11 @@ from __future__ import annotations
 
 from airflow.sdk import Param, chain, task
 
+from migration_engine.airflow.approvals import approval
 from migration_engine.airflow.cutover import CHECKS, checklist_sensors, rollout_pcts
 from migration_engine.airflow.dags import migration_dag
 from migration_engine.airflow.dry_run import choose
 from migration_engine.airflow.tasks import on_legacy, run_steps
-from migration_engine.cutover.approval import approval
 from migration_engine.cutover.operators import KeepOldSyncEndOperator, ReadRolloutStepOperator
 
 PARAMS = {
@@ -72,7 +72,7 @@ def migration_phase5_cutover():
         "The pre-cutover checklist passed (dual-write, consistency, shadow reads, verified backup). Approving "
         "starts the gradual read rollout; any error-rate rise above the threshold rolls reads back to the old "
         "tables automatically.",
-        gate="pre_cutover", figures_from=CHECKS)
+        approval_point="pre_cutover", figures_from=CHECKS)
 
     @task
     def measure_baseline() -> dict:
@@ -86,7 +86,7 @@ def migration_phase5_cutover():
         "approve_write_cutover", "Switch writes to the new tables (write cutover)?",
         "Reads have been served 100% from the new tables for the whole final hold without an error-rate "
         "rise. Approving sets keep_old_sync (if configured) and write_to_new. Undo: migration_rollback_writes.",
-        gate="write_cutover", figures_from=[steps[-1].task_id])
+        approval_point="write_cutover", figures_from=[steps[-1].task_id])
 
     @task
     def write_cutover() -> dict:

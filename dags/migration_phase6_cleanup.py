@@ -35,10 +35,10 @@ from __future__ import annotations
 
 from airflow.sdk import Param, chain, task
 
+from migration_engine.airflow.approvals import approval
 from migration_engine.airflow.dags import migration_dag
 from migration_engine.airflow.dry_run import choose
 from migration_engine.airflow.tasks import on_legacy, one_shot_gate, run_steps
-from migration_engine.cutover.approval import approval
 
 PARAMS = {
     "action": Param("archive", type="string", enum=["archive", "drop"], title="Action",
@@ -78,7 +78,7 @@ def migration_phase6_cleanup():
         "Archive (rename) the old tables?",
         "Renames the old tables to `*_archived` after turning dual-write and "
         "keep_old_sync off and checking that nothing writes them. Reversible (rename back).",
-        gate="archive_old_tables",
+        approval_point="archive_old_tables",
         figures_from=["check_write_cutover_age"],
     )
 
@@ -105,7 +105,7 @@ def migration_phase6_cleanup():
         "Drop the archived tables and legacy columns? (irreversible)",
         "The safe-drop date has passed and the archived tables received no writes since archiving. "
         "Approving drops them (no CASCADE) and the configured legacy columns.",
-        gate="drop_old_tables",
+        approval_point="drop_old_tables",
         figures_from=["check_drop_allowed"],
     )
 

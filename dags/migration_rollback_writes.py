@@ -33,10 +33,10 @@ from __future__ import annotations
 
 from airflow.sdk import Param, chain, task
 
+from migration_engine.airflow.approvals import approval
 from migration_engine.airflow.dags import migration_dag
 from migration_engine.airflow.dry_run import choose
 from migration_engine.airflow.rollbacks import rollback3_plan, rollback3_preflight, rollback3_step
-from migration_engine.cutover.approval import approval
 
 STEPS = ["maintenance_on", "restore_backup", "forward_sync", "verify", "writes_to_old", "maintenance_off"]
 
@@ -74,7 +74,7 @@ def migration_rollback_writes():
         "Approving turns maintenance mode on, restores the pre-cutover backup into a side database, writes every "
         "row created or changed in the new tables since the cutover back into the old tables, verifies, and moves "
         "reads and writes back to the old tables.",
-        gate="rollback_scenario_3", figures_from=["preflight"])
+        approval_point="rollback_scenario_3", figures_from=["preflight"])
 
     mode = choose_mode()
     mode >> show_plan()

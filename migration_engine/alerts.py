@@ -1,12 +1,12 @@
-"""Slack alerts and Airflow failure callbacks: the one place every DAG pages from.
+"""Slack alerts: the one place every DAG and engine module pages from (no Airflow imports).
 
 Routing (config section ``slack``): ``warning`` and ``info`` go to ``warning_channel``;
 ``critical`` goes to ``critical_channel`` and starts with ``oncall_mention``. Messages are Block
 Kit (header, text, figures as fields, a context line naming DAG/task/run with a link into the
 Airflow UI) plus a plain ``text`` fallback, which is what notifications and screen readers show.
 
-Delivery goes through the Airflow Slack provider (``SlackHook`` -> ``slack_sdk.WebClient``) on the
-configured connection (``connections.slack``), with small bounded retries: 429 honours
+Delivery goes through ``slack_sdk.WebClient`` on the configured Slack connection
+(``connections.slack``, read as the Slack provider reads it), with small bounded retries: 429 honours
 ``Retry-After`` up to a few seconds, 5xx and connection errors back off briefly, and every request
 has a short timeout. An alert that cannot be delivered is logged (with its text, so it is still in
 the task log) and reported as a failed ``AlertResult``; nothing here raises into the caller - an
@@ -20,13 +20,14 @@ existing Slack message (occurrence count, latest text and figures) instead of pa
 ``resolve_alert(k, ...)`` marks the message resolved and posts a follow-up in its thread. The key
 is serialised with a transaction-scoped advisory lock, so concurrent senders page once.
 
-Task callbacks deduplicate per task (``task_failure:<dag>.<task>``, ``task_retry:...``) when the
-control database is reachable (short connect timeout; without it they page as before), and
-``task_success_callback`` resolves the task's open alerts. An alert that Slack never accepted is
+Task events (``task_alert`` / ``resolve_task_alerts``, called by the Airflow layer's callbacks in
+``migration_engine.airflow.callbacks``) deduplicate per task (``task_failure:<dag>.<task>``,
+``task_retry:...``) when the control database is reachable (short connect timeout; without it they
+page as before); a success resolves the task's open alerts. An alert that Slack never accepted is
 recorded: in ``alerts.delivery_error`` when deduplicated, else as an ``alert.undelivered`` entry in
 the audit ledger (best effort, never raising). On-call guide: docs/oncall-slack.md.
 
-Module import is cheap: Airflow, slack_sdk, psycopg2 and the config model load inside functions.
+Module import is cheap: slack_sdk, psycopg2 and the config model load inside functions.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from migration_engine.errors import ConnectionConfigError
 from migration_engine.slack_text import esc as _esc
 from migration_engine.slack_text import fmt as _fmt
 from migration_engine.slack_text import trunc as _trunc
@@ -264,12 +266,33 @@ def retry_handlers() -> list:
     ]
 
 
-def slack_client(conn_id: str) -> WebClient:
-    """A ``slack_sdk.WebClient`` from the Airflow Slack connection, with bounded retries/timeout."""
-    from airflow.providers.slack.hooks.slack import SlackHook
+class SlackConnectionError(ConnectionConfigError):
+    """The Slack connection has no bot token."""
 
-    hook = SlackHook(slack_conn_id=conn_id, timeout=SLACK_TIMEOUT_SECONDS, retry_handlers=retry_handlers())
-    return hook.client
+
+def slack_client(conn_id: str) -> WebClient:
+    """A ``slack_sdk.WebClient`` for the Slack connection ``conn_id``, with bounded retries/timeout.
+
+    The connection is read like the Slack provider's hook reads it (type ``slack``: the bot token in
+    the password; extras ``base_url`` and ``proxy``, also as ``extra__slack__<key>``), through the
+    one connection lookup of the product (``db.get_connection``), so this module imports
+    neither Airflow nor the provider.
+    """
+    from slack_sdk import WebClient
+
+    from migration_engine import db
+
+    conn = db.get_connection(conn_id)
+    if not conn.password:
+        raise SlackConnectionError(f"Connection ID {conn_id!r} does not contain password (Slack API Token).")
+    extra = conn.extra_dejson or {}
+    kwargs: dict[str, Any] = {"token": conn.password, "timeout": SLACK_TIMEOUT_SECONDS,
+                              "retry_handlers": retry_handlers()}
+    for key in ("base_url", "proxy"):
+        value = extra.get(key) or extra.get(f"extra__slack__{key}")
+        if value:
+            kwargs[key] = value
+    return WebClient(**kwargs)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -608,48 +631,34 @@ def resolve_alert(
         return AlertResult(False, sev, None, "failed", error=err, dedup_key=dedup_key)
 
 
-# --- Airflow callbacks ---------------------------------------------------------------------
-def _attr(obj: Any, name: str) -> Any:
-    try:
-        return getattr(obj, name, None)
-    except Exception:  # noqa: BLE001 - properties of a half-built context may raise
+# --- task events (the Airflow layer's callbacks read the context and call these) ---------
+def callback_dedup_key(kind: str, dag_id: Any, task_id: Any, map_index: Any = None) -> str | None:
+    """``task_failure:<dag>.<task>[<i>]``: one open alert per task, so a failure that persists
+    (every retry, every scheduled run) updates its message instead of paging again."""
+    if not dag_id:
         return None
+    key = f"{kind}:{dag_id}" + (f".{task_id}" if task_id else "")
+    if isinstance(map_index, int) and map_index >= 0:
+        key += f"[{map_index}]"
+    return key
 
 
-def _first(*values: Any) -> Any:
-    return next((v for v in values if v not in (None, "")), None)
-
-
-def _context_get(context: Any, key: str) -> Any:
-    try:
-        return context.get(key)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _exception_text(exc: Any) -> str | None:
+def exception_text(exc: Any) -> str | None:
     if exc is None or exc == "":
         return None
     text = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
     return _trunc(redact(text), _EXCEPTION_MAX)
 
 
-def _callback_alert(context: Any, severity: str, verb: str, kind: str,
-                    cfg: MigrationConfig | None = None) -> AlertResult:
-    ti = _context_get(context, "ti") or _context_get(context, "task_instance")
-    dag = _context_get(context, "dag")
-    task = _context_get(context, "task")
-    dag_run = _context_get(context, "dag_run")
-    dag_id = _first(_attr(ti, "dag_id"), _attr(dag, "dag_id"), _attr(dag_run, "dag_id"),
-                    _context_get(context, "dag_id"))
-    task_id = _first(_attr(ti, "task_id"), _attr(task, "task_id"), _context_get(context, "task_id"))
-    run_id = _first(_context_get(context, "run_id"), _attr(ti, "run_id"), _attr(dag_run, "run_id"))
-    try_number = _attr(ti, "try_number")
-    max_tries = _attr(ti, "max_tries")
-    map_index = _attr(ti, "map_index")
-    error = _exception_text(_first(_context_get(context, "exception"), _context_get(context, "reason")))
-    log_url = _attr(ti, "log_url") if ti is not None else None
+def task_alert(severity: str, verb: str, kind: str, *, dag_id: Any, task_id: Any = None, run_id: Any = None,
+               try_number: Any = None, max_tries: Any = None, map_index: Any = None, error: Any = None,
+               log_url: Any = None, cfg: MigrationConfig | None = None) -> AlertResult:
+    """The alert for a task (or DAG run) event, deduplicated per task when the control DB answers.
 
+    ``verb``: "failed", "is retrying"; ``kind``: the dedup family (``task_failure``, ``task_retry``);
+    ``error``: the exception (or reason), shown redacted and truncated.
+    """
+    text_error = exception_text(error)
     if task_id:
         title = f"Task {verb}: {dag_id}.{task_id}"
         what = f"Task `{task_id}` in DAG `{dag_id}` {verb}"
@@ -658,14 +667,14 @@ def _callback_alert(context: Any, severity: str, verb: str, kind: str,
         what = f"DAG `{dag_id}` run {verb}"
     if isinstance(try_number, int):
         what += f" on try {try_number}" + (f" of {max_tries + 1}" if isinstance(max_tries, int) else "")
-    text = what + "." + (f"\n```{error}```" if error else "")
+    text = what + "." + (f"\n```{text_error}```" if text_error else "")
     figures: dict[str, Any] = {}
     if isinstance(try_number, int):
         figures["try"] = try_number
     if isinstance(map_index, int) and map_index >= 0:
         figures["map index"] = map_index
-    if isinstance(context, Mapping) and isinstance(context.get("exception"), BaseException):
-        figures["exception"] = type(context["exception"]).__name__
+    if isinstance(error, BaseException):
+        figures["exception"] = type(error).__name__
     key = callback_dedup_key(kind, dag_id, task_id, map_index)
     conn = control_connection(cfg) if key else None
     try:
@@ -678,61 +687,24 @@ def _callback_alert(context: Any, severity: str, verb: str, kind: str,
             conn.close()
 
 
-def callback_dedup_key(kind: str, dag_id: Any, task_id: Any, map_index: Any = None) -> str | None:
-    """``task_failure:<dag>.<task>[<i>]``: one open alert per task, so a failure that persists
-    (every retry, every scheduled run) updates its message instead of paging again."""
-    if not dag_id:
-        return None
-    key = f"{kind}:{dag_id}" + (f".{task_id}" if task_id else "")
-    if isinstance(map_index, int) and map_index >= 0:
-        key += f"[{map_index}]"
-    return key
+def resolve_task_alerts(dag_id: Any, task_id: Any, map_index: Any = None, run_id: Any = None) -> None:
+    """Resolve the task's open failure/retry alerts (a "resolved" reply in their thread). Quiet and
+    cheap when there is nothing to resolve or no control DB."""
+    from migration_engine import control
 
-
-def task_failure_callback(context: Any) -> None:
-    """``on_failure_callback``: a critical alert naming DAG, task, run, try and the exception.
-
-    Works as a task-level callback (``default_args={"on_failure_callback": task_failure_callback}``)
-    and as a plain DAG-level callback (no task: the message names the DAG run). Never raises.
-    """
+    keys = [k for k in (callback_dedup_key(kind, dag_id, task_id, map_index)
+                        for kind in ("task_failure", "task_retry")) if k]
+    if not keys:
+        return
+    settings = _settings(None)
+    conn = control_connection()
+    if conn is None:
+        return
     try:
-        _callback_alert(context, "critical", "failed", "task_failure")
-    except Exception as exc:  # noqa: BLE001 - a callback must never mask the task's own failure
-        log.error("alerts: failure callback could not alert: %s", describe_error(exc))
-
-
-def task_retry_callback(context: Any) -> None:
-    """``on_retry_callback``: a warning (no page) that a task failed and will be retried. Never raises."""
-    try:
-        _callback_alert(context, "warning", "is retrying", "task_retry")
-    except Exception as exc:  # noqa: BLE001
-        log.error("alerts: retry callback could not alert: %s", describe_error(exc))
-
-
-def task_success_callback(context: Any) -> None:
-    """``on_success_callback``: resolve the task's open failure/retry alerts (a "resolved" reply in
-    their thread). Quiet and cheap when there is nothing to resolve or no control DB. Never raises."""
-    try:
-        from migration_engine import control
-
-        ti = _context_get(context, "ti") or _context_get(context, "task_instance")
-        dag_id, task_id, map_index = _attr(ti, "dag_id"), _attr(ti, "task_id"), _attr(ti, "map_index")
-        keys = [k for k in (callback_dedup_key(kind, dag_id, task_id, map_index)
-                            for kind in ("task_failure", "task_retry")) if k]
-        if not keys:
+        if not control.control_schema_exists(conn, settings.schema):
             return
-        settings = _settings(None)
-        conn = control_connection()
-        if conn is None:
-            return
-        try:
-            if not control.control_schema_exists(conn, settings.schema):
-                return
-            conn.rollback()
-            run_id = _first(_context_get(context, "run_id"), _attr(ti, "run_id"))
-            for key in keys:
-                resolve_alert(key, f"{dag_id}.{task_id} succeeded in run {run_id}", conn=conn)
-        finally:
-            conn.close()
-    except Exception as exc:  # noqa: BLE001 - a success callback must never fail the task
-        log.warning("alerts: success callback could not resolve alerts: %s", describe_error(exc))
+        conn.rollback()
+        for key in keys:
+            resolve_alert(key, f"{dag_id}.{task_id} succeeded in run {run_id}", conn=conn)
+    finally:
+        conn.close()

@@ -3,7 +3,7 @@
 Under ``dag.test()`` a HITL task parks in ``awaiting_input`` and the loop waits forever. Here
 ``dag.test()`` runs in the calling (main) thread - the in-process task runner touches signal
 handlers, which only the main thread may - while a responder thread polls Airflow's metadata DB
-for the pending request and answers it with ``migration_engine.approvals.respond``, exactly as the
+for the pending request and answers it with ``migration_engine.airflow.approvals.respond``, exactly as the
 Slack endpoint will. If the request never appears within ``timeout`` the responder fails the
 waiting task instances, so ``dag.test()`` returns and the test fails with a clear message instead
 of hanging.
@@ -69,7 +69,7 @@ def _fail_waiting(dag_id: str) -> list[str]:
 def run_dag_answering(dag_id: str, answers: Answer | Sequence[Answer], *, conf: dict | None = None,
                       timeout: float = 120.0, poll: float = 0.2) -> HitlRun:
     """``dag.test()`` the DAG; answer each ``Answer`` when its task asks; bounded by ``timeout``."""
-    from migration_engine import approvals
+    from migration_engine.airflow import approvals
 
     todo = [answers] if isinstance(answers, Answer) else list(answers)
     dag = get_dag(dag_id)

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from devtools.pgcluster import free_port
-from migration_engine.slack_approvals.signing import sign
+from migration_engine.approvals.signing import sign
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DAGS = Path(__file__).parent / "dags_for_tests"
@@ -32,7 +32,7 @@ LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 
 def bundle_config_env() -> str:
-    """dags-folder plus tests/dags_for_tests (same bundle name as tests/test_alerts.py uses)."""
+    """dags-folder plus tests/dags_for_tests (same bundle name as tests/unit/test_alerts.py uses)."""
     return json.dumps([
         {"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {}},
         {"name": "alerts-test-dags", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(TEST_DAGS)}},

@@ -27,7 +27,7 @@ import pytest
 from devtools.pgcluster import free_port
 from tests.dashboard_fixtures import EXPECTED, seed_known_figures
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]  # a real api-server and a browser
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",

@@ -17,7 +17,8 @@ import psycopg2
 import psycopg2.sql
 import pytest
 
-from migration_engine import approvals, phase1
+from migration_engine import phase1
+from migration_engine.airflow import approvals
 from migration_engine.config import Ddl, TableRef, load_config
 from migration_engine.ddl import DdlExecutor, IndexSpec, LockRetriesExhausted
 from migration_engine.steps import RevertRefused

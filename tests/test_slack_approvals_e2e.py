@@ -3,7 +3,8 @@
 One API server (subprocess, plugins/slack_interactivity.py mounted at /slack) shares this session's
 Airflow metadata DB with the ``dag.test()`` runs here; a fake Slack Web API on 127.0.0.1 records
 every call; a fresh PostgreSQL database holds the control schema. The probe DAG
-(tests/dags_for_tests/slack_approval_probe.py) is: gate figures -> ``approval_task`` -> the step.
+(tests/dags_for_tests/slack_approval_probe.py) is: gate figures -> ``approval(...)`` (approval point
+``write_cutover``) -> the step.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from types import SimpleNamespace
 import pytest
 
 from devtools.slack_sink import FakeSlack
-from migration_engine.slack_approvals.payload import ACTION_REJECT, ApprovalRef
+from migration_engine.airflow import approvals
+from migration_engine.approvals.payload import ACTION_REJECT, ApprovalRef
 from tests.hitl_helpers import _fail_waiting
 from tests.slack_fixtures import (
     APPROVAL_CHANNEL,
@@ -43,7 +45,7 @@ from tests.slack_fixtures import (
 
 SECRET = "e2e-signing-secret-5f0c8a7d9b"
 PROBE, TIMEOUT_PROBE = "slack_approval_probe", "slack_approval_timeout_probe"
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]  # a real api-server (and scheduler)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +94,6 @@ def _dag(dag_id: str):
 
 
 def _pending(dag_id: str, timeout: float = 90):
-    from migration_engine import approvals
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = approvals.pending_approvals(dag_id)
@@ -147,7 +147,7 @@ def _ledger(dsn: str, run_id: str) -> list[tuple]:
 
 # --- acceptance ----------------------------------------------------------------------------
 def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
-    """Refused clicks (bad signature, stale, malformed, unknown gate/run, unauthorised) change nothing;
+    """Refused clicks (bad signature, stale, malformed, unknown approval point/run, unauthorised) change nothing;
     a signed Approve from an approver resumes the DAG, is audited and updates the message; a replay
     and a second click are answered, not applied."""
     caplog.set_level(logging.INFO)
@@ -171,11 +171,10 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
         out["bad_signature"] = click(secret="not-the-signing-secret")[2]
         out["stale"] = click(at=int(time.time()) - 400)[2]
         out["malformed"] = click(raw="{this is not json")[2]
-        out["unknown_gate"] = click(ref=replace(ref, gate="drop_production"))[2]
+        out["unknown_point"] = click(ref=replace(ref, approval_point="drop_production"))[2]
         out["unknown_run"] = click(ref=replace(ref, run_id="manual__1999-01-01T00:00:00+00:00"))[2]
         out["unauthorised"] = click(INTRUDER)[2]
-        out["still_pending"] = [p.task_id for p in __import__("migration_engine.approvals").approvals
-                                .pending_approvals(PROBE)]
+        out["still_pending"] = [p.task_id for p in approvals.pending_approvals(PROBE)]
         out["updates_before"] = len(slack.calls_to("chat.update"))
         out["ledger_before"] = _ledger(stack.dsn, ref.run_id)
         body, headers, out["approve"] = click()
@@ -194,8 +193,8 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
                    "cutover_readiness: passed - every pre-cutover check is green", f"<@{APPROVER}>",
                    "/required_actions?map_index=-1", "*Reject* (safe default)"):
         assert needle in message, needle
-    assert (ref.dag_id, ref.task_id, ref.gate, ref.run_id) == (PROBE, "approve_write_cutover", "write_cutover",
-                                                              dag_run.run_id)
+    assert (ref.dag_id, ref.task_id, ref.approval_point, ref.run_id) == (PROBE, "approve_write_cutover",
+                                                                        "write_cutover", dag_run.run_id)
     assert ref.ti_id == out["pending"].ti_id
 
     # refusals: clear answers, nothing changed
@@ -203,16 +202,17 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
     assert out["stale"][0] == 401 and out["stale"][1]["error"] == "stale_request"
     assert out["malformed"][0] == 400 and out["malformed"][1]["error"] == "malformed_payload"
     assert "'payload' is not valid JSON" in out["malformed"][1]["message"]
-    assert out["unknown_gate"][1]["error"] == "unknown_gate"
-    assert "unknown approval gate 'drop_production'" in out["unknown_gate"][1]["message"]
+    assert out["unknown_point"][1]["error"] == "unknown_approval_point"
+    assert "unknown approval point 'drop_production'" in out["unknown_point"][1]["message"]
     assert out["unknown_run"][1]["error"] == "unknown_approval"
     assert out["unauthorised"][1]["error"] == "not_authorised" and INTRUDER in out["unauthorised"][1]["message"]
     assert out["still_pending"] == ["approve_write_cutover"]
     assert out["updates_before"] == 0
     assert [e[1] for e in out["ledger_before"]] == ["approval.requested"]
     ephemeral = [m["text"] for m in slack.messages("respond/T1/42/secret-path")]
-    assert any(f"<@{INTRUDER}>, you are not an approver of the *write_cutover* gate" in t for t in ephemeral)
-    assert any("unknown approval gate 'drop_production'" in t for t in ephemeral)
+    assert any(f"<@{INTRUDER}>, you are not an approver of the *write_cutover* approval point" in t
+               for t in ephemeral)
+    assert any("unknown approval point 'drop_production'" in t for t in ephemeral)
 
     # the approval: DAG continued
     assert out["approve"][0] == 200 and out["approve"][1]["outcome"] == "approved", out["approve"]
@@ -230,10 +230,11 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
     actions = [e[1] for e in ledger]
     assert actions == ["approval.requested", "approval.answered_in_slack", "approval.approved"], ledger
     slack_entry = ledger[1]
-    assert slack_entry[0] == f"slack:{APPROVER.lower()} ({APPROVER})" and slack_entry[2] == "gate:write_cutover"
+    assert slack_entry[0] == f"slack:{APPROVER.lower()} ({APPROVER})"
+    assert slack_entry[2] == "approval_point:write_cutover"
     assert slack_entry[3]["decision"] == "Approve" and slack_entry[3]["user_id"] == APPROVER
     assert slack_entry[3]["task_resumed"] is True and slack_entry[3]["ti_id"] == ref.ti_id
-    assert f"slack:{APPROVER}" in ledger[2][0]  # AuditedApprovalOperator: responded_by from Airflow's record
+    assert f"slack:{APPROVER}" in ledger[2][0]  # MigrationApprovalOperator: responded_by from Airflow's record
 
     # Airflow's own record of the answer
     from airflow.models.hitl import HITLDetail
@@ -258,7 +259,8 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
     outcomes = query(stack.dsn, "SELECT outcome FROM migration_control.slack_requests "
                                 "WHERE approval_key LIKE %s OR approval_key IS NULL ORDER BY received_at",
                      (f"{PROBE}/%",))
-    assert [o for (o,) in outcomes] == ["malformed_payload", "unknown_gate", "unknown_approval", "not_authorised",
+    assert [o for (o,) in outcomes] == ["malformed_payload", "unknown_approval_point", "unknown_approval",
+                                        "not_authorised",
                                         "approved", "already_decided"]
 
     # secrets: never in our logs, the API server's, or the rendered templates Airflow stores
@@ -274,7 +276,7 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
 
 def test_timeout_pages_on_call_and_does_not_proceed(stack, slack):
     """No answer: a real ``airflow scheduler`` applies the response timeout (its awaiting_input sweep),
-    the gate takes Reject, the step is skipped, on-call gets a critical page, the message says so."""
+    the approval point takes Reject, the step is skipped, on-call gets a critical page, the message says so."""
     from airflow.models.dag import DagModel
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -339,8 +341,6 @@ def test_slack_errors_never_fail_the_migration_task(stack, slack):
     """Slack rate-limits (429, Retry-After 1 s) and then answers 500 to every post: the notifier retries
     politely and gives up, the approval task still waits, is answered in Airflow (the UI's path), and
     the DAG proceeds."""
-    from migration_engine import approvals
-
     slack.fail_next(status=429, headers={"Retry-After": "1"}, method="chat.postMessage")
     slack.fail_always(status=500, method="chat.postMessage")
 

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from migration_engine import alerts
+from migration_engine.airflow import callbacks
 from tests.slack_fixtures import CRIT_CHANNEL, ONCALL, WARN_CHANNEL, control_database, query, write_config
 
 _n = itertools.count()
@@ -33,9 +34,9 @@ def _context(run: str, exc: BaseException | None = None, try_number: int = 1):
 
 def test_persistent_task_failure_updates_one_thread_and_resolves(control_env, fake_slack):
     dsn = control_env
-    alerts.task_failure_callback(_context("scheduled__01", RuntimeError("12 rows differ")))
-    alerts.task_failure_callback(_context("scheduled__02", RuntimeError("15 rows differ")))
-    alerts.task_failure_callback(_context("scheduled__03", RuntimeError("15 rows differ")))
+    callbacks.task_failure_callback(_context("scheduled__01", RuntimeError("12 rows differ")))
+    callbacks.task_failure_callback(_context("scheduled__02", RuntimeError("15 rows differ")))
+    callbacks.task_failure_callback(_context("scheduled__03", RuntimeError("15 rows differ")))
 
     (page,) = fake_slack.messages()  # paged once ...
     assert page["channel"] == CRIT_CHANNEL and ONCALL in page["text"]
@@ -46,7 +47,7 @@ def test_persistent_task_failure_updates_one_thread_and_resolves(control_env, fa
     assert query(dsn, "SELECT status, occurrences FROM migration_control.alerts WHERE dedup_key = %s",
                  (key,)) == [("open", 3)]
 
-    alerts.task_success_callback(_context("scheduled__04"))
+    callbacks.task_success_callback(_context("scheduled__04"))
     reply = fake_slack.messages()[-1]
     assert reply["thread_ts"] == fake_slack.calls_to("chat.postMessage")[0].response["ts"]
     assert "Resolved" in reply["text"] and "succeeded in run scheduled__04" in reply["text"]
@@ -54,17 +55,17 @@ def test_persistent_task_failure_updates_one_thread_and_resolves(control_env, fa
     assert query(dsn, "SELECT status FROM migration_control.alerts WHERE dedup_key = %s", (key,)) == [("resolved",)]
 
     calls = len(fake_slack.calls)
-    alerts.task_success_callback(_context("scheduled__05"))  # nothing open: no Slack traffic at all
+    callbacks.task_success_callback(_context("scheduled__05"))  # nothing open: no Slack traffic at all
     assert len(fake_slack.calls) == calls
 
-    alerts.task_failure_callback(_context("scheduled__06", RuntimeError("again")))  # a new incident pages
+    callbacks.task_failure_callback(_context("scheduled__06", RuntimeError("again")))  # a new incident pages
     assert len(fake_slack.messages()) == 3 and fake_slack.messages()[-1]["channel"] == CRIT_CHANNEL
 
 
 def test_retries_warn_on_their_own_thread(control_env, fake_slack):
-    alerts.task_retry_callback(_context("r1", ValueError("lock timeout"), try_number=1))
-    alerts.task_retry_callback(_context("r1", ValueError("lock timeout"), try_number=2))
-    alerts.task_failure_callback(_context("r1", ValueError("lock timeout"), try_number=3))
+    callbacks.task_retry_callback(_context("r1", ValueError("lock timeout"), try_number=1))
+    callbacks.task_retry_callback(_context("r1", ValueError("lock timeout"), try_number=2))
+    callbacks.task_failure_callback(_context("r1", ValueError("lock timeout"), try_number=3))
     assert [m["channel"] for m in fake_slack.messages()] == [WARN_CHANNEL, CRIT_CHANNEL]
     assert len(fake_slack.messages("chat.update")) == 1  # the second retry updated the warning
 
@@ -74,7 +75,7 @@ def test_slack_down_never_blocks_and_the_failure_is_recorded(control_env, fake_s
     dsn = control_env
     fake_slack.fail_always(status=500)
     started = time.monotonic()
-    alerts.task_failure_callback(_context("down_1", RuntimeError("boom")))
+    callbacks.task_failure_callback(_context("down_1", RuntimeError("boom")))
     result = alerts.send_alert("critical", "Dual-write below 90%", "88.2% over 1h", figures={"pct": 88.2})
     assert time.monotonic() - started < 10
     assert not result.ok
@@ -88,7 +89,7 @@ def test_slack_down_never_blocks_and_the_failure_is_recorded(control_env, fake_s
     assert fake_slack.token not in caplog.text and fake_slack.token not in json.dumps(entry[3])
 
     fake_slack.reset()  # Slack is back: the next occurrence posts the alert that never arrived
-    alerts.task_failure_callback(_context("down_2", RuntimeError("boom")))
+    callbacks.task_failure_callback(_context("down_2", RuntimeError("boom")))
     assert len(fake_slack.messages()) == 1
     assert query(dsn, "SELECT occurrences, delivery_error FROM migration_control.alerts") == [(2, None)]
 
@@ -98,6 +99,6 @@ def test_without_a_control_database_alerts_still_go_out(fake_slack, monkeypatch)
 
     monkeypatch.setenv("AIRFLOW_CONN_BREEDERHQ_DB", f"postgresql://nobody@127.0.0.1:{free_port()}/nowhere")
     started = time.monotonic()
-    alerts.task_failure_callback(_context("x", RuntimeError("boom")))
-    alerts.task_success_callback(_context("y"))
+    callbacks.task_failure_callback(_context("x", RuntimeError("boom")))
+    callbacks.task_success_callback(_context("y"))
     assert len(fake_slack.messages()) == 1 and time.monotonic() - started < 10

@@ -19,14 +19,14 @@ START_DATE = datetime(2026, 1, 1)
 
 def failure_callback(context) -> None:
     """Task-level failure callback (a DAG-level notifier crashes under dag.test in 3.3)."""
-    from migration_engine.alerts import task_failure_callback
+    from migration_engine.airflow.callbacks import task_failure_callback
 
     task_failure_callback(context)
 
 
 def success_callback(context) -> None:
     """Resolves the task's open failure alert in Slack (a "resolved" reply in its thread)."""
-    from migration_engine.alerts import task_success_callback
+    from migration_engine.airflow.callbacks import task_success_callback
 
     task_success_callback(context)
 

@@ -2,7 +2,7 @@
 
 Why entry points: a deployment that ``pip install``s the wheel gets the dashboard and the Slack
 endpoint without copying files into ``plugins/`` (see pyproject.toml). Thin on purpose: routes live
-in ``migration_engine.dashboard.api`` and ``migration_engine.airflow.slack_endpoint``.
+in ``migration_engine.airflow.dashboard_app`` and ``migration_engine.airflow.slack_endpoint``.
 
 * The dashboard page: the api-server mounts ``fastapi_apps`` at ``url_prefix``; the external view
   with ``url_route`` shows ``href`` inside the UI at ``/plugin/migration-health`` (Browse). The app is
@@ -27,7 +27,7 @@ class MigrationDashboardPlugin(AirflowPlugin):
     name = "migration_dashboard"
     fastapi_apps = [
         {
-            "app": LazyASGIApp("migration_engine.dashboard.api:create_app"),
+            "app": LazyASGIApp("migration_engine.airflow.dashboard_app:create_app"),
             "url_prefix": URL_PREFIX,
             "name": "Zero-downtime migration dashboard",
         },

@@ -3,7 +3,8 @@
 ``POST /slack/interactivity`` is the Request URL of the Slack app's Interactivity settings
 (``https://<airflow-host>/slack/interactivity``). Slack cannot log in to Airflow, so the route has no
 Airflow auth; every request must instead carry a valid Slack signature (see
-``migration_engine.slack_approvals.interactivity`` for the checks and answers).
+``migration_engine.approvals.interactivity`` for the checks and answers; what they need from
+Airflow's metadata DB comes from ``migration_engine.airflow.approvals.airflow_side()``).
 ``GET /slack/health`` says whether the endpoint is configured (never the secret itself).
 
 Registered by ``migration_engine.airflow.plugins``. Restart the API server after changing this file.
@@ -18,10 +19,16 @@ from fastapi.responses import JSONResponse
 app = FastAPI(title="Migration Slack interactivity", docs_url=None, redoc_url=None, openapi_url=None)
 
 
+def handle_interaction(body: bytes, headers: dict[str, str], **kwargs):
+    """The engine's handler with this process's Airflow side (the tests call it directly too)."""
+    from migration_engine.airflow.approvals import airflow_side
+    from migration_engine.approvals.interactivity import handle_interaction as handle
+
+    return handle(body, headers, airflow=airflow_side(), **kwargs)
+
+
 @app.post("/interactivity")
 async def interactivity(request: Request, background: BackgroundTasks) -> JSONResponse:
-    from migration_engine.slack_approvals.interactivity import handle_interaction
-
     body = await request.body()
     reply = await run_in_threadpool(handle_interaction, body, dict(request.headers))
     if reply.followups:
@@ -31,12 +38,14 @@ async def interactivity(request: Request, background: BackgroundTasks) -> JSONRe
 
 @app.get("/health")
 async def health() -> dict:
+    from airflow.sdk.log import mask_secret
+
+    from migration_engine.approvals import signing
     from migration_engine.config import load_config
-    from migration_engine.slack_approvals import signing
 
     try:
         cfg = load_config()
-        signing.signing_secret(cfg.connections.slack)
+        signing.signing_secret(cfg.connections.slack, mask=mask_secret)
         configured, problem = True, None
     except Exception as exc:  # noqa: BLE001 - report, don't fail
         configured, problem = False, str(exc)

@@ -11,7 +11,9 @@ pure function tested without Airflow or a browser:
 * ``charts``   - inline SVG charts rendered server-side (no JavaScript, no external assets: the
   Airflow host may have no internet access).
 * ``page``     - the HTML page.
-* ``api``      - the FastAPI router (auth via Airflow's ``GetUserDep``) and ``create_app``.
+* ``view``     - ``load_view()``: config + control schema -> the view model, failures named.
+* the routes (auth via Airflow's ``GetUserDep``) are the Airflow layer's:
+  ``migration_engine.airflow.dashboard_app``.
 * ``asgi``     - builds that app on its first request, so importing the plugin stays cheap.
 """
 

@@ -1,4 +1,4 @@
-"""A tiny DAG for tests/test_alerts.py: one task raises; the failure callback comes from default_args.
+"""A tiny DAG for tests/unit/test_alerts.py: one task raises; the failure callback comes from default_args.
 
 Loaded as an extra DAG bundle by the test (dag.test() needs the DAG file inside a configured bundle).
 """
@@ -9,7 +9,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, task
 
-from migration_engine.alerts import task_failure_callback
+from migration_engine.airflow.callbacks import task_failure_callback
 
 with DAG(
     dag_id="alerts_failure_probe",

@@ -1,4 +1,5 @@
-"""Probe DAGs for tests/test_slack_approvals_e2e.py: a gate's figures -> a Slack approval -> the step.
+"""Probe DAGs for tests/test_slack_approvals_e2e.py: a gate's figures -> a Slack approval (approval point
+``write_cutover``) -> the step.
 
 ``slack_approval_probe`` waits (10 min) for an answer from Slack; ``slack_approval_timeout_probe``
 times out after a few seconds (the scheduler applies the safe default). Loaded as an extra DAG
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, task
 
-from migration_engine.slack_approvals.operator import approval_task
+from migration_engine.airflow.approvals import approval
 
 
 def _probe(dag_id: str, response_timeout: timedelta) -> DAG:
@@ -27,11 +28,11 @@ def _probe(dag_id: str, response_timeout: timedelta) -> DAG:
                               {"dual_write_success_pct": 99.7, "shadow_mismatch_pct": 0.02,
                                "backup_age": "3h"}).as_dict()
 
-        approve = approval_task(
+        approve = approval(
             "approve_write_cutover",
             subject="Switch writes for {{ dag.dag_id }} to the new tables?",
             body="The new tables become the write path. Reject (or no answer) changes nothing.",
-            gate="write_cutover",
+            approval_point="write_cutover",
             figures={"rollout_pct": 100},
             figures_from=["evaluate_gate"],
             response_timeout=response_timeout,

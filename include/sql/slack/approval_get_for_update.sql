@@ -1,5 +1,5 @@
 -- The approval request row, locked: concurrent clicks on the same request are decided one at a time.
-SELECT ti_id, gate, subject, channel, message_ts, blocks, expires_at, decision, decided_by, decided_by_name,
+SELECT ti_id, gate AS approval_point, subject, channel, message_ts, blocks, expires_at, decision, decided_by, decided_by_name,
        decided_via, decided_at
 FROM "{schema}".slack_approvals
 WHERE dag_id = @dag_id AND run_id = @run_id AND task_id = @task_id AND map_index = @map_index

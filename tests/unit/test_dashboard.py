@@ -23,7 +23,7 @@ from tests.dashboard_fixtures import EXPECTED, SCHEMA, create_consistency_runs, 
 
 pytestmark = pytest.mark.timeout(240)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- pure parts -----------------------------------------------------------------------------

@@ -6,15 +6,19 @@ Order matters - nothing from the request is trusted before its signature is:
 2. ``X-Slack-Signature`` valid, timestamp <= 5 min?  no  -> 401 ``bad_signature`` / ``stale_request``
 3. this exact (timestamp, signature) seen before?    yes -> 409 ``replayed``
 4. form field ``payload`` is JSON we understand?     no  -> 400 ``malformed_payload``
-5. gate known?  clicker an approver of the gate?     no  -> 200, ephemeral answer in Slack, nothing changes
+5. approval point known? clicker one of its approvers? no -> 200, ephemeral answer in Slack, nothing changes
 6. the approval still pending, for this very try?    no  -> 200, ephemeral answer (already decided by X at T,
                                                               outdated message, no such approval)
-7. record the answer in Airflow (``approvals.respond``: the task resumes), mark the request decided and
+7. record the answer in Airflow (``AirflowSide.respond``: the task resumes), mark the request decided and
    append the audit ledger entry in one control-DB transaction; then (after the HTTP answer) replace the
    message's buttons with "Approved by @x at T".
 
 Every accepted request is stored with its outcome (``slack_requests``), refused ones included.
 Slack wants an answer within 3 s, so Slack calls run after the response (``Reply.followups``).
+
+No Airflow here: what needs Airflow's metadata DB (which task instance is current, recording the
+answer so the task resumes, masking the secret in the host's logs) comes in as an ``AirflowSide``,
+built by ``migration_engine.airflow.slack_endpoint``.
 """
 
 from __future__ import annotations
@@ -26,12 +30,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from migration_engine.slack_approvals import messages, signing, slackio, store
-from migration_engine.slack_approvals.payload import ACTION_OPEN, Interaction, PayloadError, parse_interaction
+from migration_engine.approvals import answers, messages, signing, slackio, store
+from migration_engine.approvals.answers import SLACK_RESPONDER_PREFIX
+from migration_engine.approvals.payload import ACTION_OPEN, ApprovalRef, Interaction, PayloadError, parse_interaction
 
 log = logging.getLogger(__name__)
 
-SLACK_RESPONDER_PREFIX = "slack:"
+
+@dataclass(frozen=True)
+class AirflowSide:
+    """What the handler needs from Airflow, supplied by the Airflow layer.
+
+    ``respond(dag_id, run_id, task_id, chosen_options, responder, map_index=)`` records the answer
+    and resumes the task (raises an ``answers.ApprovalError`` subclass otherwise);
+    ``current_ti_id(ref)`` is the id of the task instance's current try (None: no such task);
+    ``mask_secret(secret)`` hides the signing secret in the host process's logs.
+    """
+
+    respond: Callable[..., answers.RecordedAnswer]
+    current_ti_id: Callable[[ApprovalRef], str | None]
+    mask_secret: Callable[[str], Any] | None = None
 
 
 @dataclass
@@ -61,10 +79,11 @@ class _Outcome:
     detail: str = ""
 
 
-def handle_interaction(body: bytes, headers: Mapping[str, str], *, cfg=None, now: float | None = None) -> Reply:
+def handle_interaction(body: bytes, headers: Mapping[str, str], *, airflow: AirflowSide, cfg=None,
+                       now: float | None = None) -> Reply:
     """Verify, authorise and apply one interactivity request. Never raises."""
     try:
-        return _handle(body, headers, cfg, now)
+        return _handle(body, headers, airflow, cfg, now)
     except Exception as exc:  # noqa: BLE001 - answer, don't crash the API server worker
         from migration_engine.alerts import describe_error
 
@@ -73,7 +92,7 @@ def handle_interaction(body: bytes, headers: Mapping[str, str], *, cfg=None, now
                                              "answer it in the Airflow UI (Required Actions)")
 
 
-def _handle(body: bytes, headers: Mapping[str, str], cfg, now: float | None) -> Reply:
+def _handle(body: bytes, headers: Mapping[str, str], airflow: AirflowSide, cfg, now: float | None) -> Reply:
     from migration_engine import control_schema, db
     from migration_engine.config import ConfigError, load_config
 
@@ -83,7 +102,7 @@ def _handle(body: bytes, headers: Mapping[str, str], cfg, now: float | None) -> 
         log.error("slack interactivity: %s", exc)
         return _error(503, "config_invalid", "the migration config is invalid; see the API server log")
     try:
-        secret = signing.signing_secret(cfg.connections.slack)
+        secret = signing.signing_secret(cfg.connections.slack, mask=airflow.mask_secret)
     except signing.SigningSecretMissing as exc:
         log.error("slack interactivity: %s", exc)
         return _error(503, "not_configured", str(exc))
@@ -113,7 +132,7 @@ def _handle(body: bytes, headers: Mapping[str, str], cfg, now: float | None) -> 
             log.warning("slack interactivity: replayed request (ts %s) refused", verified.timestamp)
             return _error(409, "replayed", "this exact request (same timestamp and signature) was already "
                                            "received; replays are refused and nothing was changed")
-        result, interaction = _process(conn, cfg, body)
+        result, interaction = _process(conn, cfg, body, airflow)
         try:
             ref = interaction.ref if interaction else None
             store.record_request_outcome(
@@ -138,8 +157,8 @@ def _refuse(cfg, it: Interaction, code: str, message: str, slack_text: str | Non
     return _Outcome(reply, code, message)
 
 
-def _process(conn, cfg, body: bytes) -> tuple[_Outcome, Interaction | None]:
-    from migration_engine.slack_approvals.gates import UnknownGateError, approvers_for, check_gate
+def _process(conn, cfg, body: bytes, airflow: AirflowSide) -> tuple[_Outcome, Interaction | None]:
+    from migration_engine.approvals.points import UnknownApprovalPoint, approvers_for, check_approval_point
 
     try:
         it = parse_interaction(body)
@@ -150,32 +169,21 @@ def _process(conn, cfg, body: bytes) -> tuple[_Outcome, Interaction | None]:
         return _Outcome(Reply(200, {"ok": True, "outcome": "ignored", "message": "link button"}), "ignored"), it
     ref = it.ref
     assert ref is not None
+    point = ref.approval_point
     try:
-        check_gate(ref.gate, cfg)
-    except UnknownGateError as exc:
-        return _refuse(cfg, it, "unknown_gate", f"{exc}; nothing was changed"), it
-    approvers = approvers_for(cfg, ref.gate)
+        check_approval_point(point, cfg)
+    except UnknownApprovalPoint as exc:
+        return _refuse(cfg, it, "unknown_approval_point", f"{exc}; nothing was changed"), it
+    approvers = approvers_for(cfg, point)
     if it.user_id not in approvers:
-        who = ", ".join(f"<@{u}>" for u in approvers) or "nobody (approvals.approvers is empty for this gate)"
+        who = ", ".join(f"<@{u}>" for u in approvers) or "nobody (approvals.approvers is empty for this approval point)"
         return _refuse(
             cfg, it, "not_authorised",
-            f"Slack user {it.user_id} is not an approver of gate {ref.gate!r}; nothing was changed",
-            f":no_entry: <@{it.user_id}>, you are not an approver of the *{ref.gate}* gate, so your click changed "
-            f"nothing. Approvers: {who} (config approvals.approvers).",
+            f"Slack user {it.user_id} is not an approver of approval point {point!r}; nothing was changed",
+            f":no_entry: <@{it.user_id}>, you are not an approver of the *{point}* approval point, so your click "
+            f"changed nothing. Approvers: {who} (config approvals.approvers).",
         ), it
-    return _decide(conn, cfg, it), it
-
-
-def _current_ti_id(ref) -> str | None:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session(scoped=False) as session:
-        ti_id = session.scalar(select(TaskInstance.id).where(
-            TaskInstance.dag_id == ref.dag_id, TaskInstance.run_id == ref.run_id,
-            TaskInstance.task_id == ref.task_id, TaskInstance.map_index == ref.map_index))
-    return str(ti_id) if ti_id is not None else None
+    return _decide(conn, cfg, it, airflow), it
 
 
 def _decided_text(row: store.ApprovalRow) -> str:
@@ -183,9 +191,9 @@ def _decided_text(row: store.ApprovalRow) -> str:
                                  user_id=row.decided_by, user_name=row.decided_by_name, expires_at=row.expires_at)
 
 
-def _decide(conn, cfg, it: Interaction) -> _Outcome:
-    from migration_engine import approvals, control
-    from migration_engine.slack_approvals import outcome
+def _decide(conn, cfg, it: Interaction, airflow: AirflowSide) -> _Outcome:
+    from migration_engine import control
+    from migration_engine.approvals import outcome
 
     ref, decision, schema = it.ref, it.decision, cfg.control_schema
     try:
@@ -197,7 +205,7 @@ def _decide(conn, cfg, it: Interaction) -> _Outcome:
                              f"This approval was already decided - {line}. Your click changed nothing.")
             result.reply.followups.append(_show(cfg, it, row, line))  # in case the message still has buttons
             return result
-        current = _current_ti_id(ref)
+        current = airflow.current_ti_id(ref)
         if current is None:
             conn.rollback()
             return _refuse(cfg, it, "unknown_approval",
@@ -209,15 +217,15 @@ def _decide(conn, cfg, it: Interaction) -> _Outcome:
                            "(or the Airflow UI). Nothing was changed")
         responder = {"id": f"{SLACK_RESPONDER_PREFIX}{it.user_id}", "name": it.user_name or it.user_id}
         try:
-            answer = approvals.respond(ref.dag_id, ref.run_id, ref.task_id, [decision], responder,
-                                       map_index=ref.map_index)
-        except approvals.AlreadyAnswered as exc:
+            answer = airflow.respond(ref.dag_id, ref.run_id, ref.task_id, [decision], responder,
+                                     map_index=ref.map_index)
+        except answers.AlreadyAnswered as exc:
             conn.rollback()
             return _refuse(cfg, it, "already_decided", f"{exc}; your click changed nothing")
-        except approvals.NoPendingApproval as exc:
+        except answers.NoPendingApproval as exc:
             conn.rollback()
             return _refuse(cfg, it, "not_pending", f"{exc}; nothing was changed")
-        except approvals.ApprovalError as exc:
+        except answers.ApprovalError as exc:
             conn.rollback()
             return _refuse(cfg, it, "refused_by_airflow", f"{exc}; nothing was changed")
         at = answer.responded_at
@@ -243,7 +251,7 @@ def _decide(conn, cfg, it: Interaction) -> _Outcome:
 
 def _show(cfg, it: Interaction, row: store.ApprovalRow | None, line: str) -> Callable[[], Any]:
     """Replace the buttons of the clicked message with the outcome line."""
-    from migration_engine.slack_approvals import outcome
+    from migration_engine.approvals import outcome
 
     channel = it.channel_id or (row.channel if row else None)
     ts = it.message_ts or (row.message_ts if row else None)

@@ -1,8 +1,8 @@
 """Block Kit for approval requests and their outcome (no I/O).
 
-The request shows what is being approved (subject, body, the gate and what it means), the figures
+The request shows what is being approved (subject, body, the approval point and what it means), the figures
 that justify it, who may answer, what happens without an answer, **Approve** / **Reject** buttons
-(values carry the approval reference) and a link to the approval in the Airflow UI. When the gate is
+(values carry the approval reference) and a link to the approval in the Airflow UI. When the request is
 decided, the buttons are replaced by one line saying what was decided, by whom, when and how - the
 message itself becomes the record on-call sees.
 """
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from migration_engine.slack_approvals.gates import APPROVAL_GATES
-from migration_engine.slack_approvals.payload import ACTION_APPROVE, ACTION_OPEN, ACTION_REJECT, ApprovalRef
+from migration_engine.approvals.payload import ACTION_APPROVE, ACTION_OPEN, ACTION_REJECT, ApprovalRef
+from migration_engine.approvals.points import APPROVAL_POINTS
 from migration_engine.slack_text import esc, fmt, trunc
 
 ACTIONS_BLOCK_ID = "migration_approval_actions"
@@ -51,7 +51,7 @@ def request_message(
     figures_note: str | None = None,
 ) -> tuple[str, list[dict]]:
     """(fallback text, blocks) of the approval request."""
-    gate_text = APPROVAL_GATES.get(ref.gate, "")
+    point_text = APPROVAL_POINTS.get(ref.approval_point, "")
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "emoji": True,
                                     "text": trunc(f":raised_hand: Approval needed: {subject}", _HEADER_MAX)}},
@@ -59,13 +59,15 @@ def request_message(
     if body and body.strip():
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": trunc(esc(body.strip()), _SECTION_MAX)}})
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": trunc(
-        f"*Gate* `{esc(ref.gate)}`" + (f": {esc(gate_text)}" if gate_text else ""), _SECTION_MAX)}})
+        f"*Approval point* `{esc(ref.approval_point)}`" + (f": {esc(point_text)}" if point_text else ""),
+        _SECTION_MAX)}})
     if figures_note:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": trunc(esc(figures_note), 2000)}]})
     blocks.extend(_figure_sections(figures))
 
     who = (" ".join(f"<@{u}>" for u in approvers) if approvers else
-           ":warning: no Slack approvers are configured for this gate (approvals.approvers); answer in Airflow")
+           ":warning: no Slack approvers are configured for this approval point (approvals.approvers); "
+           "answer in Airflow")
     deadline = (f"No answer by {utc(expires_at)}: *{safe_default}* (safe default) and on-call is paged."
                 if expires_at else f"No response timeout; the safe default is *{safe_default}*.")
     where = f"DAG `{esc(ref.dag_id)}` · run `{esc(ref.run_id)}` · task `{esc(ref.task_id)}`"
@@ -92,7 +94,8 @@ def request_message(
         elements.append({"type": "button", "action_id": ACTION_OPEN, "url": link,
                          "text": {"type": "plain_text", "text": "Open in Airflow"}})
     blocks.append({"type": "actions", "block_id": ACTIONS_BLOCK_ID, "elements": elements})
-    fallback = f":raised_hand: Approval needed: {esc(subject)} (gate {ref.gate}, DAG {ref.dag_id}, run {ref.run_id})"
+    fallback = (f":raised_hand: Approval needed: {esc(subject)} (approval point {ref.approval_point}, "
+                f"DAG {ref.dag_id}, run {ref.run_id})")
     if link:
         fallback += f" {link}"
     return trunc(fallback, 3000), blocks

@@ -1,6 +1,6 @@
 """The few Slack Web API calls approvals make; none of them raises.
 
-They reuse the alerts module's client (Airflow ``SlackHook`` on the configured connection, bounded
+They reuse the alerts module's client (``slack_sdk.WebClient`` on the configured Slack connection, bounded
 retries: 429 honours a short ``Retry-After``, 5xx and connection errors back off briefly, 10 s
 timeout), so Slack trouble costs seconds at most and is reported as a failed ``Delivery`` with a
 log-safe description (status and Slack error code; never the token).

@@ -6,9 +6,11 @@ that the control schema is current (``control_schema.require_current``); they ne
 
 * ``slack_requests``: one row per accepted signed request, keyed by (timestamp, signature). A second
   insert of the same key is a replay. The row then records who clicked what and the outcome, so
-  refused clicks (unauthorised user, unknown gate, stale message) leave a trail too. Rows older than
+  refused clicks (unauthorised user, unknown approval point, stale message) leave a trail too. Rows older than
   ``REQUEST_RETENTION`` are pruned (a request that old fails the timestamp check anyway).
-* ``slack_approvals``: one row per HITL task instance that asked for approval: the gate, where its
+* ``slack_approvals``: one row per HITL task instance that asked for approval: the approval point
+  (stored in the column ``gate``, its name from before the gate/approval-point rename; kept so
+  existing rows stay readable without a migration), where its
   Slack message is (channel id + ts + blocks) and the decision, by whom, when, via what. The row is
   locked while a click is applied, and the decision is written only if none exists, so two clicks
   (or two API-server workers) cannot decide twice.
@@ -23,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from migration_engine import sqlfiles
-from migration_engine.slack_approvals.payload import ApprovalRef
+from migration_engine.approvals.payload import ApprovalRef
 
 REQUEST_RETENTION_SECONDS = 30 * 86400
 
@@ -64,7 +66,7 @@ def record_request_outcome(conn, schema: str, request_ts: int, signature: str, *
 @dataclass(frozen=True)
 class ApprovalRow:
     ti_id: str
-    gate: str
+    approval_point: str  # column "gate"
     subject: str
     channel: str | None
     message_ts: str | None
@@ -88,7 +90,7 @@ def save_request(conn, schema: str, ref: ApprovalRef, *, subject: str, channel: 
     try:
         with conn.cursor() as cur:
             sqlfiles.run(cur, "slack/approval_upsert.sql", {"schema": schema}, {
-                **_ref_params(ref), "ti_id": ref.ti_id, "gate": ref.gate, "subject": subject[:1000],
+                **_ref_params(ref), "ti_id": ref.ti_id, "approval_point": ref.approval_point, "subject": subject[:1000],
                 "channel": channel, "message_ts": message_ts, "blocks": json.dumps(blocks),
                 "delivery_error": delivery_error, "expires_at": expires_at,
             })
@@ -119,7 +121,8 @@ def decide(conn, schema: str, ref: ApprovalRef, *, decision: str, decided_by: st
 
 
 def latest_gate_results(conn, schema: str, gates: list[str]) -> dict[str, dict[str, Any]]:
-    """{gate: {status, figures, reason, evaluated_at}} of the latest evaluation of each gate."""
+    """{gate: {status, figures, reason, evaluated_at}} of the latest evaluation of each (machine) gate:
+    the checks whose figures an approval request shows."""
     with conn.cursor() as cur:
         sqlfiles.run(cur, "slack/gate_results_latest.sql", {"schema": schema}, {"gates": list(gates)})
         rows = cur.fetchall()

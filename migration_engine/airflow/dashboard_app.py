@@ -3,64 +3,32 @@
 Routes (relative to the plugin's ``url_prefix``, ``/migration``):
 
 * ``GET /dashboard``       the HTML page (shown inside the Airflow UI by the plugin's external view)
-* ``GET /dashboard/data``  the same figures as JSON (``model.build``), for scripts and tests
+* ``GET /dashboard/data``  the same figures as JSON (``migration_engine.dashboard.view.load_view``)
 
 Both require an authenticated Airflow user (``GetUserDep``: the UI's session cookie or an
 ``Authorization: Bearer <JWT>`` from ``POST /auth/token``); without one Airflow answers 401/403.
 
-Extending: another engineer's routes (e.g. the Slack interactivity endpoint) can join this app with
-``create_app(extra_routers=[their_router])`` in the plugin, or live in their own plugin under their
-own prefix. Keep auth decisions per router: Slack's callbacks authenticate by request signature,
-not by an Airflow login, so they must not inherit ``GetUserDep``.
+Extending: other routes can join this app with ``create_app(extra_routers=[their_router])`` in the
+plugin, or live in their own plugin under their own prefix. Keep auth decisions per router: Slack's
+callbacks authenticate by request signature, not by an Airflow login, so they must not inherit
+``GetUserDep`` (``migration_engine.airflow.slack_endpoint`` is its own app).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from migration_engine.dashboard import DATA_PATH, PAGE_PATH, URL_PREFIX, model, page, queries
-from migration_engine.dashboard.queries import DashboardUnavailable
+from migration_engine.dashboard import DATA_PATH, PAGE_PATH, URL_PREFIX, page
+from migration_engine.dashboard.view import DashboardUnavailable, load_view
 
-__all__ = ["URL_PREFIX", "create_app", "load_view", "router"]
-
-log = logging.getLogger(__name__)
-
-APPLICATION_NAME = "migration-dashboard"
+__all__ = ["URL_PREFIX", "create_app", "router"]
 
 router = APIRouter(tags=["migration dashboard"])
-
-
-def load_view(now: datetime | None = None) -> dict[str, Any]:
-    """Read the config and the control schema; any failure becomes a DashboardUnavailable naming it."""
-    import psycopg2
-
-    from migration_engine import db
-    from migration_engine.config import ConfigError, load_config
-
-    try:
-        cfg = load_config()
-    except ConfigError as exc:
-        raise DashboardUnavailable(str(exc)) from exc
-    try:
-        with db.connection(cfg.connections.legacy, application_name=APPLICATION_NAME) as conn:
-            raw = queries.fetch(conn, cfg.control_schema, now or datetime.now(UTC))
-    except db.MissingConnectionError as exc:
-        raise DashboardUnavailable(str(exc)) from exc
-    except psycopg2.Error as exc:
-        log.exception("migration dashboard: query failed")
-        raise DashboardUnavailable(
-            f"reading the control schema {cfg.control_schema!r} through connection "
-            f"{cfg.connections.legacy!r} failed: {str(exc).strip() or type(exc).__name__}"
-        ) from exc
-    return model.build(raw, cfg)
 
 
 @router.get(PAGE_PATH, response_class=HTMLResponse, summary="Migration health dashboard (HTML)")

@@ -1,4 +1,5 @@
-"""migration_engine.alerts against a fake Slack Web API, through the real SlackHook and slack_sdk."""
+"""migration_engine.alerts (and the layer's task callbacks) against a fake Slack Web API, through the real
+slack_sdk client on the Airflow Slack connection."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import yaml
 
 from devtools.pgcluster import free_port
 from migration_engine import alerts
+from migration_engine.airflow import callbacks
 from migration_engine.config import DEFAULT_CONFIG_PATH, parse_config
 
 # The fixture lives in tests/fake_slack.py; importing it here makes it available to this module
@@ -231,7 +233,7 @@ def _fake_context(exc: BaseException | None):
 
 def test_task_failure_callback_posts_a_critical_alert(fake_slack, cfg_env):
     exc = RuntimeError("canceling statement due to lock timeout; token xoxb-leaked-123 " + "x" * 5000)
-    assert alerts.task_failure_callback(_fake_context(exc)) is None
+    assert callbacks.task_failure_callback(_fake_context(exc)) is None
 
     (msg,) = fake_slack.messages()
     assert msg["channel"] == CRIT
@@ -248,14 +250,14 @@ def test_task_failure_callback_posts_a_critical_alert(fake_slack, cfg_env):
 
 def test_failure_callbacks_never_raise(fake_slack, cfg_env):
     fake_slack.fail_always(status=500)
-    assert alerts.task_failure_callback(_fake_context(ValueError("boom"))) is None
-    assert alerts.task_failure_callback({}) is None
-    assert alerts.task_failure_callback(None) is None
-    assert alerts.task_retry_callback(_fake_context(ValueError("boom"))) is None
+    assert callbacks.task_failure_callback(_fake_context(ValueError("boom"))) is None
+    assert callbacks.task_failure_callback({}) is None
+    assert callbacks.task_failure_callback(None) is None
+    assert callbacks.task_retry_callback(_fake_context(ValueError("boom"))) is None
 
 
 def test_task_retry_callback_is_a_warning(fake_slack, cfg_env):
-    alerts.task_retry_callback(_fake_context(ValueError("boom")))
+    callbacks.task_retry_callback(_fake_context(ValueError("boom")))
     (msg,) = fake_slack.messages()
     assert msg["channel"] == WARN and MENTION not in msg["text"]
     assert "Task is retrying: migration_backfill.copy_batch" in msg["text"]
@@ -265,7 +267,7 @@ def test_failure_callback_under_dag_test(fake_slack, airflow_db, cfg_env, monkey
     """A real task fails under dag.test(); its task-level on_failure_callback pages Slack."""
     from airflow.dag_processing.dagbag import DagBag
 
-    folder = Path(__file__).parent / "dags_for_tests"
+    folder = Path(__file__).resolve().parents[1] / "dags_for_tests"
     local = "airflow.dag_processing.bundles.local.LocalDagBundle"
     # dag.test() finds the DAG through the configured bundles: keep dags-folder, add the test DAGs.
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([

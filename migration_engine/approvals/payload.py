@@ -32,14 +32,18 @@ class PayloadError(MigrationError, ValueError):
 
 @dataclass(frozen=True)
 class ApprovalRef:
-    """Which HITL task instance a button answers (``ti_id`` pins the exact try)."""
+    """Which HITL task instance a button answers (``ti_id`` pins the exact try) and for which approval point.
+
+    Wire format of the button value: ``{"v": 1, "p": point, "d", "r", "t", "m", "i"}``. Messages
+    posted before the gate/approval-point rename carry the point under ``"g"``; both are read.
+    """
 
     dag_id: str
     run_id: str
     task_id: str
     map_index: int
     ti_id: str
-    gate: str
+    approval_point: str
 
     @property
     def key(self) -> str:
@@ -47,7 +51,7 @@ class ApprovalRef:
         return f"{self.dag_id}/{self.run_id}/{self.task_id}{suffix}"
 
     def to_value(self) -> str:
-        return json.dumps({"v": VALUE_VERSION, "g": self.gate, "d": self.dag_id, "r": self.run_id,
+        return json.dumps({"v": VALUE_VERSION, "p": self.approval_point, "d": self.dag_id, "r": self.run_id,
                            "t": self.task_id, "m": self.map_index, "i": self.ti_id}, separators=(",", ":"))
 
     @classmethod
@@ -62,12 +66,14 @@ class ApprovalRef:
         if not isinstance(data, dict) or data.get("v") != VALUE_VERSION:
             version = data.get("v") if isinstance(data, dict) else None
             raise PayloadError(f"unsupported button value version {version!r}")
-        missing = [k for k in ("g", "d", "r", "t", "i") if not isinstance(data.get(k), str) or not data.get(k)]
+        if "p" not in data and "g" in data:  # posted before the rename
+            data = {**data, "p": data["g"]}
+        missing = [k for k in ("p", "d", "r", "t", "i") if not isinstance(data.get(k), str) or not data.get(k)]
         if missing or not isinstance(data.get("m"), int) or isinstance(data.get("m"), bool):
             raise PayloadError(f"the button value lacks {missing or ['m']}; "
-                               "expected gate/dag/run/task/map_index/ti ids")
+                               "expected approval point/dag/run/task/map_index/ti ids")
         return cls(dag_id=data["d"], run_id=data["r"], task_id=data["t"], map_index=data["m"], ti_id=data["i"],
-                   gate=data["g"])
+                   approval_point=data["p"])
 
 
 @dataclass(frozen=True)

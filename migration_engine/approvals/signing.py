@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from migration_engine.errors import MigrationError
 
@@ -37,8 +38,12 @@ class SigningSecretMissing(MigrationError):
     """Neither the Slack connection nor the environment provides a signing secret."""
 
 
-def signing_secret(conn_id: str | None) -> str:
-    """The signing secret: Slack connection extra ``signing_secret``, else ``$SLACK_SIGNING_SECRET``."""
+def signing_secret(conn_id: str | None, *, mask: Callable[[str], Any] | None = None) -> str:
+    """The signing secret: Slack connection extra ``signing_secret``, else ``$SLACK_SIGNING_SECRET``.
+
+    ``mask`` (the Airflow layer passes Airflow's ``mask_secret``) keeps it out of any log line the
+    host process writes, too: defence in depth, not a requirement, so its failure is ignored.
+    """
     secret = None
     if conn_id:
         secret = _from_connection(conn_id)
@@ -48,20 +53,19 @@ def signing_secret(conn_id: str | None) -> str:
             f"no Slack signing secret: set the extra 'signing_secret' on the Airflow connection {conn_id!r} "
             f"or the environment variable {SIGNING_SECRET_ENV} (Slack app -> Basic Information -> Signing Secret)"
         )
-    try:  # keep it out of any log line Airflow writes, too
-        from airflow.sdk.log import mask_secret
-
-        mask_secret(secret)
-    except Exception:  # noqa: BLE001 - masking is defence in depth, not a requirement
-        pass
+    if mask is not None:
+        try:
+            mask(secret)
+        except Exception:  # noqa: BLE001 - masking is defence in depth
+            pass
     return secret
 
 
 def _from_connection(conn_id: str) -> str | None:
-    try:
-        from airflow.sdk import BaseHook
+    from migration_engine import db
 
-        extra = BaseHook.get_connection(conn_id).extra_dejson or {}
+    try:
+        extra = db.get_connection(conn_id).extra_dejson or {}
     except Exception:  # noqa: BLE001 - a missing connection just means "use the environment"
         return None
     for key in _EXTRA_KEYS:
