@@ -26,7 +26,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, get_current_context, task
 
 from migration_engine.airflow.dags import START_DATE, config, default_args, tags
-from migration_engine.gates.sensor import GateSensor
+from migration_engine.airflow.sensors import GateSensor
 
 
 @dag(

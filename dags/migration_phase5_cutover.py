@@ -36,10 +36,10 @@ from __future__ import annotations
 from airflow.sdk import chain, dag, task
 
 from migration_engine.airflow.dags import START_DATE, config, default_args, tags
+from migration_engine.airflow.operators import KeepOldSyncEndOperator, ReadRolloutStepOperator
+from migration_engine.airflow.sensors import GateSensor
 from migration_engine.airflow.tasks import on_legacy
 from migration_engine.cutover.approval import approval
-from migration_engine.cutover.operators import KeepOldSyncEndOperator, ReadRolloutStepOperator
-from migration_engine.gates.sensor import GateSensor
 
 CHECKS = ["check_dual_write", "check_consistency", "check_shadow_reads", "check_backup"]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from migration_engine.airflow.dags import START_DATE, default_args, tags
-from migration_engine.rollback.operators import RecoveryWatchOperator
+from migration_engine.airflow.operators import RecoveryWatchOperator
 
 PARAMS = {
     "reason": Param("emergency rollback (no reason given)", type="string", minLength=1, title="Reason",
