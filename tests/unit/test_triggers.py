@@ -98,3 +98,21 @@ def test_every_trigger_round_trips_through_its_classpath(trigger):
     assert classpath.startswith("migration_engine.airflow.triggers.")
     clone = import_string(classpath)(**kwargs)  # what the triggerer does
     assert clone.serialize() == (classpath, kwargs) and isinstance(clone, PollingTrigger)
+
+
+def test_a_hold_that_ends_undecided_rolls_back(databases, control_conn):
+    """The read-rollout hold fails closed: undecided at its end (its last checks failed) -> read_new_pct = 0."""
+    from migration_engine import control
+    from migration_engine.config import load_config
+    from migration_engine.cutover.hold_watch import HoldWatch
+
+    cfg = load_config()
+    control.set_flag(control_conn, cfg.control_schema, "read_new_pct", 25, actor="test", reason="rollout at 25")
+    now = datetime.now(UTC)
+    watch = HoldWatch(conn_id=cfg.connections.legacy, schema=cfg.control_schema, entities=["listings"], pct=25,
+                      hold_until=now.isoformat(), max_increase_points=1.0, min_requests=10, baseline_pct=0.5,
+                      max_inconclusive=3, snapshot={"at": now.isoformat(), "since": now.isoformat(), "old": {},
+                                                    "new": {}}, dag_id="d", run_id="r", task_id="t")
+    event = watch.expired()
+    assert event["status"] == "error" and event["rolled_back"] is True and "fail closed" in event["reason"]
+    assert control.get_flags(control_conn, cfg.control_schema)["read_new_pct"] == 0
