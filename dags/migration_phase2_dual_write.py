@@ -2,19 +2,22 @@
 
 Seed phase 2 ("Dual-Write Period"). Steps:
 
-1. **enable_dual_write** - sets the `dual_write_enabled` flag (ledger entry in the same transaction).
+1. **enable_dual_write** - the `dual_write_enabled` flag as a step (`SetFlag`: ledger entry in the same
+   transaction, state in `step_state`, revert restores the value found).
 2. **dual_write_healthy** - deferrable gate (no worker slot while it waits): dual-write success over
    the rolling window (config `dual_write.window`, 1 h) must be ≥ `gate_min_success_pct` with at least
    `min_attempts` attempts and no stretch without data longer than `max_gap`. < 95 % pages a warning,
    < 90 % pages critical and fails the task; p95 > 500 ms warns. A full healthy window also proves
    every application instance has picked up the flag, so rows created from now on reach the new table.
-3. **plan_backfill** - validates the mapping against the data and splits the in-scope key space into
-   `parallelism` non-overlapping ranges (or resumes the unfinished pass from its checkpoints).
+3. **plan_backfill** - applies one `BackfillPass` step per entity: validates the mapping against the data
+   and splits the in-scope key space into `parallelism` non-overlapping ranges (or resumes the unfinished
+   pass from its checkpoints); a dry run prints the ranges and one batch's exact SQL.
 4. **backfill_range** (one mapped task per range; Celery spreads them over workers) - keyset pages,
    `COPY` out of the legacy DB, one `INSERT … SELECT … ON CONFLICT` (newer version wins) per batch,
    checkpoint per batch, adaptive batch size, rows/s cap, pauses on health signals. A killed task
    resumes on retry where it stopped.
-5. **finish_backfill** - closes the pass (all ranges done) and reports totals.
+5. **finish_backfill** - closes the pass (all ranges done), reports totals and verifies the steps: every
+   in-scope old row has exactly one equal new row (counts and per-row checksums).
 6. **dual_write_healthy_after_backfill** - the same gate over a window that covers the backfill.
 7. **phase2_summary** - one ledger entry with the figures.
 
@@ -27,23 +30,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, task
 
-from migration_engine.airflow.dags import START_DATE, config, default_args, tags
-from migration_engine.gates.sensor import GateSensor
+from migration_engine.airflow import phase2
+from migration_engine.airflow.dags import config, migration_dag
+from migration_engine.airflow.sensors import GateSensor
 
 CFG = config()
 
 
-@dag(
-    dag_id="migration_phase2_dual_write",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("phase2", "dual-write", "backfill"),
+@migration_dag(
+    "migration_phase2_dual_write",
     doc_md=__doc__,
+    tags_=("phase2", "dual-write", "backfill"),
     params={
         "batch_size": Param(CFG.backfill.batch_size, type="integer", minimum=1, maximum=1_000_000,
                             title="Batch size", description="Rows per batch to start with (adapts toward "
@@ -66,17 +65,9 @@ CFG = config()
     },
 )
 def migration_phase2_dual_write():
-    def _ids() -> tuple[str, str]:
-        ctx = get_current_context()
-        return ctx["dag"].dag_id, ctx["run_id"]
-
     @task
     def enable_dual_write() -> dict:
-        from migration_engine.backfill.tasks import enable_dual_write
-
-        dag_id, run_id = _ids()
-        return enable_dual_write(config(), dry_run=bool(get_current_context()["params"]["dry_run"]),
-                                 dag_id=dag_id, run_id=run_id)
+        return phase2.enable_dual_write()
 
     gate_common = dict(
         gate="dual_write_health",
@@ -86,33 +77,24 @@ def migration_phase2_dual_write():
         gate_timeout="{{ params.gate_timeout_seconds }}",
         fail_on=("critical",),
         dry_run="{{ params.dry_run }}",
+        # Airflow 3.3.2 can fail a task right after it defers (stale executor event): one retry
+        # re-defers; evaluating again is safe. Timeouts and fail_on statuses never retry.
+        retries=1,
     )
     healthy = GateSensor(task_id="dual_write_healthy",
                          gate_params={"min_success_pct": "{{ params.gate_min_success_pct }}"}, **gate_common)
 
     @task
     def plan_backfill() -> list[dict]:
-        from migration_engine.backfill.tasks import plan_backfill
-
-        dag_id, run_id = _ids()
-        return plan_backfill(config(), dict(get_current_context()["params"]), dag_id=dag_id, run_id=run_id)
+        return phase2.plan_backfill()
 
     @task(retries=3, retry_delay=timedelta(seconds=30), retry_exponential_backoff=True)
     def backfill_range(job: dict) -> dict:
-        from migration_engine.backfill.tasks import run_range
-
-        dag_id, run_id = _ids()
-        return run_range(config(), job, dict(get_current_context()["params"]), dag_id=dag_id, run_id=run_id)
+        return phase2.backfill_range(job)
 
     @task(trigger_rule="none_failed")  # zero ranges left (a resumed, finished pass) still finishes
     def finish_backfill(jobs: list[dict], results: list[dict]) -> dict:
-        from migration_engine.backfill.tasks import finish_backfill
-
-        dag_id, run_id = _ids()
-        # index by length: iterating the lazy XCom sequence probes one offset past the end (a 404 in the log)
-        copied = [results[i] for i in range(len(results))]
-        return finish_backfill(config(), jobs, copied, dict(get_current_context()["params"]),
-                               dag_id=dag_id, run_id=run_id)
+        return phase2.finish_backfill(jobs, results)
 
     after = GateSensor(
         task_id="dual_write_healthy_after_backfill",
@@ -122,13 +104,7 @@ def migration_phase2_dual_write():
 
     @task
     def phase2_summary(flag: dict, before: dict, finished: dict, after_gate: dict) -> dict:
-        from migration_engine.backfill.tasks import phase_summary
-
-        dag_id, run_id = _ids()
-        summary = {"dual_write_flag": flag, "gate_before": before.get("figures") if before else None,
-                   "backfill": finished, "gate_after": after_gate.get("figures") if after_gate else None}
-        return phase_summary(config(), summary, dry_run=bool(get_current_context()["params"]["dry_run"]),
-                             dag_id=dag_id, run_id=run_id)
+        return phase2.phase2_summary(flag, before, finished, after_gate)
 
     flag = enable_dual_write()
     jobs = plan_backfill()

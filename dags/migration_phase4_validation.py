@@ -28,7 +28,7 @@ from airflow.sdk import Param, task
 
 from migration_engine.airflow import consistency
 from migration_engine.airflow.dags import config, migration_dag
-from migration_engine.gates.sensor import GateSensor
+from migration_engine.airflow.sensors import GateSensor
 
 
 @migration_dag(

@@ -44,8 +44,8 @@ from migration_engine.airflow.approvals import approval
 from migration_engine.airflow.cutover import CHECKS, checklist_sensors, rollout_pcts
 from migration_engine.airflow.dags import migration_dag
 from migration_engine.airflow.dry_run import choose
+from migration_engine.airflow.operators import KeepOldSyncEndOperator, ReadRolloutStepOperator
 from migration_engine.airflow.tasks import on_legacy, run_steps
-from migration_engine.cutover.operators import KeepOldSyncEndOperator, ReadRolloutStepOperator
 
 PARAMS = {
     "dry_run": Param(False, type="boolean", title="Dry run",

@@ -24,8 +24,8 @@ from airflow.sdk import Param, task
 
 from migration_engine.airflow.dags import migration_dag
 from migration_engine.airflow.dry_run import choose
+from migration_engine.airflow.operators import RecoveryWatchOperator
 from migration_engine.airflow.rollbacks import flag_rollback, flag_rollback_plan
-from migration_engine.rollback.operators import RecoveryWatchOperator
 
 PARAMS = {
     "reason": Param("emergency rollback (no reason given)", type="string", minLength=1, title="Reason",

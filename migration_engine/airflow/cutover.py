@@ -12,7 +12,7 @@ CHECKS = ["check_dual_write", "check_consistency", "check_shadow_reads", "check_
 
 
 def checklist_sensors() -> list:
-    from migration_engine.gates.sensor import GateSensor
+    from migration_engine.airflow.sensors import GateSensor
 
     cfg = config()
     co = cfg.cutover

@@ -7,10 +7,11 @@ into the new one per batch, commits a checkpoint per range after each batch, and
 itself (adaptive batch size, rows/s cap, pauses on health signals). Nothing in it is specific to
 the marketplace: everything comes from the entity's mapping in the config.
 
-Parts: :mod:`.plan` (validate, split into ranges), :mod:`.engine` (copy one range),
-:mod:`.settings` (the config's ``backfill`` section + per-run overrides), :mod:`.throttle`,
-:mod:`.store` (control tables), :mod:`.runs` (finish/status),
-:mod:`.tasks` (Airflow task bodies), ``python -m migration_engine.backfill`` (CLI).
+Parts: :mod:`.plan` (validate, split into ranges), :mod:`.step` (a pass as a plan/apply/verify
+step), :mod:`.engine` (copy one range), :mod:`.settings` (the config's ``backfill`` section + per-run
+overrides), :mod:`.throttle`, :mod:`.store` (control tables),
+:mod:`.runs` (finish/status), :mod:`.tasks` (the engine side of the phase-2 tasks; the Airflow side
+is ``migration_engine.airflow.phase2``), ``python -m migration_engine.backfill`` (CLI).
 """
 
 from migration_engine.backfill.engine import RangeBusyError, RangeResult, RangeWorker

@@ -1,9 +1,11 @@
 """Plan a backfill pass: check the mapping against the data, split the key space into ranges.
 
-A plan is the "plan" step of the project's plan/apply/verify/revert shape: it validates before
-anything is written (integer key, every in-scope value of a mapped column covered by its map,
-lookups resolvable, the version column mapped), then either returns the exact SQL of the first
-batch (dry run) or records the pass and its ranges in the control schema.
+Three parts, so the step (``backfill.step.BackfillPass``) can plan exactly what it applies:
+:func:`propose` validates before anything is written (integer key, every in-scope value of a mapped
+column covered by its map, lookups resolvable, the version column mapped) and finds the pass -
+resume the open one, or new key ranges - by reads only; :func:`preview` adds the exact SQL of one
+batch (dry run); :func:`record` writes the pass and its ranges in the control schema with its
+ledger entry, in one transaction. :func:`plan_entity` is propose + preview/record.
 
 Ranges are cut at quantiles of the in-scope keys, so each holds about the same number of rows
 whatever the key distribution; they are ``(key_lo, key_hi]``, contiguous and non-overlapping,
@@ -177,6 +179,125 @@ def render_sql(legacy, new, es: EntitySql, s: Backfill, job: RangeJob | None) ->
     return {k: _strip_comments(out[k]) for k in sorted(out)}
 
 
+@dataclass
+class Proposal:
+    """What recording a pass would do now, found by reads only (the plan half of the step)."""
+
+    entity: str
+    es: EntitySql
+    warnings: list[str]
+    resume: store.RunRow | None = None        # the open pass that will be resumed ...
+    resume_ranges: list[store.RangeRow] = field(default_factory=list)
+    cancel: store.RunRow | None = None        # ... or the open pass a restart cancels
+    key_min: int | None = None
+    key_max: int | None = None
+    rows_total: int = 0
+    ranges: list[tuple[int, int, int]] = field(default_factory=list)  # (key_lo, key_hi, rows) of a new pass
+
+    def jobs(self, *, dry_run: bool) -> list[RangeJob]:
+        if self.resume is not None:
+            return [RangeJob(self.entity, self.resume.id, r.range_no, r.key_lo, r.key_hi, r.rows_total, r.last_key,
+                             r.status, dry_run=dry_run) for r in self.resume_ranges]
+        return [RangeJob(self.entity, None, i, lo, hi, n, lo, dry_run=dry_run)
+                for i, (lo, hi, n) in enumerate(self.ranges)]
+
+
+def propose(legacy, new, cfg: MigrationConfig, entity_name: str, s: Backfill, *, restart: bool = False) -> Proposal:
+    """Validate the mapping and find what a pass would be: resume the open one, or new key ranges."""
+    if entity_name not in cfg.entities:
+        raise BackfillError(f"entity {entity_name!r} is not in the migration config; known: {sorted(cfg.entities)}")
+    schema = cfg.control_schema
+    es = EntitySql(entity_name, cfg.entities[entity_name], schema)
+    _check_key(legacy, es)
+    _check_version_column(es, s)
+    _check_maps(legacy, es)
+    warnings = _check_lookups(legacy, new, es)
+    for w in warnings:
+        log.warning("backfill plan %s: %s", entity_name, w)
+    existing = store.peek_open_run(legacy, schema, entity_name)
+    legacy.commit()
+    if existing is not None and not restart:
+        rows = store.ranges(legacy, schema, existing.id)
+        legacy.commit()
+        return Proposal(entity_name, es, warnings, resume=existing, resume_ranges=rows, key_min=existing.key_min,
+                        key_max=existing.key_max, rows_total=existing.rows_total)
+    key_min, key_max, total, ranges = _bounds(legacy, es, s.parallelism)
+    return Proposal(entity_name, es, warnings, cancel=existing, key_min=key_min, key_max=key_max, rows_total=total,
+                    ranges=ranges)
+
+
+def preview(legacy, new, p: Proposal, s: Backfill) -> Plan:
+    """The dry-run plan: the jobs recording would create and the exact SQL of one batch."""
+    jobs = p.jobs(dry_run=True)
+    first = next((j for j in jobs if j.status != "done"), None)
+    sql_text = render_sql(legacy, new, p.es, s, first)
+    return Plan(p.entity, p.resume.id if p.resume else None, p.resume is not None, p.key_min, p.key_max, p.rows_total,
+                jobs, p.warnings, sql_text, dry_run=True)
+
+
+def record(legacy, cfg: MigrationConfig, p: Proposal, s: Backfill, *, dag_id: str | None = None,
+           dag_run_id: str | None = None, actor: str = "backfill") -> Plan:
+    """Create (or resume) the pass in the control tables, with its ledger entry, in one transaction.
+
+    The open pass is read again under a row lock: two planners racing resume the same pass.
+    """
+    schema = cfg.control_schema
+    autocommit = legacy.autocommit
+    if autocommit:
+        legacy.autocommit = False  # transactions, also on an autocommit (step executor) connection
+    try:
+        control_schema.require_current(legacy, schema)  # migration_setup creates/upgrades it
+        plan = _record(legacy, cfg, p, s, schema, dag_id, dag_run_id, actor)
+        legacy.commit()
+    except BaseException:
+        legacy.rollback()
+        raise
+    finally:
+        if autocommit:
+            legacy.autocommit = True
+    return plan
+
+
+def _record(legacy, cfg, p: Proposal, s: Backfill, schema: str, dag_id, dag_run_id, actor) -> Plan:
+    entity_name = p.entity
+    existing = store.open_run(legacy, schema, entity_name)
+    if existing is not None and p.cancel is None:  # resume (also if it appeared since the proposal)
+        store.touch_run(legacy, schema, existing.id, dag_id, dag_run_id)
+        rows = store.ranges(legacy, schema, existing.id)
+        control.append_audit(legacy, schema, actor=actor, action="backfill_resumed", target=entity_name,
+                             details={"backfill_run": existing.id, "ranges": len(rows),
+                                      "ranges_done": sum(r.done for r in rows),
+                                      "rows_read": sum(r.rows_read for r in rows)},
+                             reason="an unfinished pass exists; resuming from its checkpoints")
+        jobs = [RangeJob(entity_name, existing.id, r.range_no, r.key_lo, r.key_hi, r.rows_total, r.last_key,
+                         r.status) for r in rows]
+        log.info("backfill %s: resuming pass %s (%d of %d ranges done)", entity_name, existing.id,
+                 sum(r.done for r in rows), len(rows))
+        return Plan(entity_name, existing.id, True, existing.key_min, existing.key_max, existing.rows_total,
+                    jobs, p.warnings)
+    if existing is not None:
+        store.set_run_status(legacy, schema, existing.id, "cancelled")
+        control.append_audit(legacy, schema, actor=actor, action="backfill_cancelled", target=entity_name,
+                             details={"backfill_run": existing.id}, reason="restart requested")
+    ranges, total = p.ranges, p.rows_total
+    run_id = store.insert_run(legacy, schema, entity=entity_name, key_column=p.es.entity.key, key_min=p.key_min,
+                              key_max=p.key_max, rows_total=total, parallelism=s.parallelism,
+                              settings=as_record(s), dag_id=dag_id, dag_run_id=dag_run_id)
+    if ranges:
+        store.insert_ranges(legacy, schema, run_id, ranges)
+    else:
+        store.set_run_status(legacy, schema, run_id, "done")
+    control.append_audit(legacy, schema, actor=actor, action="backfill_planned", target=entity_name,
+                         details={"backfill_run": run_id, "rows_total": total, "key_min": p.key_min,
+                                  "key_max": p.key_max, "ranges": [[lo, hi, n] for lo, hi, n in ranges],
+                                  "settings": as_record(s), "warnings": p.warnings},
+                         reason="historical backfill planned")
+    log.info("backfill %s: planned pass %s, %d in-scope rows, keys %s..%s in %d range(s)", entity_name, run_id,
+             total, p.key_min, p.key_max, len(ranges))
+    jobs = [RangeJob(entity_name, run_id, i, lo, hi, n, lo) for i, (lo, hi, n) in enumerate(ranges)]
+    return Plan(entity_name, run_id, False, p.key_min, p.key_max, total, jobs, p.warnings)
+
+
 def plan_entity(
     legacy,
     new,
@@ -190,61 +311,8 @@ def plan_entity(
     dag_run_id: str | None = None,
     actor: str = "backfill",
 ) -> Plan:
-    if entity_name not in cfg.entities:
-        raise BackfillError(f"entity {entity_name!r} is not in the migration config; known: {sorted(cfg.entities)}")
-    schema = cfg.control_schema
-    es = EntitySql(entity_name, cfg.entities[entity_name], schema)
-    _check_key(legacy, es)
-    _check_version_column(es, s)
-    _check_maps(legacy, es)
-    warnings = _check_lookups(legacy, new, es)
-    for w in warnings:
-        log.warning("backfill plan %s: %s", entity_name, w)
-
-    if not dry_run:
-        control_schema.require_current(legacy, schema)  # migration_setup creates/upgrades it
-        existing = store.open_run(legacy, schema, entity_name)
-        if existing is not None and not restart:
-            store.touch_run(legacy, schema, existing.id, dag_id, dag_run_id)
-            rows = store.ranges(legacy, schema, existing.id)
-            control.append_audit(legacy, schema, actor=actor, action="backfill_resumed", target=entity_name,
-                                 details={"backfill_run": existing.id, "ranges": len(rows),
-                                          "ranges_done": sum(r.done for r in rows),
-                                          "rows_read": sum(r.rows_read for r in rows)},
-                                 reason="an unfinished pass exists; resuming from its checkpoints")
-            legacy.commit()
-            jobs = [RangeJob(entity_name, existing.id, r.range_no, r.key_lo, r.key_hi, r.rows_total, r.last_key,
-                             r.status) for r in rows]
-            log.info("backfill %s: resuming pass %s (%d of %d ranges done)", entity_name, existing.id,
-                     sum(r.done for r in rows), len(rows))
-            return Plan(entity_name, existing.id, True, existing.key_min, existing.key_max, existing.rows_total,
-                        jobs, warnings)
-        if existing is not None:
-            store.set_run_status(legacy, schema, existing.id, "cancelled")
-            control.append_audit(legacy, schema, actor=actor, action="backfill_cancelled", target=entity_name,
-                                 details={"backfill_run": existing.id}, reason="restart requested")
-        legacy.commit()
-
-    key_min, key_max, total, ranges = _bounds(legacy, es, s.parallelism)
+    """Propose, then preview (dry run: nothing written) or record the pass (CLI and engine tests)."""
+    p = propose(legacy, new, cfg, entity_name, s, restart=restart)
     if dry_run:
-        jobs = [RangeJob(entity_name, None, i, lo, hi, n, lo, dry_run=True) for i, (lo, hi, n) in enumerate(ranges)]
-        sql_text = render_sql(legacy, new, es, s, jobs[0] if jobs else None)
-        return Plan(entity_name, None, False, key_min, key_max, total, jobs, warnings, sql_text, dry_run=True)
-
-    run_id = store.insert_run(legacy, schema, entity=entity_name, key_column=es.entity.key, key_min=key_min,
-                              key_max=key_max, rows_total=total, parallelism=s.parallelism,
-                              settings=as_record(s), dag_id=dag_id, dag_run_id=dag_run_id)
-    if ranges:
-        store.insert_ranges(legacy, schema, run_id, ranges)
-    else:
-        store.set_run_status(legacy, schema, run_id, "done")
-    control.append_audit(legacy, schema, actor=actor, action="backfill_planned", target=entity_name,
-                         details={"backfill_run": run_id, "rows_total": total, "key_min": key_min,
-                                  "key_max": key_max, "ranges": [[lo, hi, n] for lo, hi, n in ranges],
-                                  "settings": as_record(s), "warnings": warnings},
-                         reason="historical backfill planned")
-    legacy.commit()
-    log.info("backfill %s: planned pass %s, %d in-scope rows, keys %s..%s in %d range(s)", entity_name, run_id,
-             total, key_min, key_max, len(ranges))
-    jobs = [RangeJob(entity_name, run_id, i, lo, hi, n, lo) for i, (lo, hi, n) in enumerate(ranges)]
-    return Plan(entity_name, run_id, False, key_min, key_max, total, jobs, warnings)
+        return preview(legacy, new, p, s)
+    return record(legacy, cfg, p, s, dag_id=dag_id, dag_run_id=dag_run_id, actor=actor)

@@ -75,6 +75,22 @@ def open_run(conn, schema: str, entity: str) -> RunRow | None:
     return RunRow(*row) if row else None
 
 
+def tables_exist(conn, schema: str) -> bool:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/tables_exist.sql", params={"schema": schema})
+        return bool(cur.fetchone()[0])
+
+
+def peek_open_run(conn, schema: str, entity: str) -> RunRow | None:
+    """The entity's open pass without locking it; None also when no pass was ever planned here."""
+    if not tables_exist(conn, schema):
+        return None
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/run_open_peek.sql", {"schema": schema}, {"entity": entity})
+        row = _one(cur)
+    return RunRow(*row) if row else None
+
+
 def get_run(conn, schema: str, run_id: int) -> RunRow | None:
     with conn.cursor() as cur:
         sqlfiles.run(cur, "backfill/run_get.sql", {"schema": schema}, {"run_id": run_id})

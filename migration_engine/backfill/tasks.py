@@ -1,7 +1,8 @@
-"""Task bodies of the phase-2 DAG (dual-write flag, backfill plan / ranges / finish).
+"""The engine side of the phase-2 tasks: backfill steps from Params, range jobs, finish, summary.
 
-DAG files stay thin: they call these with the config and the run's Params; everything here is
-plain Python over psycopg2 connections opened by Airflow connection id.
+No Airflow here: ``migration_engine.airflow.phase2`` calls these with the config, the run's Params
+and ids; everything is plain Python over psycopg2 connections opened by Airflow connection id.
+The dual-write flag is a ``SetFlag`` step (``migration_engine.phase2``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import logging
 from typing import Any
 
 from migration_engine import control, db
+from migration_engine.backfill import store
 from migration_engine.backfill.engine import RangeWorker
-from migration_engine.backfill.plan import plan_entity
 from migration_engine.backfill.runs import finish_run
 from migration_engine.backfill.settings import BackfillError, backfill_settings
+from migration_engine.backfill.step import BackfillPass
 from migration_engine.config import Backfill, MigrationConfig
 
 log = logging.getLogger(__name__)
@@ -31,26 +33,7 @@ def settings_from_params(cfg: MigrationConfig, params: dict[str, Any]) -> Backfi
     return backfill_settings(cfg, **{k: params.get(k) for k in SETTING_PARAMS})
 
 
-def enable_dual_write(cfg: MigrationConfig, *, dry_run: bool, dag_id: str, run_id: str) -> dict[str, Any]:
-    """Turn on ``dual_write_enabled`` (audited in the same transaction); no-op when already on."""
-    schema = cfg.control_schema
-    with db.connection(cfg.connections.legacy) as conn:
-        flags = control.get_flags(conn, schema)
-        conn.commit()
-        if flags["dual_write_enabled"]:
-            log.info("dual_write_enabled is already on; nothing to change")
-            return {"changed": False, "dual_write_enabled": True}
-        if dry_run:
-            log.info("dry run: would set dual_write_enabled false -> true (audited as %s)", actor(dag_id, run_id))
-            return {"changed": False, "dual_write_enabled": False, "dry_run": True}
-        change = control.set_flag(conn, schema, "dual_write_enabled", True, actor=actor(dag_id, run_id),
-                                  reason="phase 2: the dual-write period starts",
-                                  context={"dag_id": dag_id, "run_id": run_id})
-    log.info("dual_write_enabled: %s -> %s (ledger entry %s)", change.old_value, change.new_value, change.audit_id)
-    return {"changed": True, "dual_write_enabled": True, "audit_id": change.audit_id}
-
-
-def _entities(cfg: MigrationConfig, requested: list[str] | None) -> list[str]:
+def requested_entities(cfg: MigrationConfig, requested: list[str] | None) -> list[str]:
     names = list(requested) if requested else list(cfg.entities)
     unknown = [e for e in names if e not in cfg.entities]
     if unknown:
@@ -58,25 +41,22 @@ def _entities(cfg: MigrationConfig, requested: list[str] | None) -> list[str]:
     return names
 
 
-def plan_backfill(cfg: MigrationConfig, params: dict[str, Any], *, dag_id: str, run_id: str) -> list[dict]:
-    """Plan (or resume) a pass per entity; one job per unfinished range, for dynamic task mapping."""
-    s = settings_from_params(cfg, params)
-    dry_run = bool(params.get("dry_run"))
+def range_jobs(steps: list[BackfillPass]) -> list[dict]:
+    """The work items of the applied (or planned) passes: one job per unfinished range, for task mapping."""
     jobs: list[dict] = []
-    with db.connection(cfg.connections.legacy, application_name="migration-backfill-plan") as legacy, \
-            db.connection(cfg.new_conn_id, application_name="migration-backfill-plan") as new:
-        for entity in _entities(cfg, params.get("entities")):
-            plan = plan_entity(legacy, new, cfg, entity, s, restart=bool(params.get("restart_backfill")),
-                               dry_run=dry_run, dag_id=dag_id, dag_run_id=run_id, actor=actor(dag_id, run_id))
-            if dry_run:
-                log.info("dry run: %s would be copied in %d range(s), %s in-scope rows; SQL of one batch:\n%s",
-                         entity, len(plan.jobs), f"{plan.rows_total:,}",
-                         "\n\n".join(f"-- {k}\n{v}" for k, v in plan.sql.items()))
-            pending = [j for j in plan.jobs if j.status != "done"]
-            for job in pending:
-                jobs.append({**job.as_dict(), "share": max(1, len(pending))})
-            if plan.resumed:
-                log.info("%s: resuming pass %s: %d range(s) left", entity, plan.run_id, len(pending))
+    for step in steps:
+        plan = step.plan
+        if plan is None:
+            continue
+        if plan.dry_run:
+            log.info("dry run: %s would be copied in %d range(s), %s in-scope rows; SQL of one batch:\n%s",
+                     plan.entity, len(plan.jobs), f"{plan.rows_total:,}",
+                     "\n\n".join(f"-- {k}\n{v}" for k, v in plan.sql.items()))
+        pending = [j for j in plan.jobs if j.status != "done"]
+        for job in pending:
+            jobs.append({**job.as_dict(), "share": max(1, len(pending))})
+        if plan.resumed:
+            log.info("%s: resuming pass %s: %d range(s) left", plan.entity, plan.run_id, len(pending))
     log.info("backfill jobs: %s", json.dumps(jobs, default=str))
     return jobs
 
@@ -105,7 +85,11 @@ def finish_backfill(cfg: MigrationConfig, jobs: list[dict], results: list[dict],
         return {"dry_run": True, "passes": [], "gate_window_seconds": cfg.dual_write.window.total_seconds()}
     passes = []
     with db.connection(cfg.connections.legacy, application_name="migration-backfill") as legacy:
-        for pass_id in sorted({j["run_id"] for j in jobs}):
+        # the jobs' passes, and an open pass whose ranges were all done before this run (no jobs left)
+        open_ids = {r.id for e in requested_entities(cfg, params.get("entities"))
+                    if (r := store.peek_open_run(legacy, cfg.control_schema, e)) is not None}
+        legacy.commit()
+        for pass_id in sorted({j["run_id"] for j in jobs} | open_ids):
             passes.append({k: v for k, v in finish_run(legacy, cfg.control_schema, pass_id,
                                                         actor=actor(dag_id, run_id)).items() if k != "ranges"})
     seconds = max([r.get("seconds", 0.0) + r.get("paused_seconds", 0.0) for r in results if isinstance(r, dict)]

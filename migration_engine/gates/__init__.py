@@ -1,4 +1,6 @@
-"""Gates: machine-checked conditions that a phase waits on (sensor + trigger + evaluators).
+"""Gates: machine-checked conditions that a phase waits on (evaluators, monitor, watch).
+
+The Airflow side (``GateSensor``, ``GateTrigger``) is in ``migration_engine.airflow``.
 
 An evaluator is a plain function ``(legacy_conn, cfg, now, **params) -> GateResult`` registered by
 name in ``REGISTRY`` (see ``register``), so a trigger can serialise just the gate name and params,

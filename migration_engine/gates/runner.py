@@ -1,7 +1,8 @@
 """Evaluate a gate once: find its evaluator, run it, record the result, escalate status changes.
 
-This is the synchronous core shared by the deferrable trigger (which calls it in a thread every
-poke interval), the sensor's dry-run mode, and tests. It never needs Airflow itself.
+This is the synchronous core shared by the deferred wait (``gates.watch.GateWatch``, polled in a
+thread every poke interval by ``migration_engine.airflow.triggers.GateTrigger``), the sensor's
+dry-run mode, and tests. It never needs Airflow itself.
 
 * :func:`resolve` finds an evaluator by registered name (importing the modules of this package
   lazily, so a triggerer process that only knows the name still finds it) or by an explicit
@@ -31,8 +32,8 @@ from migration_engine.gates import REGISTRY, Evaluator, GateResult, get_evaluato
 log = logging.getLogger(__name__)
 
 ALERTING = ("warning", "critical")
-# Modules of this package that hold no evaluators (and may import Airflow).
-_NOT_EVALUATORS = {"runner", "trigger", "sensor", "window"}
+# Modules of this package that hold no evaluators.
+_NOT_EVALUATORS = {"runner", "watch", "window"}
 
 
 class GateConfigError(MigrationError, ValueError):

@@ -7,6 +7,7 @@
   pre-cutover backup into a side database, sync every row written to the new tables since the
   cutover back into the old tables, verify, writes back to old, maintenance off (``writes``).
 
-Modules: ``health`` (recovery checks), ``trigger`` / ``operators`` (the deferrable recovery watch),
+Modules: ``health`` (recovery checks), ``recovery_watch`` (the deferred recovery watch; its trigger and
+operator are in ``migration_engine.airflow``),
 ``simple`` (scenarios 1 and 2), ``reverse`` (new -> old column mapping), ``writes`` (scenario 3).
 """

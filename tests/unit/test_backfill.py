@@ -23,7 +23,7 @@ from migration_engine.config import load_config, parse_config
 from tests.backfill_fixtures import add_listings, compare
 
 SCHEMA = "migration_control"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)
 
 

@@ -1,6 +1,6 @@
 """GateSensor: wait - without holding a worker slot - until a gate passes.
 
-    from migration_engine.gates.sensor import GateSensor
+    from migration_engine.airflow.sensors import GateSensor
 
     GateSensor(
         task_id="dual_write_99_for_48h",
@@ -12,8 +12,9 @@
     )
 
 ``execute`` resolves the gate (an unknown gate or bad params fail right away, in the worker) and
-defers to :class:`~migration_engine.gates.trigger.GateTrigger`; the task instance is then
-``deferred`` and the triggerer evaluates the gate every ``poke_interval``. ``execute_complete``
+defers to :class:`~migration_engine.airflow.triggers.GateTrigger` (the shared polling loop over a
+``GateWatch``); the task instance is then ``deferred`` and the triggerer evaluates the gate every
+``poke_interval``. ``execute_complete``
 returns the passing evaluation (status, reason, figures - pushed as XCom) or raises with the
 reason: ``AirflowSensorTimeout`` on timeout, ``AirflowFailException`` on a ``fail_on`` status (no
 retry: a critical gate needs a human), ``AirflowException`` when the gate could not be evaluated.
@@ -34,8 +35,8 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
+from migration_engine.airflow.triggers import GateTrigger
 from migration_engine.gates.runner import GateMonitor, resolve
-from migration_engine.gates.trigger import GateTrigger
 
 STATUSES = ("passed", "waiting", "warning", "critical", "failed")
 _TRUE = {"true", "1", "yes", "on"}

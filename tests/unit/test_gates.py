@@ -187,7 +187,7 @@ def _run_trigger(trigger, timeout=20):
 def test_trigger_serialises_and_fires(databases, control_conn, fake_slack):
     from airflow.sdk._shared.module_loading import import_string
 
-    from migration_engine.gates.trigger import GateTrigger
+    from migration_engine.airflow.triggers import GateTrigger
 
     now = datetime.now(UTC)
     write_stats(control_conn, end=now, minutes=61, success_pct=99.9)

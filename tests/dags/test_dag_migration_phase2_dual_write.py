@@ -11,6 +11,7 @@ from migration_engine.config import load_config
 from tests.airflow_helpers import run_dag
 from tests.backfill_fixtures import add_listings, compare
 from tests.gate_fixtures import SCHEMA, gate_rows, write_stats
+from tests.snapshots import snapshot, unchanged
 
 DAG_ID = "migration_phase2_dual_write"
 pytestmark = pytest.mark.timeout(240)
@@ -56,11 +57,15 @@ def test_phase2_enables_dual_write_and_backfills_behind_healthy_gates(
     assert state == "success", tasks
     assert [k for k in tasks if k.startswith("backfill_range[")] == [f"backfill_range[{i}]" for i in range(3)]
 
-    # the flag is on, and the ledger says who turned it on
+    # the flag is on, and the ledger says who turned it on (the DAG, and in its details the run and task)
     assert control.get_flags(control_conn, SCHEMA)["dual_write_enabled"] is True
     (flag_entry,) = databases.query("legacy", f"SELECT actor, details FROM {SCHEMA}.audit_ledger "
                                               "WHERE action = 'set_flag' AND target = 'dual_write_enabled'")
-    assert flag_entry[0].startswith(f"airflow:{DAG_ID}/") and flag_entry[1]["new"] is True
+    assert flag_entry[0] == f"airflow:{DAG_ID}" and flag_entry[1]["new"] is True
+    assert flag_entry[1]["task_id"] == "enable_dual_write" and flag_entry[1]["run_id"]
+    # ... as a step: applied once, and the passes verified (old == new by per-row checksums)
+    states = dict(databases.query("legacy", f"SELECT step_id, status FROM {SCHEMA}.step_state"))
+    assert states == {"phase2.flag.dual_write_enabled": "verified", "phase2.backfill.listings": "verified"}, states
 
     # old and new are equal: every in-scope row once, every mapped column
     c = compare(databases)
@@ -82,7 +87,7 @@ def test_phase2_enables_dual_write_and_backfills_behind_healthy_gates(
     assert set(gates) == {"dual_write_healthy", "dual_write_healthy_after_backfill"}, deferrals
     for d in gates.values():
         assert d["state"] == "deferred" and d["next_method"] == "execute_complete" and d["trigger_timeout"]
-        assert d["classpath"] == "migration_engine.gates.trigger.GateTrigger"
+        assert d["classpath"] == "migration_engine.airflow.triggers.GateTrigger"
         assert d["kwargs"]["gate"] == "dual_write_health" and d["kwargs"]["fail_on"] == ["critical"]
     assert gates["dual_write_healthy"]["kwargs"]["gate_params"] == {"min_success_pct": "95.0"}
 
@@ -114,9 +119,25 @@ def test_gate_blocks_alerts_with_figures_and_times_out(databases, airflow_db, co
     assert len(rows) >= 2 and {r[1] for r in rows} == {"warning"}  # every evaluation recorded
 
 
-def test_dry_run_changes_nothing(databases, airflow_db, control_conn):
+def test_dry_run_changes_nothing(databases, airflow_db, control_conn, caplog, capfd):
+    # The dry run's gates evaluate once and record that evaluation in gate_results (the figures an
+    # operator wants before the real run; asserted below): the one table a dry run may write.
+    ignore = (f"{SCHEMA}.gate_results",)
+    before = {side: snapshot(dsn, ignore=ignore) for side, dsn in (("legacy", databases.legacy_dsn),
+                                                                   ("new", databases.new_dsn))}
+    caplog.set_level("INFO", logger="migration_engine")
     state, tasks = run_dag(DAG_ID, {"dry_run": True, "parallelism": 2})
     assert state == "success", tasks
+    after = {side: snapshot(dsn, ignore=ignore) for side, dsn in (("legacy", databases.legacy_dsn),
+                                                                  ("new", databases.new_dsn))}
+    assert unchanged(before["legacy"], after["legacy"]) == [] and unchanged(before["new"], after["new"]) == []
+    # the plan was printed: the flag's UPDATE, the key ranges and the exact SQL of one batch
+    # the task logs of dag.test(): to the terminal in a fresh process, through logging once Airflow configured it
+    log = caplog.text + "".join(capfd.readouterr())
+    assert "DRY RUN apply phase2.flag.dual_write_enabled" in log and "dual_write_enabled" in log
+    assert "DRY RUN apply phase2.backfill.listings" in log and "new pass" in log and "in 2 range(s)" in log
+    assert "COPY (" in log and "ON CONFLICT" in log
+    assert [k for k in tasks if k.startswith("backfill_range[")] == ["backfill_range[0]", "backfill_range[1]"]
     assert control.get_flags(control_conn, SCHEMA)["dual_write_enabled"] is False
     assert databases.query("new", "SELECT count(*) FROM marketplace.service_listings")[0][0] == 0
     # no backfill pass recorded (the table exists from migration_setup on: control-schema migration 003)

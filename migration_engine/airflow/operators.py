@@ -1,7 +1,10 @@
-"""Operators of the phase-5 DAG: one read-rollout step, and the end of the keep_old_sync period.
+"""Deferrable operators of the waits that are not gates: a read-rollout step's hold (phase 5), the
+end of the keep_old_sync period (phase 5), and the recovery watch of rollback scenarios 1 and 2.
 
-Kept light at import (the DAG file imports this module): psycopg2 work, config loading and the
-trigger classes are imported inside ``execute``.
+Each defers to a trigger of :mod:`migration_engine.airflow.triggers` (the one polling loop); what is
+checked and decided lives in the engine watches (``cutover.hold_watch``, ``rollback.recovery_watch``).
+Kept light at import (DAG files import this module): psycopg2 work, config loading and the trigger
+classes are imported inside ``execute``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 class ReadRolloutStepOperator(BaseOperator):
     """Set ``read_new_pct`` to this step's percentage and hold it, checking every interval.
 
-    The hold is deferred to :class:`~migration_engine.cutover.trigger.ReadRolloutHoldTrigger`; on a
+    The hold is deferred to :class:`~migration_engine.airflow.triggers.ReadRolloutHoldTrigger`; on a
     breach (or no data) the trigger has already set ``read_new_pct = 0`` and written the reason to
     the ledger when this task resumes - ``execute_complete`` pages on-call (critical) and fails the
     run with the reason (no retry: a rolled-back rollout needs a human).
@@ -33,8 +36,8 @@ class ReadRolloutStepOperator(BaseOperator):
     def execute(self, context) -> None:
         from migration_engine import control, db
         from migration_engine.airflow.dags import config
+        from migration_engine.airflow.triggers import ReadRolloutHoldTrigger
         from migration_engine.cutover.rollout import step_for
-        from migration_engine.cutover.trigger import ReadRolloutHoldTrigger
         from migration_engine.gates.error_rate import take_snapshot
 
         cfg = config()
@@ -163,3 +166,98 @@ class KeepOldSyncEndOperator(BaseOperator):
                                  reason="the keep_old_sync period after the write cutover is over",
                                  context={"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id})
         return {"keep_old_sync": "turned off" if change else "already off"}
+
+
+class RecoveryWatchOperator(BaseOperator):
+    """Verify recovery within ``cutover.rollback_verify_window`` of the flag change (task ``flag_task_id``).
+
+    The baseline is the DAG param ``baseline_pct`` if given, else the old path's error rate over
+    ``cutover.baseline_window`` before the rollback. Not recovered in time -> critical page and the
+    task fails with the last figures (the flag stays rolled back).
+    """
+
+    template_fields = ("baseline_pct",)
+    ui_color = "#d6eaf8"
+
+    def __init__(self, *, scenario: str, flag_task_id: str, baseline_pct: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.flag_task_id = flag_task_id
+        self.baseline_pct = baseline_pct
+
+    def execute(self, context) -> None:
+        from migration_engine import control, db
+        from migration_engine.airflow.dags import config
+        from migration_engine.airflow.triggers import RecoveryTrigger
+        from migration_engine.rollback.health import baseline_before
+        from migration_engine.rollback.simple import SCENARIOS
+
+        cfg = config()
+        co = cfg.cutover
+        ti = context["ti"]
+        applied = ti.xcom_pull(task_ids=self.flag_task_id) or {}
+        if "changed_at" not in applied:
+            raise AirflowFailException(f"no result from {self.flag_task_id!r}; it must run first")
+        changed_at = datetime.fromisoformat(applied["changed_at"])
+        mode = SCENARIOS[self.scenario]["mode"]
+        given = self.baseline_pct
+        with db.connection(cfg.connections.legacy) as conn:
+            if given not in (None, "", "None"):
+                try:
+                    baseline = float(given)
+                except (TypeError, ValueError):
+                    raise AirflowFailException(f"baseline_pct must be a number, got {given!r}") from None
+                figures = {"baseline_source": "given by the operator"}
+            else:
+                baseline, figures = baseline_before(conn, cfg, mode, changed_at)
+                figures["baseline_source"] = "old path before the rollback"
+            if baseline is None:
+                raise AirflowFailException(
+                    f"cannot verify recovery: the old path served only {figures['baseline_requests']} requests in the "
+                    f"{figures['baseline_window']} before the rollback (need {co.min_requests_per_check}); the flag IS "
+                    "rolled back - re-run with the baseline_pct param (the normal error rate, in %) to verify")
+            control.audit(conn, cfg.control_schema, actor=f"airflow:{ti.dag_id}",
+                          action=f"rollback.{self.scenario}.verify_started", target=SCENARIOS[self.scenario]["flag"],
+                          details={"dag_id": ti.dag_id, "run_id": ti.run_id, "baseline_pct": baseline, **figures},
+                          reason="watching for recovery")
+        deadline = changed_at + co.rollback_verify_window
+        self.log.info("baseline %.3f%% (%s); recovered needed by %s", baseline, figures["baseline_source"],
+                      deadline.isoformat(timespec="seconds"))
+        self.defer(
+            trigger=RecoveryTrigger(
+                conn_id=cfg.connections.legacy, schema=cfg.control_schema, entities=list(cfg.entities), mode=mode,
+                deadline=deadline.isoformat(), interval_s=co.check_interval.total_seconds(),
+                propagation_s=co.flag_propagation.total_seconds(), baseline_pct=baseline,
+                max_increase_points=co.error_rate_max_increase_points, min_requests=co.min_requests_per_check,
+                dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id),
+            method_name="execute_complete",
+            timeout=max(deadline - datetime.now(UTC), timedelta(0)) + co.flag_propagation + timedelta(minutes=10),
+        )
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        from migration_engine import db
+        from migration_engine.airflow.dags import config
+        from migration_engine.alerts import send_alert
+        from migration_engine.rollback.simple import SCENARIOS, record_outcome
+
+        cfg = config()
+        ti = context["ti"]
+        if not isinstance(event, dict) or "status" not in event:
+            raise AirflowFailException(f"malformed trigger event {event!r}")
+        recovered = event["status"] == "recovered"
+        actor = f"airflow:{ti.dag_id}"
+        ctx = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id}
+        with db.connection(cfg.connections.legacy) as conn:
+            record_outcome(conn, cfg, self.scenario, actor=actor, context=ctx, verified=recovered,
+                           reason=event.get("reason", ""), figures=event.get("figures") or {})
+        title = SCENARIOS[self.scenario]["title"]
+        figures = {k: v for k, v in (event.get("figures") or {}).items() if not isinstance(v, dict)}
+        if recovered:
+            send_alert("info", f"{title}: recovered", event.get("reason", ""), figures=figures, dag_id=ti.dag_id,
+                       task_id=ti.task_id, run_id=ti.run_id, cfg=cfg)
+            return event
+        send_alert("critical", f"{title}: NOT recovered within {cfg.cutover.rollback_verify_window}",
+                   f"{event.get('reason', '')}\n\nThe flag stays rolled back. Investigate the old path itself.",
+                   figures=figures, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, cfg=cfg)
+        raise AirflowFailException(f"not recovered within {cfg.cutover.rollback_verify_window}: {event.get('reason')}")
