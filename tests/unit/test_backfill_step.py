@@ -7,7 +7,8 @@ import psycopg2
 import pytest
 
 from migration_engine import control, steps
-from migration_engine.backfill import RangeWorker, Settings, finish_run
+from migration_engine.backfill import RangeWorker, finish_run
+from migration_engine.backfill.settings import backfill_settings
 from migration_engine.backfill.step import BackfillPass
 from migration_engine.config import load_config
 from migration_engine.errors import VerificationError
@@ -32,7 +33,7 @@ def runner(databases):
 
 
 def _step(databases, cfg, **kw):
-    s = Settings.from_config(cfg, parallelism=kw.pop("parallelism", 3), batch_size=400)
+    s = backfill_settings(cfg, parallelism=kw.pop("parallelism", 3), batch_size=400)
     return BackfillPass(cfg, "listings", s, connect_legacy=lambda: psycopg2.connect(databases.legacy_dsn),
                         connect_new=lambda: psycopg2.connect(databases.new_dsn), **kw), s
 
@@ -50,8 +51,9 @@ def test_plan_apply_resume_verify_and_no_revert(databases, runner, cfg):
     assert planned.changed and "new pass" in text and "in 3 range(s)" in text
     assert "COPY (" in text and "ON CONFLICT" in text and "OFFSET" not in text
     assert step.plan.dry_run and len(step.plan.jobs) == 3 and step.plan.run_id is None
-    # the plan wrote nothing: no backfill tables, no step state, no ledger entry
-    assert databases.query("legacy", f"SELECT to_regclass('{SCHEMA}.backfill_runs')")[0][0] is None
+    # the plan wrote nothing: no backfill pass or range, no step state, no ledger entry
+    assert _passes(databases) == []
+    assert databases.query("legacy", f"SELECT count(*) FROM {SCHEMA}.backfill_ranges")[0][0] == 0
     assert databases.query("legacy", f"SELECT count(*) FROM {SCHEMA}.step_state")[0][0] == 0
     assert databases.query("legacy", f"SELECT count(*) FROM {SCHEMA}.audit_ledger")[0][0] == 0
 
