@@ -237,6 +237,8 @@ def take_dump(target: Target, path: Path, *, context: dict[str, Any] | None = No
     """pg_dump -Fc into ``path`` from an exported snapshot; row counts and WAL LSN read in the same
     snapshot; writes and returns the manifest (``context``'s dag/run ids go into it)."""
     partial = partial_path(path)
+    if path.exists():  # never overwrite a dump: it may be a verified backup
+        raise BackupError(f"{path} already exists; not overwriting it - start the dump again in a second")
     conn = target.connect()
     try:
         info = database_info(conn)
@@ -410,8 +412,10 @@ def record_manifest_on(conn, cfg: MigrationConfig, manifest: dict[str, Any], arc
     """The verified manifest into the audit ledger, plus a passed ``preflight_backup`` gate result,
     in the caller's transaction (the caller commits: both or neither)."""
     entry = manifest_entry(manifest, archive, restore)
+    # the recording run's ids win (a verify-only run records a dump an earlier run took)
+    details = {**entry, **context, "dump_run_id": manifest.get("run_id")}
     audit_id, _at = control.append_audit(conn, cfg.control_schema, actor=actor, action="backup.manifest",
-                                         target=manifest["file"], details={**context, **entry},
+                                         target=manifest["file"], details=details,
                                          reason="pre-migration backup taken and verified")
     with conn.cursor() as cur:
         sqlfiles.run(cur, "control/gate_result_insert.sql", {"schema": cfg.control_schema}, gate_result(

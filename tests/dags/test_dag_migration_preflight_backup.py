@@ -75,6 +75,7 @@ def test_backup_dump_restores_then_truncated_dump_fails_and_pages(databases, air
     assert recorded["archive_check"]["tables_with_data"] >= len(manifest["tables"])
     assert databases.query("legacy", "SELECT status FROM migration_control.gate_results "
                                      "WHERE gate = 'preflight_backup'") == [("passed",)]
+    assert manifest["run_id"] == xcom(dr, "record_manifest")["run_id"] == dr.run_id
     assert _scratch_databases(databases) == []
     assert not [m for m in fake_slack.messages() if "critical" in m.get("channel", "")]
     states = dict(databases.query("legacy", "SELECT step_id, status FROM migration_control.step_state "
@@ -84,6 +85,14 @@ def test_backup_dump_restores_then_truncated_dump_fails_and_pages(databases, air
     assert xcom(dr, "record_manifest")["sha256"] == manifest["sha256"]
     dumped = [s for s in xcom(dr, "dump_database")["steps"] if s["step_id"] == "preflight.backup.dump"]
     assert "--format=custom" in "\n".join(dumped[0]["executed"]) and "PGPASSWORD" not in json.dumps(dumped)
+
+    # re-verifying the intact dump passes and records it again for this run (the dump is untouched)
+    dr, tasks = run(DAG, {"verify_only_path": str(dumps[0]), "backup_dir": str(backup_dir)})
+    assert dr.state == "success", tasks
+    assert sorted(backup_dir.glob("*.dump")) == dumps and backup.sha256_file(dumps[0]) == manifest["sha256"]
+    entries = databases.query("legacy", "SELECT details->>'run_id', details->>'dump_run_id' FROM "
+                                        "migration_control.audit_ledger WHERE action = 'backup.manifest' ORDER BY id")
+    assert len(entries) == 2 and entries[1][0] == dr.run_id and entries[1][1] == entries[0][0] == manifest["run_id"]
 
     _truncate(dumps[0])
     dr, tasks = run(DAG, {"verify_only_path": str(dumps[0])})
