@@ -49,7 +49,7 @@ from devtools.simulator import MarketplaceApp  # noqa: E402
 from devtools.simulator_cli import Mix, Workload  # noqa: E402
 from migration_engine import control  # noqa: E402
 from migration_engine.appclient import ControlClient  # noqa: E402
-from migration_engine.backfill import RangeWorker, Settings, plan_entity  # noqa: E402
+from migration_engine.backfill import RangeWorker, backfill_settings, plan_entity  # noqa: E402
 from migration_engine.config import load_config  # noqa: E402
 
 SCHEMA = "migration_control"
@@ -187,7 +187,7 @@ class AppLoad:
 def ours(legacy_dsn: str, new_dsn: str, cfg, parallelism: int, max_rows_per_second: int = 0
          ) -> tuple[float, float, list]:
     legacy, new = psycopg2.connect(legacy_dsn), psycopg2.connect(new_dsn)
-    s = Settings.from_config(cfg, parallelism=parallelism, max_rows_per_second=max_rows_per_second)
+    s = backfill_settings(cfg, parallelism=parallelism, max_rows_per_second=max_rows_per_second)
     started = time.perf_counter()
     plan = plan_entity(legacy, new, cfg, "listings", s, restart=True, actor="bench")
     legacy.close()

@@ -12,31 +12,31 @@ count parity, then the Great Expectations suites with Data Docs) on `consistency
 - the first passing run marks it **resolved** and says so in the thread.
 
 The failure of a check task is part of that one deduplicated alert (no second page from the
-task's failure callback). See docs/phase3-4-consistency.md.
+task's failure callback). **Params**: `dry_run` (log the plan, write nothing, send nothing).
+See docs/phase3-4-consistency.md.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag
+from airflow.sdk import Param
 
-from migration_engine.airflow.dags import START_DATE, config, default_args, tags
-from migration_engine.consistency.alerting import hourly_failure_callback
+from migration_engine.airflow.consistency import consistency_chain, hourly_failure_callback
+from migration_engine.airflow.dags import config, migration_dag
 
 
-@dag(
-    dag_id="migration_consistency_hourly",
-    schedule=config().consistency.schedule,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(on_failure_callback=hourly_failure_callback),
-    tags=tags("phase4", "consistency", "scheduled"),
+@migration_dag(
+    "migration_consistency_hourly",
     doc_md=__doc__,
+    schedule=config().consistency.schedule,
+    tags_=("phase4", "consistency", "scheduled"),
+    default_args_={"on_failure_callback": hourly_failure_callback},
+    params={
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Log every check with the exact SQL it would send; write and send nothing."),
+    },
 )
 def migration_consistency_hourly():
-    from migration_engine.consistency.dag_parts import consistency_chain
-
-    consistency_chain("full", escalate=True)
+    consistency_chain("full", phase="hourly", escalate_failures=True)
 
 
 migration_consistency_hourly()

@@ -15,32 +15,34 @@ and every **cross-database reference** (`marketplace.transactions.tenant_invoice
 The two databases are separate, so nothing is joined across them: each server computes counts
 and checksums of key-range chunks in SQL, differing ranges are bisected down to
 `consistency.bisect_min_rows` rows, then only those rows are compared (one mapped task per check,
-a thread pool over the chunks inside it). Results: `migration_control.consistency_runs` /
+a thread pool over the chunks inside it), all of it one consistency-run step (plan / apply /
+verify). Results: `migration_control.consistency_runs` /
 `consistency_check_results` / `consistency_findings`; the task log lists counts and the first
-offending keys. The run fails if anything differs. See docs/phase3-4-consistency.md.
+offending keys. The run fails if anything differs.
+
+**Params**: `dry_run` (log every check and the exact SQL it sends; write nothing: no run row, no
+result). See docs/phase3-4-consistency.md.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag
+from airflow.sdk import Param
 
-from migration_engine.airflow.dags import START_DATE, default_args, tags
+from migration_engine.airflow.consistency import consistency_chain
+from migration_engine.airflow.dags import migration_dag
 
 
-@dag(
-    dag_id="migration_phase3_data_migration",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("phase3", "consistency"),
+@migration_dag(
+    "migration_phase3_data_migration",
     doc_md=__doc__,
+    tags_=("phase3", "consistency"),
+    params={
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Log every check with the exact SQL it would send; write nothing."),
+    },
 )
 def migration_phase3_data_migration():
-    from migration_engine.consistency.dag_parts import consistency_chain
-
-    consistency_chain("diff")
+    consistency_chain("diff", phase="phase3")
 
 
 migration_phase3_data_migration()

@@ -1,8 +1,8 @@
 """migration_phase4_validation: Phase 4 - shadow reads and the consistency suites.
 
 **enable_shadow_reads** first sets the `shadow_read_pct` flag (Param `shadow_read_pct`, default 100:
-the seed reads both sides on every read; audited in the ledger, a no-op if already at that value), so
-the application starts comparing. Then two branches, both must pass:
+the seed reads both sides on every read) as a flag step (audited in the ledger, a no-op if already
+at that value, state in `step_state`), so the application starts comparing. Then two branches, both must pass:
 
 - **shadow_reads_gate** (deferrable, no worker slot while waiting): shadow-read mismatch rate
   below `cutover.shadow_mismatch_max_pct` (seed: 0.1 %) over `cutover.shadow_window`, with at
@@ -18,58 +18,53 @@ the application starts comparing. Then two branches, both must pass:
 **record_validation** writes an audit-ledger entry; phase 5 reads the latest full run through
 `migration_engine.consistency.store.last_consistency_run` (gate `consistency_passed_recently`).
 Shadow reads stay on (phase 5's checklist re-checks them) until phase 6 turns them off.
-**Params**: `shadow_read_pct` (1-100). See docs/phase3-4-consistency.md.
+**Params**: `shadow_read_pct` (1-100), `dry_run` (log the flag change, the checks and their SQL; the
+gate is evaluated once and not waited for; nothing else is written). See docs/phase3-4-consistency.md.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, task
 
-from migration_engine.airflow.dags import START_DATE, config, default_args, tags
+from migration_engine.airflow import consistency
+from migration_engine.airflow.dags import config, migration_dag
 from migration_engine.gates.sensor import GateSensor
 
 
-@dag(
-    dag_id="migration_phase4_validation",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("phase4", "consistency", "gate"),
+@migration_dag(
+    "migration_phase4_validation",
+    doc_md=__doc__,
+    tags_=("phase4", "consistency", "gate"),
     params={
         "shadow_read_pct": Param(100, type="integer", minimum=1, maximum=100, title="Shadow reads (% of reads)",
                                  description="Sets the shadow_read_pct flag (audited) before the shadow-read gate: "
                                  "that % of the application's reads also read the new tables and compare "
                                  "(seed 4.1 compares every read: 100)."),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Log the flag change and every check with its SQL; evaluate the gate once "
+                         "without waiting; change nothing."),
     },
-    doc_md=__doc__,
 )
 def migration_phase4_validation():
-    from migration_engine.consistency.dag_parts import consistency_chain
-
     cfg = config()
 
     @task
     def enable_shadow_reads() -> dict:
-        from migration_engine.consistency import tasks
-
-        return tasks.enable_shadow_reads(config(), int(get_current_context()["params"]["shadow_read_pct"]))
+        return consistency.enable_shadow_reads()
 
     gate = GateSensor(
         task_id="shadow_reads_gate",
         gate="shadow_reads",
         poke_interval=cfg.cutover.check_interval,
         timeout=cfg.cutover.shadow_window,
+        dry_run="{{ params.dry_run }}",
     )
     enable_shadow_reads() >> gate
-    consistent = consistency_chain("full")
+    consistent = consistency.consistency_chain("full", phase="phase4")
 
     @task
-    def record_validation(gate_result: dict, summary: dict) -> dict:
-        from migration_engine.consistency import tasks
-
-        return tasks.record_validation(config(), gate_result, summary)
+    def record_validation(gate_result: dict, verdict: dict) -> dict:
+        return consistency.record_validation(gate_result, verdict)
 
     record_validation(gate.output, consistent)
 

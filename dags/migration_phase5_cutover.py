@@ -27,58 +27,45 @@ write cutover.
 7. **end_keep_old_sync** - deferred until the `cutover.keep_old_sync` period is over, then
    `keep_old_sync` off (left alone if a rollback moved writes back).
 
+**dry_run** (Param) prints the plan - the exact UPDATE of every flag flip (each rollout step, the
+write cutover, the end of keep_old_sync), planned against the flags as they are now - and changes
+nothing: the checklist, approvals and flips are skipped. Every flip is a `SetFlag` step (run state in
+`step_state`, one `set_flag` ledger entry per real change).
+
 Re-running starts again at the first step (seed scenario 2: "re-attempt cutover with 10%").
 See docs/phase5-cutover.md.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import chain, dag, task
+from airflow.sdk import Param, chain, task
 
-from migration_engine.airflow.dags import START_DATE, config, default_args, tags
-from migration_engine.airflow.tasks import on_legacy
+from migration_engine.airflow.cutover import CHECKS, checklist_sensors, rollout_pcts
+from migration_engine.airflow.dags import migration_dag
+from migration_engine.airflow.dry_run import choose
+from migration_engine.airflow.tasks import on_legacy, run_steps
 from migration_engine.cutover.approval import approval
 from migration_engine.cutover.operators import KeepOldSyncEndOperator, ReadRolloutStepOperator
-from migration_engine.gates.sensor import GateSensor
 
-CHECKS = ["check_dual_write", "check_consistency", "check_shadow_reads", "check_backup"]
-
-
-def _checklist() -> list[GateSensor]:
-    cfg = config()
-    co = cfg.cutover
-    common = {"poke_interval": cfg.dual_write.poke_interval.total_seconds(),
-              "timeout": co.checklist_timeout.total_seconds(), "fail_on": ("critical",)}
-    return [
-        GateSensor(task_id="check_dual_write", gate="dual_write_health", gate_label="cutover_dual_write",
-                   gate_params={"min_success_pct": co.dual_write_min_success_pct,
-                                "window": co.dual_write_window.total_seconds()}, **common),
-        GateSensor(task_id="check_consistency", gate="consistency_passed_recently",
-                   gate_params={"max_age": co.consistency_max_age.total_seconds()}, **common),
-        GateSensor(task_id="check_shadow_reads", gate="shadow_reads", gate_label="cutover_shadow_reads",
-                   gate_params={"max_mismatch_pct": co.shadow_mismatch_max_pct, "min_reads": co.shadow_min_reads,
-                                "window": co.shadow_window.total_seconds()}, **common),
-        GateSensor(task_id="check_backup", gate="migration_engine.cutover.checklist:pre_cutover_backup",
-                   gate_params={"max_age": co.backup_max_age.total_seconds()}, **common),
-    ]
+PARAMS = {
+    "dry_run": Param(False, type="boolean", title="Dry run",
+                     description="Print the exact flag changes the cutover would make, and change nothing."),
+}
 
 
-def _rollout_pcts() -> list[int]:
-    return [s.pct for s in config().cutover.rollout]
-
-
-@dag(
-    dag_id="migration_phase5_cutover",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("phase5", "cutover"),
-    doc_md=__doc__,
-)
+@migration_dag("migration_phase5_cutover", doc_md=__doc__, tags_=("phase5", "cutover"), params=PARAMS)
 def migration_phase5_cutover():
-    checks = _checklist()
+    @task.branch
+    def choose_mode() -> str | list[str]:
+        return choose("show_plan", CHECKS)
+
+    @task
+    def show_plan() -> dict:
+        from migration_engine.cutover.steps import plan_steps
+
+        return run_steps(plan_steps, dry=True)
+
+    checks = checklist_sensors()
 
     approve_read = approval(
         "approve_read_cutover", "Start the read cutover (phase 5)?",
@@ -89,12 +76,11 @@ def migration_phase5_cutover():
 
     @task
     def measure_baseline() -> dict:
-        from migration_engine.cutover.tasks import CutoverRefused
         from migration_engine.cutover.tasks import measure_baseline as measure
 
-        return on_legacy(measure, CutoverRefused)
+        return on_legacy(measure)
 
-    steps = [ReadRolloutStepOperator(task_id=f"read_rollout_{pct}pct", pct=pct) for pct in _rollout_pcts()]
+    steps = [ReadRolloutStepOperator(task_id=f"read_rollout_{pct}pct", pct=pct) for pct in rollout_pcts()]
 
     approve_write = approval(
         "approve_write_cutover", "Switch writes to the new tables (write cutover)?",
@@ -104,11 +90,13 @@ def migration_phase5_cutover():
 
     @task
     def write_cutover() -> dict:
-        from migration_engine.cutover.tasks import CutoverRefused
         from migration_engine.cutover.tasks import write_cutover as cut
 
-        return on_legacy(cut, CutoverRefused)
+        return on_legacy(cut)
 
+    mode = choose_mode()
+    mode >> show_plan()
+    mode >> checks
     checks >> approve_read
     chain(approve_read, measure_baseline(), *steps, approve_write, write_cutover(),
           KeepOldSyncEndOperator(task_id="end_keep_old_sync"))

@@ -1,6 +1,9 @@
 """migration_phase6_cleanup: seed Phase 6 - archive the old tables, and drop them after retention.
 
-Trigger with **action** = `archive` (default) or `drop`; **dry_run** prints the exact SQL only.
+Trigger with **action** = `archive` (default) or `drop`; **dry_run** prints the exact SQL of the
+action's steps (archive: the flag UPDATEs, the renames and comments, the ledger records; drop: the
+DROP statements) and changes nothing. Every change is a step run by `run_steps` (state in
+`step_state`, one ledger entry per real change).
 
 `action=archive`:
 
@@ -30,10 +33,11 @@ See docs/phase6-cleanup.md.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, chain, dag, task
+from airflow.sdk import Param, chain, task
 
-from migration_engine.airflow.dags import START_DATE, config, default_args, tags
-from migration_engine.airflow.tasks import on_legacy, one_shot_gate
+from migration_engine.airflow.dags import migration_dag
+from migration_engine.airflow.dry_run import choose
+from migration_engine.airflow.tasks import on_legacy, one_shot_gate, run_steps
 from migration_engine.cutover.approval import approval
 
 PARAMS = {
@@ -45,34 +49,17 @@ PARAMS = {
 }
 
 
-@dag(
-    dag_id="migration_phase6_cleanup",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("phase6", "cleanup"),
-    params=PARAMS,
-    doc_md=__doc__,
-)
+@migration_dag("migration_phase6_cleanup", doc_md=__doc__, tags_=("phase6", "cleanup"), params=PARAMS)
 def migration_phase6_cleanup():
     @task.branch
-    def choose_action(**context) -> str:
-        params = context["params"]
-        if params["dry_run"]:
-            return "show_plan"
-        return "check_write_cutover_age" if params["action"] == "archive" else "check_drop_allowed"
+    def choose_action(params: dict | None = None) -> str:
+        return choose("show_plan", "check_write_cutover_age" if params["action"] == "archive" else "check_drop_allowed")
 
     @task
-    def show_plan(**context) -> list:
-        from migration_engine import cleanup, db
+    def show_plan(params: dict | None = None) -> dict:
+        from migration_engine import cleanup
 
-        cfg = config()
-        with db.connection(cfg.connections.legacy) as conn:
-            lines = cleanup.plan(conn, cfg, context["params"]["action"])
-        print("\n".join(lines))
-        return lines
+        return run_steps(cleanup.steps_for(params["action"]), dry=True)
 
     @task
     def check_write_cutover_age() -> dict:
@@ -82,24 +69,9 @@ def migration_phase6_cleanup():
 
     @task.short_circuit
     def plan_archive() -> bool:
-        from airflow.sdk.exceptions import AirflowFailException
+        from migration_engine import cleanup
 
-        from migration_engine import cleanup, db
-
-        cfg = config()
-        with db.connection(cfg.connections.legacy) as conn:
-            states = cleanup.archive_states(conn, cfg)
-        for s in states:
-            print(f"{s.table}: {s.state} (archive name {s.archived})")
-        bad = [s for s in states if s.state in ("conflict", "missing")]
-        if bad:
-            raise AirflowFailException("cannot archive: " + "; ".join(
-                f"{s.table} and {s.archived} both exist" if s.state == "conflict" else
-                f"neither {s.table} nor {s.archived} exists" for s in bad))
-        if not any(s.state == "live" for s in states):
-            print("every table is already archived: nothing to do (no-op)")
-            return False
-        return True
+        return on_legacy(cleanup.archive_needed)
 
     approve_archive = approval(
         "approve_archive",
@@ -120,7 +92,7 @@ def migration_phase6_cleanup():
     def archive_tables() -> dict:
         from migration_engine import cleanup
 
-        return on_legacy(cleanup.archive)
+        return run_steps(cleanup.archive_steps)
 
     @task
     def check_drop_allowed() -> dict:
@@ -141,7 +113,7 @@ def migration_phase6_cleanup():
     def drop_archived() -> dict:
         from migration_engine import cleanup
 
-        return on_legacy(cleanup.drop)
+        return run_steps(cleanup.drop_steps)
 
     branch = choose_action()
     branch >> show_plan()

@@ -13,13 +13,18 @@ authoritative.
    `cutover.rollback_verify_window` -> critical page, task fails (the flag stays off).
 
 Re-enable dual-write (phase 2 DAG) only after the fix is validated. See docs/rollbacks.md.
+
+**dry_run** (Param) prints the flag change (the exact UPDATE and its ledger entry) and changes
+nothing; the watch is skipped.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
-from migration_engine.airflow.dags import START_DATE, default_args, tags
+from migration_engine.airflow.dags import migration_dag
+from migration_engine.airflow.dry_run import choose
+from migration_engine.airflow.rollbacks import flag_rollback, flag_rollback_plan
 from migration_engine.rollback.operators import RecoveryWatchOperator
 
 PARAMS = {
@@ -27,30 +32,30 @@ PARAMS = {
                     description="Symptoms / why (goes to the audit ledger)."),
     "baseline_pct": Param(None, type=["null", "number"], minimum=0, maximum=100, title="Baseline error rate %",
                           description="Normal old-path error rate; default: measured before the rollback."),
+    "dry_run": Param(False, type="boolean", title="Dry run",
+                     description="Print the flag change and change nothing."),
 }
 
 
-@dag(
-    dag_id="migration_rollback_dual_write",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("rollback", "scenario-1"),
-    params=PARAMS,
-    doc_md=__doc__,
-)
+@migration_dag("migration_rollback_dual_write", doc_md=__doc__, tags_=("rollback", "scenario-1"), params=PARAMS)
 def migration_rollback_dual_write():
+    @task.branch
+    def choose_mode() -> str:
+        return choose("show_plan", "disable_dual_write")
+
     @task
-    def disable_dual_write(**context) -> dict:
-        from migration_engine.rollback.simple import run_task
+    def show_plan() -> dict:
+        return flag_rollback_plan("dual_write")
 
-        return run_task("dual_write", context["params"]["reason"])
+    @task
+    def disable_dual_write() -> dict:
+        return flag_rollback("dual_write")
 
-    applied = disable_dual_write()
-    applied >> RecoveryWatchOperator(task_id="verify_old_path", scenario="dual_write",
-                                     flag_task_id="disable_dual_write", baseline_pct="{{ params.baseline_pct }}")
+    mode = choose_mode()
+    mode >> show_plan()
+    watch = RecoveryWatchOperator(task_id="verify_old_path", scenario="dual_write", flag_task_id="disable_dual_write",
+                                  baseline_pct="{{ params.baseline_pct }}")
+    mode >> disable_dual_write() >> watch
 
 
 migration_rollback_dual_write()

@@ -14,13 +14,18 @@ impact: none - writes still go to the old tables (dual-written to the new ones).
 
 Then analyse (slow queries? missing indexes? data?), fix, and re-run `migration_phase5_cutover`
 (which starts again at the first rollout step). See docs/rollbacks.md.
+
+**dry_run** (Param) prints the flag change (the exact UPDATE and its ledger entry) and changes
+nothing; the watch is skipped.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
-from migration_engine.airflow.dags import START_DATE, default_args, tags
+from migration_engine.airflow.dags import migration_dag
+from migration_engine.airflow.dry_run import choose
+from migration_engine.airflow.rollbacks import flag_rollback, flag_rollback_plan
 from migration_engine.rollback.operators import RecoveryWatchOperator
 
 PARAMS = {
@@ -28,30 +33,30 @@ PARAMS = {
                     description="Symptoms / why (goes to the audit ledger)."),
     "baseline_pct": Param(None, type=["null", "number"], minimum=0, maximum=100, title="Baseline error rate %",
                           description="Normal read error rate; default: the old path's, measured before the rollback."),
+    "dry_run": Param(False, type="boolean", title="Dry run",
+                     description="Print the flag change and change nothing."),
 }
 
 
-@dag(
-    dag_id="migration_rollback_reads",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("rollback", "scenario-2"),
-    params=PARAMS,
-    doc_md=__doc__,
-)
+@migration_dag("migration_rollback_reads", doc_md=__doc__, tags_=("rollback", "scenario-2"), params=PARAMS)
 def migration_rollback_reads():
+    @task.branch
+    def choose_mode() -> str:
+        return choose("show_plan", "reads_to_old")
+
     @task
-    def reads_to_old(**context) -> dict:
-        from migration_engine.rollback.simple import run_task
+    def show_plan() -> dict:
+        return flag_rollback_plan("reads")
 
-        return run_task("reads", context["params"]["reason"])
+    @task
+    def reads_to_old() -> dict:
+        return flag_rollback("reads")
 
-    applied = reads_to_old()
-    applied >> RecoveryWatchOperator(task_id="verify_error_rate", scenario="reads", flag_task_id="reads_to_old",
-                                     baseline_pct="{{ params.baseline_pct }}")
+    mode = choose_mode()
+    mode >> show_plan()
+    watch = RecoveryWatchOperator(task_id="verify_error_rate", scenario="reads", flag_task_id="reads_to_old",
+                                  baseline_pct="{{ params.baseline_pct }}")
+    mode >> reads_to_old() >> watch
 
 
 migration_rollback_reads()

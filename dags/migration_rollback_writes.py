@@ -1,7 +1,8 @@
 """migration_rollback_writes: rollback scenario 3 (seed "After Write Cutover", CRITICAL, downtime).
 
 Symptoms: data loss, corruption, payment failures after writes moved to the new tables. Every
-step is audited and recorded in `migration_control.step_state` (`rollback3.cutover-<ledger id>`);
+action is a step run by `StepRunner`, audited and recorded in `migration_control.step_state`
+(`rollback3.cutover-<ledger id>.<action>`, each action's result in `rollback3.cutover-<ledger id>`);
 if a step fails, maintenance mode stays on and re-running the DAG resumes where it stopped.
 
 1. **preflight** (read-only) - the write cutover to undo (from the ledger), the latest verified
@@ -22,77 +23,51 @@ if a step fails, maintenance mode stays on and re-running the DAG resumes where 
 8. **maintenance_off** - `maintenance_mode = false`.
 
 See docs/rollbacks.md.
+
+**dry_run** (Param) runs the pre-flight without recording it and prints every step's plan (the flag
+UPDATEs, the side-database SQL and pg_restore commands, how many rows the sync would write); it
+changes nothing and asks no approval.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import chain, dag, task
+from airflow.sdk import Param, chain, task
 
-from migration_engine.airflow.dags import START_DATE, config, default_args, tags
+from migration_engine.airflow.dags import migration_dag
+from migration_engine.airflow.dry_run import choose
+from migration_engine.airflow.rollbacks import rollback3_plan, rollback3_preflight, rollback3_step
 from migration_engine.cutover.approval import approval
 
 STEPS = ["maintenance_on", "restore_backup", "forward_sync", "verify", "writes_to_old", "maintenance_off"]
+
+PARAMS = {
+    "dry_run": Param(False, type="boolean", title="Dry run",
+                     description="Print every step's plan (read-only pre-flight) and change nothing."),
+}
 
 
 def _step(name: str):
     @task(task_id=name)
     def run() -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from migration_engine.airflow.context import task_context
-        from migration_engine.rollback import writes
-
-        cfg = config()
-        actor, ctx = task_context()
-        try:
-            result = getattr(writes, name)(cfg, actor=actor, context=ctx)
-        except writes.RollbackWritesRefused as exc:
-            raise AirflowFailException(str(exc)) from exc
-        if name in ("maintenance_on", "maintenance_off"):
-            from migration_engine.alerts import send_alert
-
-            on = name == "maintenance_on"
-            send_alert("critical" if on else "warning",
-                       "Rollback scenario 3: maintenance mode ON - writes refused" if on else
-                       "Rollback scenario 3 complete: writes are back on the old tables",
-                       "The old tables are being brought up to date from the new ones." if on else
-                       "maintenance_mode is off; reads and writes use the old tables again.",
-                       figures={k: v for k, v in result.items() if not isinstance(v, dict)},
-                       dag_id=ctx["dag_id"], task_id=ctx["task_id"], run_id=ctx["run_id"], cfg=cfg)
-        return result
+        return rollback3_step(name)
 
     return run()
 
 
-@dag(
-    dag_id="migration_rollback_writes",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("rollback", "scenario-3", "critical"),
-    doc_md=__doc__,
-)
+@migration_dag("migration_rollback_writes", doc_md=__doc__, tags_=("rollback", "scenario-3", "critical"),
+               params=PARAMS)
 def migration_rollback_writes():
+    @task.branch
+    def choose_mode() -> str:
+        return choose("show_plan", "preflight")
+
+    @task
+    def show_plan() -> dict:
+        return rollback3_plan()
+
     @task
     def preflight() -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from migration_engine.airflow.context import task_context
-        from migration_engine.rollback import writes
-
-        cfg = config()
-        actor, ctx = task_context()
-        try:
-            plan = writes.preflight(cfg, actor=actor, context=ctx)
-        except writes.RollbackWritesRefused as exc:
-            raise AirflowFailException(str(exc)) from exc
-        return {"cutover_at": plan["cutover_at"], "backup": plan["backup"]["file"],
-                "backup_taken_at": plan["backup"]["snapshot_taken_at"], "side_database": plan["side_database"],
-                "resuming": plan["resuming"], "already_done": plan["done"],
-                "entities": {n: {k: v for k, v in e.items() if k != "old_key_sequence"}
-                             for n, e in plan["entities"].items()}}
+        return rollback3_preflight()
 
     approve = approval(
         "approve_rollback", "Roll back the write cutover? (maintenance mode: writes refused meanwhile)",
@@ -101,7 +76,9 @@ def migration_rollback_writes():
         "reads and writes back to the old tables.",
         gate="rollback_scenario_3", figures_from=["preflight"])
 
-    chain(preflight(), approve, *[_step(name) for name in STEPS])
+    mode = choose_mode()
+    mode >> show_plan()
+    chain(mode, preflight(), approve, *[_step(name) for name in STEPS])
 
 
 migration_rollback_writes()

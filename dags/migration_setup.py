@@ -1,26 +1,29 @@
-"""migration_setup: validate the config, reach both databases, create the control schema.
+"""migration_setup: validate the config, reach both databases, create or upgrade the control schema.
 
-Run it first (and after editing include/migration.yaml). Safe to re-run: it changes nothing that
-already exists.
+Run it first (and after editing the migration config or upgrading this package). Safe to re-run: it
+changes nothing that already exists.
+
+1. **check_connections** - connects to both databases; a missing or unreachable connection fails
+   naming the connection id and the environment variable to set.
+2. **check_tables** - every table the config names exists on its side.
+3. **create_control_schema** - applies the pending control-schema migrations (numbered SQL files,
+   recorded in `schema_version`) under lock_timeout with retry, then verifies every object.
+
+Params: `dry_run` prints the exact SQL of the pending migrations and changes nothing.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, task
 
-from migration_engine.airflow.dags import START_DATE, config, default_args, tags
+from migration_engine.airflow.context import dry_run
+from migration_engine.airflow.dags import config, migration_dag
 
 
-@dag(
-    dag_id="migration_setup",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("setup"),
-    doc_md=__doc__,
-)
+@migration_dag("migration_setup", doc_md=__doc__, tags_=("setup",), params={
+    "dry_run": Param(False, type="boolean", title="Dry run",
+                     description="Print the SQL of the pending control-schema migrations; change nothing."),
+})
 def migration_setup():
     @task
     def check_connections() -> dict:
@@ -38,7 +41,7 @@ def migration_setup():
     def create_control_schema() -> dict:
         from migration_engine.setup_tasks import create_control_schema
 
-        return create_control_schema(config())
+        return create_control_schema(config(), dry_run=dry_run())
 
     check_connections() >> check_tables() >> create_control_schema()
 

@@ -132,7 +132,8 @@ def _seed_databases(cluster: PgCluster) -> None:
         print(f"seeding demo databases with {LISTINGS} listings ...")
         counts = demo_data.build(cluster.dsn("breederhq"), cluster.dsn("marketplace"), listings=LISTINGS)
         print("seeded:", ", ".join(f"{k}={v}" for k, v in counts.items()))
-    control.ensure_control_schema(conn, load_config().control_schema)
+    cfg = load_config()
+    control.ensure_control_schema(conn, cfg.control_schema, cfg.ddl)
     conn.close()
 
 

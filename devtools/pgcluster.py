@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -108,6 +108,9 @@ class PgCluster:
     port: int
     bindir: Path | None = None
     user: str = "postgres"
+    durable: bool = False  # True: default fsync/synchronous_commit/full_page_writes (benchmarks)
+    settings: dict[str, str] = field(default_factory=dict)  # more -c name=value server settings
+    hba: tuple[str, ...] | None = None  # pg_hba.conf lines replacing initdb's (e.g. hostssl only)
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir).resolve()
@@ -146,6 +149,10 @@ class PgCluster:
             self.bin("initdb"), "-D", str(self.datadir), "-U", self.user, "-A", "trust",
             "-E", "UTF8", "--locale=C", "--no-sync",
         )
+        if self.hba is not None:
+            hba = self.datadir / "pg_hba.conf"
+            hba.write_text("\n".join(["local all all trust", *self.hba]) + "\n")
+            _chown_to_owner(hba)
 
     def is_running(self) -> bool:
         if not self.initialised():
@@ -158,9 +165,10 @@ class PgCluster:
             return
         opts = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.datadir} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200 -c shared_buffers=256MB -c wal_level=replica "
+            + ("" if self.durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off ")
+            + "-c max_connections=200 -c shared_buffers=256MB -c wal_level=replica "
             "-c track_commit_timestamp=on"
+            + "".join(f" -c {k}={v}" for k, v in self.settings.items())
         )
         log = self.datadir / "server.log"
         try:

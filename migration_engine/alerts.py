@@ -55,8 +55,6 @@ log = logging.getLogger(__name__)
 SEVERITIES = ("info", "warning", "critical")
 EMOJI = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:",
          "resolved": ":white_check_mark:"}
-DEFAULT_SLACK_CONN_ID = "slack_api_default"
-DEFAULT_CONTROL_SCHEMA = "migration_control"
 
 # Delivery bounds: a failure callback should finish in seconds even when Slack is down.
 SLACK_TIMEOUT_SECONDS = 10
@@ -190,7 +188,7 @@ class _Settings:
 
 
 def _settings(cfg: MigrationConfig | None) -> _Settings:
-    from migration_engine.config import Slack, load_config
+    from migration_engine.config import Connections, MigrationConfig, Slack, load_config
 
     if cfg is None:
         try:
@@ -198,7 +196,9 @@ def _settings(cfg: MigrationConfig | None) -> _Settings:
         except Exception as exc:  # noqa: BLE001 - a broken config must not stop the page
             log.warning("alerts: migration config unavailable (%s); using default Slack settings",
                         redact(str(exc))[:500])
-            return _Settings(Slack(), DEFAULT_SLACK_CONN_ID, DEFAULT_CONTROL_SCHEMA)
+            # The config model's own defaults (no second copy of them here).
+            return _Settings(Slack(), Connections.model_fields["slack"].default,
+                             MigrationConfig.model_fields["control_schema"].default)
     return _Settings(cfg.slack, cfg.connections.slack, cfg.control_schema)
 
 

@@ -43,7 +43,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import extensions
 
-from migration_engine import control, sqlfiles
+from migration_engine import control, db, sqlfiles
 from migration_engine.config import MigrationConfig
 from migration_engine.errors import MigrationError
 
@@ -61,43 +61,39 @@ class BackupError(MigrationError):
 # --- connection and binaries ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Target:
-    """libpq parameters of an Airflow connection (the password never goes on a command line)."""
+    """The database to back up, with every libpq setting of its connection (TLS included).
 
-    conn_id: str
-    host: str | None
-    port: int
-    user: str | None
-    password: str | None
-    dbname: str | None
-    sslmode: str | None = None
+    The password never goes on a command line: ``pg_dump``/``pg_restore`` get ``PG*`` variables.
+    """
+
+    info: db.ConnectionInfo
 
     @classmethod
     def from_conn_id(cls, conn_id: str) -> Target:
-        from migration_engine.db import airflow_connection
+        return cls(db.get_connection(conn_id))
 
-        c = airflow_connection(conn_id)
-        extra = c.extra_dejson if hasattr(c, "extra_dejson") else {}
-        return cls(conn_id, c.host, int(c.port or 5432), c.login, c.password, c.schema or None,
-                   extra.get("sslmode"))
+    @property
+    def conn_id(self) -> str:
+        return self.info.conn_id
+
+    @property
+    def user(self) -> str | None:
+        return self.info.login
 
     def env(self, dbname: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        values = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGPASSWORD": self.password,
-                  "PGDATABASE": dbname or self.dbname, "PGSSLMODE": self.sslmode, "PGCONNECT_TIMEOUT": "10",
-                  "PGAPPNAME": "zdm-preflight-backup"}
-        env.update({k: v for k, v in values.items() if v})
+        env.update({"PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "zdm-preflight-backup"})
+        env.update(self.info.pg_env(dbname))
         return env
 
     def shown_env(self, dbname: str | None = None) -> str:
         """The libpq settings a command runs with, as shown in plans and logs (never the password)."""
-        shown = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user,
-                 "PGDATABASE": dbname or self.dbname, "PGSSLMODE": self.sslmode}
-        return " ".join(f"{k}={v}" for k, v in shown.items() if v)
+        shown = {k: v for k, v in self.info.pg_env(dbname).items() if k != "PGPASSWORD"}
+        return " ".join(f"{k}={v}" for k, v in shown.items())
 
     def connect(self, dbname: str | None = None):
-        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                                dbname=dbname or self.dbname, sslmode=self.sslmode, connect_timeout=10,
-                                application_name="zdm-preflight-backup")
+        return psycopg2.connect(**{"connect_timeout": 10, **self.info.connect_kwargs(dbname),
+                                   "application_name": "zdm-preflight-backup"})
 
 
 def _major(version_num: int) -> int:
@@ -441,7 +437,7 @@ def record_manifest(cfg: MigrationConfig, target: Target, manifest: dict[str, An
     conn = target.connect()
     try:
         conn.autocommit = True
-        control.ensure_control_schema(conn, cfg.control_schema)
+        control.ensure_control_schema(conn, cfg.control_schema, cfg.ddl)
         conn.autocommit = False
         entry = record_manifest_on(conn, cfg, manifest, archive, restore, actor=actor, context=context)
         conn.commit()

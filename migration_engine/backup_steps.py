@@ -407,5 +407,5 @@ def prepare(conn, cfg: MigrationConfig, *, actor: str = "", context: dict | None
     if not dry_run and not exists:
         conn.rollback()  # end the read above: creating the schema runs in autocommit
         conn.autocommit = True
-        control.ensure_control_schema(conn, cfg.control_schema)
+        control.ensure_control_schema(conn, cfg.control_schema, cfg.ddl)
     return {"dry_run": dry_run, "control_schema": cfg.control_schema, "existed": exists}

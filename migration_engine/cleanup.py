@@ -35,11 +35,11 @@ from psycopg2 import sql
 
 from migration_engine import control, sqlfiles
 from migration_engine.config import DropColumn, MigrationConfig, TableRef
-from migration_engine.control import ensure_flag
 from migration_engine.cutover.activity import qualified, table_activity, wait_until_quiet
 from migration_engine.cutover.flags import write_cutover_point
 from migration_engine.ddl import DdlError, DdlExecutor
 from migration_engine.errors import Refused
+from migration_engine.flag_step import SetFlag
 from migration_engine.gates import GateResult
 from migration_engine.gates.window import fmt_duration
 from migration_engine.steps import RevertRefused, Step, StepRunner
@@ -92,6 +92,7 @@ class ArchiveTableStep(Step):
     phase = PHASE
 
     def __init__(self, cfg: MigrationConfig, table: TableRef, archived_at: datetime):
+        self.schema = cfg.control_schema
         self.table = table
         self.archived = archived_ref(cfg, table)
         self.archived_at = archived_at.astimezone(UTC).replace(microsecond=0)
@@ -112,19 +113,49 @@ class ArchiveTableStep(Step):
         if arch:
             dates = parse_archive_comment(_table_comment(ex, self.archived))
             if dates:
-                return [f"{self.table} already archived as {self.archived} on {dates[0]:{_TS}} "
-                        f"(safe to drop after {dates[1]:{_TS}}); nothing to do"]
+                notes = [f"{self.table} already archived as {self.archived} on {dates[0]:{_TS}} "
+                         f"(safe to drop after {dates[1]:{_TS}}); nothing to do"]
+                return notes + self._record(ex, renamed_now=False)
             ex.execute("cleanup/set_comment.sql", {}, {
                 "schema_name": self.archived.schema_name, "table_name": self.archived.table,
                 "comment": archive_comment(self.archived_at, self.safe_drop_at)},
                 table=self.archived, what=f"comment on {self.archived}")
-            return [f"{self.archived} existed without an archive comment (renamed by hand?); dated it now"]
+            notes = [f"{self.archived} existed without an archive comment (renamed by hand?); dated it now"]
+            return notes + self._record(ex, renamed_now=True)
         ex.execute("cleanup/archive_table.sql",
                    {"schema": self.table.schema_name, "table": self.table.table, "archived": self.archived.table},
                    {"schema_name": self.archived.schema_name, "archived_name": self.archived.table,
                     "comment": archive_comment(self.archived_at, self.safe_drop_at)},
                    table=self.table, what=f"archive {self.table} as {self.archived}")
-        return [f"renamed {self.table} to {self.archived}; safe to drop after {self.safe_drop_at:{_TS}}"]
+        notes = [f"renamed {self.table} to {self.archived}; safe to drop after {self.safe_drop_at:{_TS}}"]
+        return notes + self._record(ex, renamed_now=True)
+
+    def _record(self, ex: DdlExecutor, *, renamed_now: bool) -> list[str]:
+        """One ``cleanup.archived`` ledger record per table (the drop check's baseline), written unless
+        the record of this very table (same OID) is there: a re-run writes nothing."""
+        schema = self.schema
+        if ex.relation_exists(self.archived):  # (planning before the rename: not yet, so it would be recorded)
+            record = archive_record(ex.conn, schema, self.archived)
+            activity = table_activity(ex.conn, [self.archived])[str(self.archived)]
+            if record is not None and record.get("relid") == activity.relid:
+                return []
+
+        def write() -> None:
+            dates = parse_archive_comment(_table_comment(ex, self.archived))
+            activity = table_activity(ex.conn, [self.archived])[str(self.archived)]
+            details = {**ex.context, "table": str(self.table), "archived_table": str(self.archived),
+                       "relid": activity.relid, "archived_at": dates[0].isoformat(),
+                       "safe_drop_at": dates[1].isoformat(), "renamed_now": renamed_now,
+                       "writes_baseline": activity.writes, "scans_baseline": activity.scans,
+                       "baseline_at": datetime.now(UTC).isoformat(),
+                       "stats_reset": activity.stats_reset.isoformat() if activity.stats_reset else None}
+            control.audit(ex.conn, schema, actor=ex.actor, action=ARCHIVED_ACTION,
+                          target=_record_target(self.archived), details=details,
+                          reason=f"archived {self.table}; safe to drop after {dates[1]:{_TS}}")
+
+        ex.action(f"-- + one audit-ledger record {ARCHIVED_ACTION} {self.archived} (relid, write-counter baseline)",
+                  write)
+        return [f"recorded {ARCHIVED_ACTION} for {self.archived}"]
 
     def problems(self, ex: DdlExecutor) -> list[str]:
         out = []
@@ -156,8 +187,9 @@ class DropArchivedTablesStep(Step):
     step_id = "phase6.drop.archived_tables"
     title = "Drop the archived tables"
 
-    def __init__(self, archived: list[TableRef]):
+    def __init__(self, archived: list[TableRef], schema: str = "migration_control"):
         self.archived = archived
+        self.schema = schema
 
     def before_state(self, ex: DdlExecutor) -> dict[str, Any]:
         return {str(t): ex.relation_exists(t) for t in self.archived}
@@ -175,7 +207,12 @@ class DropArchivedTablesStep(Step):
             raise DdlError(f"cannot drop {', '.join(map(str, present))}: other objects depend on them "
                            f"({detail.strip() or str(exc).strip()}); drop or repoint those first - nothing "
                            "was dropped") from exc
-        return [f"dropped {', '.join(map(str, present))}"]
+        names = ", ".join(map(str, present))
+        ex.action(f"-- + one audit-ledger entry cleanup.dropped ({names})", lambda: control.audit(
+            ex.conn, self.schema, actor=ex.actor, action="cleanup.dropped", target=PHASE,
+            details={**ex.context, "tables": [str(t) for t in present]},
+            reason="archived tables dropped after the retention period"))
+        return [f"dropped {names}"]
 
     def problems(self, ex: DdlExecutor) -> list[str]:
         return [f"{t} still exists" for t in self.archived if ex.relation_exists(t)]
@@ -275,21 +312,29 @@ def archive_record(conn, schema: str, archived: TableRef) -> dict[str, Any] | No
     return None if row is None else {"audit_id": row[0], "at": row[1], **(row[2] or {})}
 
 
-def stop_old_writes(conn, cfg: MigrationConfig, *, actor: str, context: dict, sleep=None) -> dict[str, Any]:
-    """Dual-write, keep_old_sync and shadow reads off (audited); then wait until the old tables stay quiet.
+STOP_OLD_WRITES = {"dual_write_enabled": False, "keep_old_sync": False, "shadow_read_pct": 0}
 
-    Shadow reads (phase 4) read the old tables too: left on, every one of them would fail once the
-    tables are renamed.
-    """
+
+def stop_old_writes_steps(cfg: MigrationConfig) -> list[SetFlag]:
+    """Dual-write, keep_old_sync and shadow reads off. Shadow reads (phase 4) read the old tables too:
+    left on, every one of them would fail once the tables are renamed."""
+    return [SetFlag(cfg.control_schema, flag, off, phase=PHASE, step_id=f"{PHASE}.stop_old_writes.{flag}",
+                    reason="phase 6 cleanup: the old tables are about to be archived")
+            for flag, off in STOP_OLD_WRITES.items()]
+
+
+def stop_old_writes(conn, cfg: MigrationConfig, *, actor: str, context: dict, sleep=None) -> dict[str, Any]:
+    """The flags off (steps: audited, idempotent); then wait until the old tables stay quiet."""
     import time
 
     sleep = sleep or time.sleep
-    changes = {}
-    for flag, off in (("dual_write_enabled", False), ("keep_old_sync", False), ("shadow_read_pct", 0)):
-        change = ensure_flag(conn, cfg.control_schema, flag, off, actor=actor, context=context,
-                             reason="phase 6 cleanup: the old tables are about to be archived")
-        changes[flag] = "turned off" if change else "already off"
-    if any(v == "turned off" for v in changes.values()):
+    steps = stop_old_writes_steps(cfg)
+    runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor, context=context)
+    results = runner.apply(steps)
+    runner.verify(steps)
+    changes = {flag: "turned off" if r.changed else "already off" for flag, r in zip(STOP_OLD_WRITES, results,
+                                                                                       strict=True)}
+    if any(r.changed for r in results):
         sleep(cfg.cutover.flag_propagation.total_seconds())  # let every app instance see the change
     live = [t for t, s in zip(cfg.cleanup.archive_tables, archive_states(conn, cfg), strict=True) if s.state == "live"]
     quiet = {}
@@ -298,42 +343,44 @@ def stop_old_writes(conn, cfg: MigrationConfig, *, actor: str, context: dict, sl
     return {"flags": changes, "watched": [str(t) for t in live], **quiet}
 
 
+def archive_needed(conn, cfg: MigrationConfig, **_task: Any) -> bool:
+    """Whether any table is still to archive (False: a re-run is a no-op); refuses on a conflict."""
+    states = archive_states(conn, cfg)
+    for s in states:
+        log.info("%s: %s (archive name %s)", s.table, s.state, s.archived)
+    bad = [s for s in states if s.state in ("conflict", "missing")]
+    if bad:
+        raise CleanupRefused("cannot archive: " + "; ".join(
+            f"{s.table} and {s.archived} both exist" if s.state == "conflict" else
+            f"neither {s.table} nor {s.archived} exists" for s in bad))
+    if not any(s.state == "live" for s in states):
+        log.info("every table is already archived: nothing to do (no-op)")
+        return False
+    return True
+
+
+def archive_steps(cfg: MigrationConfig, now: datetime | None = None) -> list[Step]:
+    now = now or datetime.now(UTC)
+    return [ArchiveTableStep(cfg, t, now) for t in cfg.cleanup.archive_tables]
+
+
 def archive(conn, cfg: MigrationConfig, *, actor: str, context: dict, now: datetime | None = None
             ) -> dict[str, Any]:
-    """Archive every configured table (idempotent) and make sure each has its ledger record."""
-    schema = cfg.control_schema
-    now = now or datetime.now(UTC)
-    steps = [ArchiveTableStep(cfg, t, now) for t in cfg.cleanup.archive_tables]
+    """Archive every configured table (idempotent; each step writes its ledger record), as the DAG does."""
+    steps = archive_steps(cfg, now)
     if not steps:
         return {"archived": [], "note": "cleanup.archive_tables is empty; nothing to archive"}
-    runner = StepRunner(conn, schema=schema, ddl=cfg.ddl, actor=actor, context=context)
+    runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor, context=context)
     results = runner.apply(steps)
     runner.verify(steps)
     out = []
     ex = DdlExecutor(conn, cfg.ddl, planning=True)
     for step, result in zip(steps, results, strict=True):
         dates = parse_archive_comment(_table_comment(ex, step.archived))
-        record = archive_record(conn, schema, step.archived)
-        activity = table_activity(conn, [step.archived])[str(step.archived)]
-        entry = {"table": str(step.table), "archived": str(step.archived), "notes": result.notes,
-                 "archived_at": dates[0].isoformat(), "safe_drop_at": dates[1].isoformat()}
-        if record is None or record.get("relid") != activity.relid:
-            # First archive (or a crash between the rename and this record): one record per table.
-            details = {**context, "table": str(step.table), "archived_table": str(step.archived),
-                       "relid": activity.relid, "archived_at": dates[0].isoformat(),
-                       "safe_drop_at": dates[1].isoformat(),
-                       "renamed_now": result.changed,
-                       "writes_baseline": activity.writes, "scans_baseline": activity.scans,
-                       "baseline_at": datetime.now(UTC).isoformat(),
-                       "stats_reset": activity.stats_reset.isoformat() if activity.stats_reset else None}
-            control.audit(conn, schema, actor=actor, action=ARCHIVED_ACTION, target=_record_target(step.archived),
-                          details=details, reason=f"archived {step.table}; safe to drop after {dates[1]:{_TS}}")
-            entry["recorded"] = True
-        else:
-            entry["recorded"] = False
-        entry["changed"] = result.changed
-        out.append(entry)
-    return {"archived": out, "changed": any(e["changed"] or e["recorded"] for e in out)}
+        out.append({"table": str(step.table), "archived": str(step.archived), "notes": result.notes,
+                    "archived_at": dates[0].isoformat(), "safe_drop_at": dates[1].isoformat(),
+                    "changed": result.changed})
+    return {"archived": out, "changed": any(e["changed"] for e in out)}
 
 
 # --- drop ----------------------------------------------------------------------------------
@@ -395,26 +442,27 @@ def drop_readiness(conn, cfg: MigrationConfig, now: datetime | None = None) -> G
                       f"past the safe-drop date and no writes since archiving{note}", figures)
 
 
-def drop(conn, cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, Any]:
-    steps: list[Step] = [DropArchivedTablesStep([archived_ref(cfg, t) for t in cfg.cleanup.archive_tables])]
-    steps += [DropLegacyColumnStep(c) for c in cfg.cleanup.drop_columns]
-    runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor, context=context)
-    results = runner.apply(steps)
-    runner.verify(steps)
-    control.audit(conn, cfg.control_schema, actor=actor, action="cleanup.dropped", target="phase6",
-                  details={**context, "steps": {r.step_id: r.notes for r in results}},
-                  reason="archived tables and legacy columns dropped after the retention period")
-    return {"dropped": {r.step_id: r.notes for r in results}}
+def drop_steps(cfg: MigrationConfig) -> list[Step]:
+    steps: list[Step] = [DropArchivedTablesStep([archived_ref(cfg, t) for t in cfg.cleanup.archive_tables],
+                                                cfg.control_schema)]
+    return steps + [DropLegacyColumnStep(c) for c in cfg.cleanup.drop_columns]
+
+
+def steps_for(action: str):
+    """The step builder of an action, for ``run_steps`` (archive: the flags off, then the renames)."""
+    if action == "archive":
+        return lambda cfg: [*stop_old_writes_steps(cfg), *archive_steps(cfg)]
+    if action == "drop":
+        return drop_steps
+    raise ValueError(f"action must be 'archive' or 'drop', got {action!r}")
 
 
 def plan(conn, cfg: MigrationConfig, action: str) -> list[str]:
     """The exact SQL the archive or drop action would send now (nothing is changed)."""
-    now = datetime.now(UTC)
     if action == "archive":
-        steps: list[Step] = [ArchiveTableStep(cfg, t, now) for t in cfg.cleanup.archive_tables]
+        steps = archive_steps(cfg)
     elif action == "drop":
-        steps = [DropArchivedTablesStep([archived_ref(cfg, t) for t in cfg.cleanup.archive_tables])]
-        steps += [DropLegacyColumnStep(c) for c in cfg.cleanup.drop_columns]
+        steps = drop_steps(cfg)
     else:
         raise ValueError(f"action must be 'archive' or 'drop', got {action!r}")
     out = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -292,14 +293,22 @@ class Backfill(Strict):
     statement_timeout: Timeout = timedelta(minutes=5)
     max_batch_retries: Annotated[int, Field(ge=0, le=100)] = 5  # lock timeouts, deadlocks, serialization
     recheck_deleted: bool = True          # delete copied rows whose old row vanished meanwhile
-    progress_interval: Timeout = timedelta(seconds=10)  # progress line in the log / ledger cadence
+    progress_interval: Timeout = timedelta(seconds=10)  # progress line in the task log
+    ledger_progress_interval: Timeout = timedelta(minutes=1)  # backfill_progress ledger entries
     app_latency_window: Window = timedelta(minutes=5)  # p95 of the app's stats over this window
 
     @model_validator(mode="after")
     def _sizes(self) -> Backfill:
+        if self.min_batch_size > self.max_batch_size:
+            raise ValueError(f"min_batch_size {self.min_batch_size} > max_batch_size {self.max_batch_size}")
         if not self.min_batch_size <= self.batch_size <= self.max_batch_size:
-            raise ValueError("need min_batch_size <= batch_size <= max_batch_size")
+            raise ValueError(f"need min_batch_size <= batch_size <= max_batch_size, got {self.min_batch_size} <= "
+                             f"{self.batch_size} <= {self.max_batch_size}")
         return self
+
+    def initial_batch_size(self) -> int:
+        """The first page's size: ``batch_size`` kept inside [min, max] (the adaptive bounds)."""
+        return max(self.min_batch_size, min(self.max_batch_size, self.batch_size))
 
 
 class Backup(Strict):
@@ -492,23 +501,134 @@ class MigrationConfig(Strict):
 
 
 # --- loading -------------------------------------------------------------------------------
-def _format_errors(path: Path, exc: ValidationError) -> str:
+EXTENDS_KEY = "extends"
+
+
+@dataclass(frozen=True)
+class ConfigLayer:
+    """One file of an overlay chain: its parsed YAML (without ``extends``) and when it was read."""
+
+    path: Path
+    data: dict[str, Any]
+    mtime_ns: int
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` on top of ``base``: mappings merge key by key, lists and scalars replace.
+
+    Lists replace because their items have no names to merge by (``cutover.rollout`` is given whole).
+    """
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(p: Path, extended_by: Path | None) -> ConfigLayer:
+    try:
+        stat = p.stat()
+        text = p.read_text()
+    except FileNotFoundError:
+        if extended_by is not None:
+            raise ConfigError(f"migration config {extended_by} extends {p}, which does not exist "
+                              f"(`{EXTENDS_KEY}:` is relative to the file that says it)") from None
+        raise ConfigError(f"migration config not found: {p} (set ${CONFIG_ENV} or create it)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"migration config {p} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"migration config {p} must be a mapping at the top level, got {type(data).__name__}")
+    return ConfigLayer(p, data, stat.st_mtime_ns)
+
+
+def read_layers(path: Path | str) -> list[ConfigLayer]:
+    """The file and every file it ``extends`` (transitively), base first; ``extends`` keys removed.
+
+    A cycle or a missing base is a ConfigError naming the chain.
+    """
+    p, extended_by = Path(path), None
+    chain: list[ConfigLayer] = []
+    seen: list[Path] = []
+    while True:
+        resolved = p.resolve()
+        if resolved in seen:
+            names = " -> ".join(str(x) for x in [*[layer.path for layer in chain], p])
+            raise ConfigError(f"migration config {chain[0].path}: `{EXTENDS_KEY}` cycle: {names}")
+        seen.append(resolved)
+        layer = _read_yaml(p, extended_by)
+        data = dict(layer.data)
+        parent = data.pop(EXTENDS_KEY, None)
+        chain.append(ConfigLayer(p, data, layer.mtime_ns))
+        if parent is None:
+            break
+        if not isinstance(parent, str) or not parent.strip():
+            raise ConfigError(f"migration config {p}: `{EXTENDS_KEY}` must be the path of the base config "
+                              f"(relative to {p.parent}), got {parent!r}")
+        p, extended_by = p.parent / parent.strip(), p
+    return chain[::-1]
+
+
+def merge_layers(layers: list[ConfigLayer]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for layer in layers:
+        data = deep_merge(data, layer.data)
+    return data
+
+
+def read_config_data(path: Path | str | None = None) -> dict[str, Any]:
+    """The merged YAML of a config and its bases, before validation (what ``parse_config`` gets)."""
+    return merge_layers(read_layers(Path(path) if path else config_path()))
+
+
+def _origin(loc: tuple, layers: list[ConfigLayer]) -> str:
+    """Which file(s) set the value at ``loc``: the last one for a scalar or list (they replace), every
+    one that has it for a mapping (merged). Empty when no file has it (a missing key)."""
+    found = []
+    for layer in layers:
+        node: Any = layer.data
+        for part in loc:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                break
+        else:
+            found = [*found, layer.path] if isinstance(node, dict) else [layer.path]
+    return " + ".join(str(f) for f in found)
+
+
+def format_validation_errors(exc: ValidationError, *, prefix: str = "",
+                             layers: list[ConfigLayer] | None = None) -> list[str]:
+    """One line per error: the key path (``prefix`` + loc), the message, the bad value and, for an
+    overlay chain, the file(s) the value came from."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after[_from_string()]",))
+        loc_parts = tuple(p for p in err["loc"] if p not in ("function-after[_from_string()]",))
+        loc = prefix + ".".join(str(p) for p in loc_parts)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not part of the config schema; check the spelling)"
         elif err["type"] == "missing":
             msg = "required key is missing"
         got = err.get("input")
-        suffix = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  - {loc or '<top level>'}: {msg}{suffix}")
-    return f"migration config {path} is invalid:\n" + "\n".join(lines)
+        quiet = err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) or repr(got) in msg
+        suffix = "" if quiet else f" (got {got!r})"
+        origin = _origin(loc_parts, layers) if layers and len(layers) > 1 else ""
+        lines.append(f"  - {loc.rstrip('.') or '<top level>'}: {msg}{suffix}" + (f"  [{origin}]" if origin else ""))
+    return lines
 
 
-def parse_config(data: Any, *, source: Path | str = "<dict>", time_scale: float | None = None) -> MigrationConfig:
-    """Validate a dict (already parsed YAML). ``time_scale`` overrides the file's value."""
+def parse_config(data: Any, *, source: Path | str = "<dict>", time_scale: float | None = None,
+                 layers: list[ConfigLayer] | None = None) -> MigrationConfig:
+    """Validate a dict (already parsed, merged YAML). ``time_scale`` overrides the file's value.
+
+    ``layers`` (the overlay chain the dict was merged from) lets each error name the file it came from.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"migration config {source} must be a mapping at the top level, got {type(data).__name__}")
     if time_scale is not None:
@@ -519,27 +639,37 @@ def parse_config(data: Any, *, source: Path | str = "<dict>", time_scale: float 
     try:
         return MigrationConfig.model_validate(data, context={"time_scale": scale})
     except ValidationError as exc:
-        raise ConfigError(_format_errors(Path(str(source)), exc)) from None
+        chain = "" if not layers or len(layers) < 2 else \
+            " (extends " + " -> ".join(str(layer.path) for layer in layers[-2::-1]) + ")"
+        raise ConfigError(f"migration config {source}{chain} is invalid:\n"
+                          + "\n".join(format_validation_errors(exc, layers=layers))) from None
 
 
-_cache: dict[tuple, MigrationConfig] = {}
+_cache: dict[tuple, tuple[tuple[tuple[str, int], ...], MigrationConfig]] = {}
 
 
 def config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
 
 
-def load_config(path: Path | str | None = None) -> MigrationConfig:
-    """Read and validate the config; cached on (path, mtime, time-scale env) so DAG parsing is cheap."""
-    p = Path(path) if path else config_path()
+def _unchanged(stamps: tuple[tuple[str, int], ...]) -> bool:
     try:
-        stat = p.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"migration config not found: {p} (set ${CONFIG_ENV} or create it)") from None
+        return all(Path(f).stat().st_mtime_ns == m for f, m in stamps)
+    except OSError:
+        return False
+
+
+def load_config(path: Path | str | None = None) -> MigrationConfig:
+    """Read, merge (``extends``) and validate the config.
+
+    Cached on (path, time-scale env) while no file of the chain changed (mtime), so DAG parsing is cheap.
+    """
+    p = Path(path) if path else config_path()
     env_scale = os.environ.get(TIME_SCALE_ENV)
-    key = (str(p), stat.st_mtime_ns, env_scale)
-    if key in _cache:
-        return _cache[key]
+    key = (str(p), env_scale)
+    hit = _cache.get(key)
+    if hit and _unchanged(hit[0]):
+        return hit[1]
     scale = None
     if env_scale:
         try:
@@ -548,11 +678,8 @@ def load_config(path: Path | str | None = None) -> MigrationConfig:
             raise ConfigError(f"${TIME_SCALE_ENV}={env_scale!r} is not a number") from None
         if not 0 < scale <= 1:
             raise ConfigError(f"${TIME_SCALE_ENV}={env_scale!r} must be in (0, 1]")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"migration config {p} is not valid YAML: {exc}") from None
-    cfg = parse_config(data, source=p, time_scale=scale)
+    layers = read_layers(p)
+    cfg = parse_config(merge_layers(layers), source=p, time_scale=scale, layers=layers)
     _cache.clear()
-    _cache[key] = cfg
+    _cache[key] = (tuple((str(layer.path), layer.mtime_ns) for layer in layers), cfg)
     return cfg

@@ -1,4 +1,6 @@
-"""Control schema: creation, feature flags, audit ledger, gate results (engine side).
+"""Control schema: feature flags, audit ledger, gate results (engine side).
+
+Creation and upgrades are versioned migrations (:mod:`migration_engine.control_schema`).
 
 Why tables and not Airflow Variables: the application reads the flags and writes the stats, so
 the contract must live where the application already has a connection - its own database. Every
@@ -16,8 +18,6 @@ from typing import Any
 from migration_engine import sqlfiles
 from migration_engine.errors import MigrationError
 
-CONTROL_SCHEMA_FILES = ("control/001_control_schema.sql", "control/002_control_indexes.sql")
-
 FLAG_TYPES: dict[str, type] = {
     "dual_write_enabled": bool,
     "read_new_pct": int,
@@ -32,29 +32,14 @@ class ControlError(MigrationError):
     """A control-schema operation was refused (unknown flag, bad value, missing schema)."""
 
 
-def ensure_control_schema(conn, schema: str) -> None:
-    """Create or complete the control schema; safe to run any number of times, concurrently too."""
-    import psycopg2.extensions as ext
+def ensure_control_schema(conn, schema: str, ddl=None, **options: Any) -> list:
+    """Create or upgrade the control schema: a thin name for :func:`migration_engine.control_schema.upgrade`.
 
-    if conn.get_transaction_status() != ext.TRANSACTION_STATUS_IDLE:
-        raise ControlError("ensure_control_schema needs a connection with no open transaction (commit first)")
-    prev = conn.autocommit
-    conn.autocommit = True  # CREATE INDEX CONCURRENTLY cannot run in a transaction block
-    try:
-        with conn.cursor() as cur:
-            # One creator at a time: CREATE ... IF NOT EXISTS races on the catalog otherwise.
-            lock = {"lock_name": "migration_control_schema"}
-            sqlfiles.run(cur, "common/advisory_lock.sql", params=lock)
-            try:
-                for name in CONTROL_SCHEMA_FILES:
-                    tpl = sqlfiles.load(name)
-                    text = cur.mogrify(tpl.compose(schema=schema), {}).decode()
-                    for stmt in sqlfiles.split_statements(text):
-                        cur.execute(stmt)
-            finally:
-                sqlfiles.run(cur, "common/advisory_unlock.sql", params=lock)
-    finally:
-        conn.autocommit = prev
+    Safe to run any number of times, concurrently too; returns the migrations it applied.
+    """
+    from migration_engine import control_schema  # lazy: applications import this module without the engine
+
+    return control_schema.upgrade(conn, schema, ddl, **options)
 
 
 def control_schema_exists(conn, schema: str) -> bool:

@@ -183,17 +183,46 @@ class DdlExecutor:
         cap = min(self.ddl.retry_backoff_max.total_seconds(), base * (2 ** (attempt - 1)))
         return cap / 2 + self.rng.uniform(0, cap / 2)
 
-    def lock_holders(self, table: TableRef | None) -> list[dict]:
-        if table is None:
+    def lock_holders(self, table: TableRef | None, schema: str | None = None) -> list[dict]:
+        """Sessions holding or waiting for locks on ``table`` (or, without one, on any relation in ``schema``)."""
+        if table is not None:
+            name, params = "ddl/lock_holders.sql", {"qualified_name": _qualified(table)}
+        elif schema is not None:
+            name, params = "ddl/schema_lock_holders.sql", {"schema_name": schema}
+        else:
             return []
         try:
-            return self.query_dicts("ddl/lock_holders.sql", params={"qualified_name": _qualified(table)})
+            return self.query_dicts(name, params=params)
         except psycopg2.Error as exc:  # diagnostics must never mask the real problem
             log.debug("could not list lock holders: %s", exc)
             return []
 
-    def with_lock_retry(self, what: str, table: TableRef | None, fn: Callable[[], Any]) -> Any:
-        """Call ``fn``; on lock timeout back off and call it again, up to ddl.max_lock_retries times."""
+    def open_transactions(self) -> list[dict]:
+        """The oldest other open transactions in this database: what CREATE INDEX CONCURRENTLY waits for."""
+        try:
+            return self.query_dicts("ddl/open_transactions.sql")
+        except psycopg2.Error as exc:
+            log.debug("could not list open transactions: %s", exc)
+            return []
+
+    def describe_blockers(self, table: TableRef | None, schema: str | None = None) -> str:
+        """Who the statement was waiting for, for the retry log line and the final error."""
+        holders = self.lock_holders(table, schema)
+        described = _describe_sessions(holders) or "no other session holds a lock on it now"
+        if not holders:
+            older = self.open_transactions()
+            if older:
+                described += ("; open transactions it may wait for (CREATE INDEX CONCURRENTLY waits for "
+                              "every older transaction): " + _describe_sessions(older))
+        return described
+
+    def with_lock_retry(self, what: str, table: TableRef | None, fn: Callable[[], Any], *,
+                        schema: str | None = None) -> Any:
+        """Call ``fn``; on lock timeout back off and call it again, up to ddl.max_lock_retries times.
+
+        ``schema`` names where to look for the blockers when the statement has no single ``table``.
+        """
+        scope = table if table is not None else (f"schema {schema}" if schema else None)
         attempt = 0
         while True:
             attempt += 1
@@ -202,23 +231,19 @@ class DdlExecutor:
             except psycopg2.errors.LockNotAvailable as exc:
                 if self.conn.info.transaction_status != extensions.TRANSACTION_STATUS_IDLE:
                     self.conn.rollback()
-                holders = self.lock_holders(table)
-                described = "; ".join(
-                    f"pid {h['pid']} {h['mode']}{'' if h['granted'] else ' (waiting)'} {h['state']} "
-                    f"xact {h['xact_age_s']}s: {h['query']}" for h in holders
-                ) or "no other session holds a lock on it now"
+                described = self.describe_blockers(table, schema)
                 if attempt > self.ddl.max_lock_retries:
                     raise LockRetriesExhausted(
                         f"{what}: gave up after {attempt} attempts, each stopped by lock_timeout "
                         f"{_ms(self.ddl.lock_timeout)} (ddl.max_lock_retries={self.ddl.max_lock_retries}). "
-                        f"Lock holders on {table}: {described}. Find and end the long transaction, "
+                        f"Lock holders on {scope}: {described}. Find and end the long transaction, "
                         f"or retry in a quieter period. ({str(exc).strip()})"
                     ) from exc
                 delay = self.backoff(attempt)
                 self.lock_retries += 1
                 log.warning(
                     "lock_timeout (%s) hit: %s - retry %d/%d in %.2fs; lock holders on %s: %s",
-                    _ms(self.ddl.lock_timeout), what, attempt, self.ddl.max_lock_retries, delay, table, described,
+                    _ms(self.ddl.lock_timeout), what, attempt, self.ddl.max_lock_retries, delay, scope, described,
                 )
                 self.sleep(delay)
 
@@ -263,6 +288,58 @@ class DdlExecutor:
             raise
         finally:
             self.conn.autocommit = True
+
+    def execute_sql(self, text: str, *, what: str, table: TableRef | None = None, schema: str | None = None,
+                    before: Callable[[], None] | None = None) -> int:
+        """Send one already-rendered statement (e.g. a statement of a control-schema migration file).
+
+        Same guarantees as :meth:`execute`: timeouts first, lock timeouts retried. ``before`` runs at
+        the start of every attempt (planning too), e.g. to drop an INVALID index an interrupted
+        ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` left behind, which that statement would skip.
+        """
+        self.ensure_timeouts()
+        if self.planning:
+            if before is not None:
+                before()
+            self.recorded.append(text)
+            return 0
+
+        def attempt() -> int:
+            if before is not None:
+                before()
+            log.info("executing: %s", text)
+            return self._send(text)
+
+        self.recorded.append(text)
+        return self.with_lock_retry(what, table, attempt, schema=schema)
+
+    def execute_transaction(self, statements: Sequence[str], *, what: str, table: TableRef | None = None,
+                            schema: str | None = None) -> None:
+        """Send rendered statements as one transaction: all or nothing, retried whole on lock timeout.
+
+        Each statement still runs under lock_timeout, so the transaction never waits long in the
+        lock queue holding the locks it already took.
+        """
+        self.ensure_timeouts()
+        self.recorded += ["BEGIN", *statements, "COMMIT"]
+        if self.planning:
+            return
+
+        def attempt() -> None:
+            self.conn.autocommit = False
+            try:
+                with self.conn.cursor() as cur:
+                    for text in statements:
+                        log.info("executing: %s", text)
+                        cur.execute(text)
+                self.conn.commit()
+            except BaseException:
+                self.conn.rollback()
+                raise
+            finally:
+                self.conn.autocommit = True
+
+        self.with_lock_retry(what, table, attempt, schema=schema)
 
     # --- indexes ----------------------------------------------------------------------------
     def index_state(self, schema: str, name: str) -> dict | None:
@@ -361,6 +438,22 @@ class DdlExecutor:
                      what=f"drop index {schema}.{name}")
         return True
 
+    def drop_invalid_indexes(self, schema: str) -> list[str]:
+        """Drop (concurrently) every INVALID index in ``schema``: leftovers of interrupted builds.
+
+        Meant to run inside a caller's lock-retry attempt (no retry of its own). Returns the names.
+        """
+        names = [r[0] for r in self.query("ddl/invalid_indexes.sql", params={"schema_name": schema})]
+        for name in names:
+            log.warning("index %s.%s is INVALID (leftover of an interrupted build); dropping it concurrently",
+                        schema, name)
+            drop = self.render("ddl/drop_index_concurrently.sql", {"schema": schema, "index": name})
+            self.recorded.append(drop)
+            if not self.planning:
+                self._send(drop)
+                self.invalid_indexes_rebuilt += 1
+        return names
+
     # --- catalog helpers --------------------------------------------------------------------
     def relation_exists(self, table: TableRef) -> bool:
         return bool(self.query("ddl/relation_exists.sql", params={"qualified_name": _qualified(table)})[0][0])
@@ -412,6 +505,13 @@ class DdlExecutor:
             log.info("backfill %s.%s: done, %d batches, %d rows updated in %.1fs",
                      table, column, batches, total, time.monotonic() - started)
         return total
+
+
+def _describe_sessions(rows: list[dict]) -> str:
+    return "; ".join(
+        f"pid {h['pid']} {h['mode']}{'' if h['granted'] else ' (waiting)'} {h['state']} "
+        f"xact {h['xact_age_s']}s: {h['query']}" for h in rows
+    )
 
 
 def _qualified(table: TableRef) -> str:

@@ -483,7 +483,7 @@ def prepare(conn, cfg: MigrationConfig, *, actor: str = "", context: dict | None
         raise DdlError(f"tables named in schema_changes do not exist in the legacy database "
                        f"({cfg.connections.legacy}): {missing}")
     if not dry_run:
-        control.ensure_control_schema(conn, cfg.control_schema)
+        control.ensure_control_schema(conn, cfg.control_schema, cfg.ddl)
     return {"tables": tables, "dry_run": dry_run,
             "steps": {g: [s.step_id for s in steps] for g, steps in build_steps(cfg).items()}}
 

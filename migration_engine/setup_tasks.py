@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from migration_engine import control, db, sqlfiles
+from migration_engine import control, control_schema, db, sqlfiles
 from migration_engine.config import MigrationConfig
+from migration_engine.errors import ConfigError, VerificationError
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,32 @@ def check_tables(cfg: MigrationConfig) -> list[str]:
                 if not cur.fetchone()[0]:
                     missing.append(f"{side} database ({cfg.conn_id(side)}): table {schema}.{table} does not exist")
     if missing:
-        raise RuntimeError("tables named in the migration config are missing:\n  " + "\n  ".join(missing))
+        raise ConfigError("tables named in the migration config are missing:\n  " + "\n  ".join(missing))
     return [f"{s}:{schema}.{table}" for s, schema, table in wanted]
 
 
-def create_control_schema(cfg: MigrationConfig) -> dict:
+def create_control_schema(cfg: MigrationConfig, *, dry_run: bool = False) -> dict:
+    """Create the control schema, or upgrade it to the code's version (the one place that does).
+
+    The step shape with its own state store: *plan* is the exact SQL of the pending migrations
+    (``dry_run``: nothing is sent), *apply* is ``control_schema.upgrade`` (idempotent; its run state
+    is ``schema_version``, since ``step_state`` lives inside the schema being created), *verify*
+    checks every object the migrations create. No revert: dropping the control schema would lose the
+    audit ledger. Every statement runs under the config's ddl.* timeouts with lock-timeout retries; a
+    schema made before versioned migrations is adopted in place.
+    """
     with db.connection(cfg.connections.legacy) as conn:
-        control.ensure_control_schema(conn, cfg.control_schema)
+        if dry_run:
+            statements = control_schema.plan(conn, cfg.control_schema, cfg.ddl)
+            log.info("DRY RUN: the control schema upgrade would send:\n%s",
+                     ";\n".join(statements) if statements else "(nothing: it is current)")
+            return {"dry_run": True, "plan": statements}
+        applied = control_schema.upgrade(conn, cfg.control_schema, cfg.ddl, applied_by="migration_setup")
+        problems = control_schema.verify(conn, cfg.control_schema)
+        if problems:
+            raise VerificationError(problems, step_id="setup.control_schema")
+        version = control_schema.current_version(conn, cfg.control_schema)
         flags = control.get_flags(conn, cfg.control_schema)
-    log.info("control schema %s ready; flags: %s", cfg.control_schema, flags)
-    return flags
+    log.info("control schema %s at version %d (applied now: %s); flags: %s", cfg.control_schema, version,
+             ", ".join(m.name for m in applied) or "nothing, it was current", flags)
+    return {"dry_run": False, "version": version, "applied": [m.name for m in applied], "flags": flags}

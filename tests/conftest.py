@@ -143,3 +143,11 @@ def airflow_db():
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/e2e/ brings up real services (Airflow, a browser): marked ``e2e``."""
+    e2e_dir = ROOT / "tests" / "e2e"
+    for item in items:
+        if e2e_dir in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)

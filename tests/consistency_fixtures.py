@@ -119,3 +119,54 @@ def repair_faults(dbs, faults: Faults) -> None:
                         "AND marketplace_transaction_id IS NULL)")
     dbs.query("legacy", "UPDATE public.tenants SET marketplace_payment_mode = 'manual' WHERE id IN (3, 5)")
     copy_listings(dbs)  # ON CONFLICT DO NOTHING: puts back only the deleted listing
+
+
+# --- DAG tests -----------------------------------------------------------------------------------
+SUITES = ["listings_count_parity", "listings_row_parity", "transactions_count_parity",
+          "cross_db_reference_integrity", "tenant_payment_mode_validity", "invoice_status_validity"]
+
+
+@pytest.fixture
+def consistency_config(tmp_path, monkeypatch):
+    """The default config (short recheck delay) with Data Docs under ``tmp_path / "gx"``."""
+    path = write_config(tmp_path / "migration.yaml", data_docs_dir=str(tmp_path / "gx"))
+    monkeypatch.setenv("MIGRATION_CONFIG", str(path))
+    return tmp_path
+
+
+def run_dag_run(dag_id: str, conf: dict | None = None):
+    """dag.test() the DAG; returns (dag_run, {task_id or task_id[map_index]: state})."""
+    from tests.airflow_helpers import get_dag
+
+    dr = get_dag(dag_id).test(run_conf=conf or None)
+    return dr, {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": ti.state
+                for ti in dr.get_task_instances()}
+
+
+def xcom(dag_run, task_id: str, map_index: int = -1):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id,
+                                                 map_indexes=map_index, key="return_value")).first()
+        return XComModel.deserialize_value(row) if row is not None else None
+
+
+def dry_run_changes_nothing(dbs, dag_id: str, conf: dict | None = None, *, ignore: tuple[str, ...] = ()):
+    """Run ``dag_id`` with ``dry_run=True``; assert both databases are unchanged; returns the dag run."""
+    from tests.snapshots import snapshot, unchanged
+
+    before = {side: snapshot(dsn, ignore=ignore) for side, dsn in (("legacy", dbs.legacy_dsn), ("new", dbs.new_dsn))}
+    dr, states = run_dag_run(dag_id, {**(conf or {}), "dry_run": True})
+    assert dr.state == "success", states
+    for side, dsn in (("legacy", dbs.legacy_dsn), ("new", dbs.new_dsn)):
+        problems = unchanged(before[side], snapshot(dsn, ignore=ignore))
+        assert not problems, f"the dry run of {dag_id} changed the {side} database: {problems}"
+    return dr, states
+
+
+def planned_sql(dag_run) -> str:
+    """Everything the dry run's finish_run task planned (the whole consistency run step)."""
+    steps = xcom(dag_run, "finish_run")["steps"]
+    return "\n".join(s for step in steps for s in step["executed"])

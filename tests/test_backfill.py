@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from migration_engine import control
-from migration_engine.backfill import BackfillError, RangeBusyError, RangeWorker, Settings, plan_entity, store
+from migration_engine.backfill import BackfillError, RangeBusyError, RangeWorker, backfill_settings, plan_entity, store
 from migration_engine.backfill.throttle import Health, next_batch_size, pause_reasons, rate_sleep
 from migration_engine.config import load_config, parse_config
 from tests.backfill_fixtures import add_listings, compare
@@ -59,7 +59,7 @@ def _ledger(databases, action):
 def test_plan_ranges_cover_the_key_space_and_dry_run_changes_nothing(databases, conns, cfg):
     legacy, new = conns
     add_listings(databases, 20_000)
-    s = Settings.from_config(cfg, parallelism=4)
+    s = backfill_settings(cfg, parallelism=4)
     plan = plan_entity(legacy, new, cfg, "listings", s, dry_run=True)
     (in_scope,) = databases.query("legacy", "SELECT count(*) FROM public.marketplace_listings "
                                             "WHERE status = 'ACTIVE'")[0]
@@ -72,7 +72,10 @@ def test_plan_ranges_cover_the_key_space_and_dry_run_changes_nothing(databases, 
     assert "COPY (" in text and "ON CONFLICT (\"legacy_listing_id\") DO UPDATE" in text
     assert 'WHERE src."id" > ' in text and "OFFSET" not in text and "'ACTIVE'" in text
     # nothing was written: no pass recorded, no rows copied, no ledger entry
-    assert databases.query("legacy", "SELECT to_regclass('migration_control.backfill_runs')")[0][0] is None
+    # (the backfill tables exist from the start now: control-schema migration 003, applied by migration_setup)
+    assert databases.query("legacy", "SELECT (SELECT count(*) FROM migration_control.backfill_runs), "
+                                     "(SELECT count(*) FROM migration_control.backfill_ranges), "
+                                     "(SELECT count(*) FROM migration_control.audit_ledger)")[0] == (0, 0, 0)
     assert databases.query("new", "SELECT count(*) FROM marketplace.service_listings")[0][0] == 0
 
 
@@ -83,14 +86,14 @@ def test_bad_mapping_and_settings_are_clear_errors(databases, conns, cfg):
     databases.query("legacy", "UPDATE public.marketplace_listings SET status = 'DRAFT' WHERE id = 5")
     everything = parse_config(raw)
     with pytest.raises(BackfillError, match=r"column status -> status: \['DRAFT'\] not in map"):
-        plan_entity(legacy, new, everything, "listings", Settings.from_config(everything))
+        plan_entity(legacy, new, everything, "listings", backfill_settings(everything))
     with pytest.raises(BackfillError, match="version_column 'touched_at' is not a mapped column"):
-        plan_entity(legacy, new, cfg, "listings", Settings.from_config(cfg, version_column="touched_at"))
+        plan_entity(legacy, new, cfg, "listings", backfill_settings(cfg, version_column="touched_at"))
     with pytest.raises(BackfillError, match="entity 'invoices' is not in the migration config"):
-        plan_entity(legacy, new, cfg, "invoices", Settings.from_config(cfg))
+        plan_entity(legacy, new, cfg, "invoices", backfill_settings(cfg))
     with pytest.raises(BackfillError, match="min_batch_size 10 > max_batch_size 5"):
-        Settings.from_config(cfg, min_batch_size=10, max_batch_size=5)
-    assert Settings.from_config(cfg, batch_size=100).min_batch_size == 100  # an explicit small batch is honoured
+        backfill_settings(cfg, min_batch_size=10, max_batch_size=5)
+    assert backfill_settings(cfg, batch_size=100).min_batch_size == 100  # an explicit small batch is honoured
 
 
 def test_newer_version_wins_and_reruns_are_no_ops(databases, conns, cfg):
@@ -103,7 +106,7 @@ def test_newer_version_wins_and_reruns_are_no_ops(databases, conns, cfg):
         INSERT INTO marketplace.service_listings (legacy_listing_id, title, price_cents, status, updated_at)
         VALUES (%s, 'dual-written newer', 1, 'active', now() + interval '1 hour'),
                (%s, 'stale', 1, 'active', '2000-01-01')""", (a, b))
-    s = Settings.from_config(cfg, batch_size=500)
+    s = backfill_settings(cfg, batch_size=500)
     plan = plan_entity(legacy, new, cfg, "listings", s)
     results = _run_all(databases, cfg, s, plan)
     assert all(r.status == "done" for r in results)
@@ -157,7 +160,7 @@ def _active_backfill_statement(databases, dbname):
 def test_backfill_survives_sigkill_three_times(databases, conns, cfg):
     legacy, new = conns
     add_listings(databases, 150_000)
-    s = Settings.from_config(cfg, parallelism=2)
+    s = backfill_settings(cfg, parallelism=2)
     run_id = plan_entity(legacy, new, cfg, "listings", s).run_id
     total = databases.query("legacy", f"SELECT rows_total FROM {SCHEMA}.backfill_runs WHERE id = %s", (run_id,))[0][0]
     args = ["--workers", "2", "--batch-size", "2000", "--max-batch-size", "2000", "--max-rows-per-second", "40000"]
@@ -208,7 +211,7 @@ def test_backfill_while_the_application_dual_writes(databases, conns, cfg):
     add_listings(databases, 30_000)
     control.set_flag(legacy, SCHEMA, "dual_write_enabled", True, actor="test", reason="phase 2 starts")
     lc, nc = _connectors(databases)
-    s = Settings.from_config(cfg, parallelism=2, batch_size=1000, max_batch_size=1000, max_rows_per_second=6000)
+    s = backfill_settings(cfg, parallelism=2, batch_size=1000, max_batch_size=1000, max_rows_per_second=6000)
     plan = plan_entity(legacy, new, cfg, "listings", s)
     keys = [r[0] for r in databases.query("legacy", "SELECT id FROM public.marketplace_listings ORDER BY id")]
     stop = threading.Event()
@@ -274,7 +277,7 @@ class _DeletingWorker(RangeWorker):
 
 def test_rows_deleted_during_the_copy_do_not_come_back(databases, conns, cfg):
     legacy, new = conns
-    s = Settings.from_config(cfg, parallelism=1)
+    s = backfill_settings(cfg, parallelism=1)
     plan = plan_entity(legacy, new, cfg, "listings", s)
     lc, nc = _connectors(databases)
     (job,) = plan.jobs
@@ -285,7 +288,8 @@ def test_rows_deleted_during_the_copy_do_not_come_back(databases, conns, cfg):
 
 def test_health_pause_is_logged_and_resumes(databases, conns, cfg, caplog):
     legacy, new = conns
-    s = Settings.from_config(cfg, parallelism=1, max_lock_waits=0, pause_check_seconds=0.2, batch_size=500)
+    s = backfill_settings(cfg, parallelism=1, pause_when={"max_lock_waits": 0}, pause_check_interval=0.2,
+                          batch_size=500)
     plan = plan_entity(legacy, new, cfg, "listings", s)
     databases.query("legacy", "CREATE TABLE public.lock_probe (id int)")
     holder = databases.connect("legacy")
@@ -311,7 +315,7 @@ def test_health_pause_is_logged_and_resumes(databases, conns, cfg, caplog):
 
 def test_one_worker_per_range(databases, conns, cfg):
     legacy, new = conns
-    s = Settings.from_config(cfg, parallelism=1)
+    s = backfill_settings(cfg, parallelism=1)
     plan = plan_entity(legacy, new, cfg, "listings", s)
     holder = databases.connect("legacy")
     with holder.cursor() as cur:
@@ -323,13 +327,43 @@ def test_one_worker_per_range(databases, conns, cfg):
     assert store.get_range(legacy, SCHEMA, plan.run_id, 0).status == "pending"
 
 
+def test_settings_are_the_config_section_with_validated_overrides(cfg):
+    """One declaration: a run's settings are cfg.backfill, overrides re-validated by the same model."""
+    from datetime import timedelta
+
+    from migration_engine.backfill import BackfillSettingsError, with_overrides
+    from migration_engine.errors import ConfigError
+
+    assert backfill_settings(cfg) is cfg.backfill  # nothing overridden: the config's own section
+    assert backfill_settings(cfg, batch_size=None, parallelism=None) is cfg.backfill  # None = keep the config's
+    s = backfill_settings(cfg, parallelism=4, pause_check_interval="200ms", pause_when={"max_lock_waits": 0})
+    assert (s.parallelism, s.pause_check_interval) == (4, timedelta(milliseconds=200))
+    assert s.pause_when.max_lock_waits == 0
+    assert s.pause_when.max_active_connections == cfg.backfill.pause_when.max_active_connections  # merged
+    assert cfg.backfill.parallelism == 2  # the config's section is untouched
+    wide = backfill_settings(cfg, batch_size=100_000)  # above max_batch_size: widens it
+    assert (wide.max_batch_size, wide.initial_batch_size()) == (100_000, 100_000)
+    assert with_overrides(wide, batch_size=7).min_batch_size == 7
+    with pytest.raises(BackfillSettingsError,
+                       match=r"unknown backfill setting\(s\) \['batch'\]; known: \[.*'batch_size'"):
+        backfill_settings(cfg, batch=10)
+    with pytest.raises(ConfigError, match=r"backfill\.parallelism: Input should be less than or equal to 64 \(got 65"):
+        backfill_settings(cfg, parallelism=65)
+    with pytest.raises(BackfillError, match=r"backfill\.pause_check_interval: .*expected a duration"):
+        backfill_settings(cfg, pause_check_interval="soon")
+    with pytest.raises(BackfillError, match=r"backfill\.pause_when\.colour: unknown key"):
+        backfill_settings(cfg, pause_when={"colour": 1})
+    with pytest.raises(BackfillError, match=r"need min_batch_size <= batch_size <= max_batch_size, got 600 <= 550"):
+        backfill_settings(cfg, batch_size=550, min_batch_size=600)  # both explicit: no widening
+
+
 def test_throttle_rules(cfg):
-    s = Settings.from_config(cfg)  # target 1 s, batches 500..50 000
+    s = backfill_settings(cfg)  # target 1 s, batches 500..50 000
     assert next_batch_size(5000, 0.25, s) == 10_000  # fast: grow, at most x2
     assert next_batch_size(5000, 4.0, s) == 2500  # slow: shrink, at most /2
     assert next_batch_size(5000, 1.25, s) == 4000
     assert next_batch_size(600, 10.0, s) == 500 and next_batch_size(40_000, 0.1, s) == 50_000  # bounds
-    capped = Settings.from_config(cfg, max_rows_per_second=10_000)
+    capped = backfill_settings(cfg, max_rows_per_second=10_000)
     assert rate_sleep(5000, 0.1, capped, share=1) == pytest.approx(0.4)  # 5000 rows at 10k/s = 0.5 s
     assert rate_sleep(5000, 0.1, capped, share=2) == pytest.approx(0.9)  # two ranges share the cap
     assert rate_sleep(5000, 0.1, s, share=1) == 0.0  # no cap
@@ -346,7 +380,7 @@ def test_throttle_rules(cfg):
 
 def test_rate_cap_slows_the_copy(databases, conns, cfg):
     legacy, new = conns
-    s = Settings.from_config(cfg, parallelism=1, batch_size=200, max_batch_size=200, max_rows_per_second=2000)
+    s = backfill_settings(cfg, parallelism=1, batch_size=200, max_batch_size=200, max_rows_per_second=2000)
     plan = plan_entity(legacy, new, cfg, "listings", s)
     started = time.monotonic()
     (result,) = _run_all(databases, cfg, s, plan)

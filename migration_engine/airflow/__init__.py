@@ -5,3 +5,7 @@ product errors to task outcomes, operators/sensors/triggers, notifiers, callback
 The engine below it (steps, gates, backfill, consistency, cutover, ...) never imports Airflow nor
 this package, so it runs and is tested without Airflow; DAG files import only this layer.
 """
+
+from migration_engine.airflow import connections as _connections
+
+_connections.install()  # every process that loads the layer resolves connections the way Airflow does

@@ -8,14 +8,15 @@ itself (adaptive batch size, rows/s cap, pauses on health signals). Nothing in i
 the marketplace: everything comes from the entity's mapping in the config.
 
 Parts: :mod:`.plan` (validate, split into ranges), :mod:`.engine` (copy one range),
-:mod:`.throttle`, :mod:`.store` (control tables), :mod:`.runs` (finish/status),
+:mod:`.settings` (the config's ``backfill`` section + per-run overrides), :mod:`.throttle`,
+:mod:`.store` (control tables), :mod:`.runs` (finish/status),
 :mod:`.tasks` (Airflow task bodies), ``python -m migration_engine.backfill`` (CLI).
 """
 
 from migration_engine.backfill.engine import RangeBusyError, RangeResult, RangeWorker
 from migration_engine.backfill.plan import Plan, RangeJob, plan_entity
 from migration_engine.backfill.runs import finish_run, status
-from migration_engine.backfill.settings import BackfillError, Settings
+from migration_engine.backfill.settings import BackfillError, BackfillSettingsError, backfill_settings, with_overrides
 
-__all__ = ["BackfillError", "Plan", "RangeBusyError", "RangeJob", "RangeResult", "RangeWorker", "Settings",
-           "finish_run", "plan_entity", "status"]
+__all__ = ["BackfillError", "BackfillSettingsError", "Plan", "RangeBusyError", "RangeJob", "RangeResult", "RangeWorker",
+           "backfill_settings", "finish_run", "plan_entity", "status", "with_overrides"]

@@ -3,14 +3,16 @@
     python -m migration_engine.backfill plan   --legacy-dsn postgresql://... --new-dsn postgresql://... \
         [--entity listings] [--parallelism 4] [--restart] [--dry-run]
     python -m migration_engine.backfill run    --legacy-dsn ... --new-dsn ... [--entity listings] \
-        [--range 0 --range 1] [--workers 2] [--batch-size 5000] [--max-rows-per-second 20000]
+        [--range 0 --range 1] [--workers 2] [--batch-size 5000] [--max-rows-per-second 20000] \
+        [--target-batch-duration 500ms] [--pause-check-interval 2s]
     python -m migration_engine.backfill status --legacy-dsn ... [--entity listings]
 
 ``run`` resumes the entity's open pass (planning one if there is none), copies its unfinished
 ranges (``--range`` limits which) and closes the pass when every range is done. SIGTERM/SIGINT
 stop after the current batch (the checkpoint is committed); SIGKILL loses at most the batch in
 flight, which the next run redoes idempotently. Without ``--legacy-dsn``/``--new-dsn`` the Airflow
-connections named in the config are used. Prints one JSON document; exit 0 = done, 3 = stopped
+connections named in the config are used. The override flags name keys of the config's ``backfill``
+section and are validated like it. Prints one JSON document; exit 0 = done, 3 = stopped
 or unfinished, 2 = bad input, 1 = error.
 """
 
@@ -33,8 +35,9 @@ from migration_engine.backfill import store
 from migration_engine.backfill.engine import RangeWorker
 from migration_engine.backfill.plan import plan_entity
 from migration_engine.backfill.runs import finish_run, status
-from migration_engine.backfill.settings import BackfillError, Settings
-from migration_engine.config import ConfigError, MigrationConfig, load_config
+from migration_engine.backfill.settings import BackfillError, backfill_settings
+from migration_engine.config import Backfill, ConfigError, MigrationConfig, load_config
+from migration_engine.control_schema import ControlSchemaError
 
 log = logging.getLogger("migration_engine.backfill")
 
@@ -51,11 +54,21 @@ def _connector(dsn: str | None, conn_id: str) -> Callable[[], Any]:
     return via_airflow
 
 
-def _settings(cfg: MigrationConfig, args: argparse.Namespace) -> Settings:
-    return Settings.from_config(
-        cfg, batch_size=args.batch_size, min_batch_size=args.min_batch_size, max_batch_size=args.max_batch_size,
-        max_rows_per_second=args.max_rows_per_second, parallelism=args.parallelism,
-        target_batch_seconds=args.target_batch_seconds, pause_check_seconds=args.pause_check_seconds)
+# Flags that override a key of the config's `backfill` section (flag --a-b -> key a_b).
+OVERRIDE_FLAGS = ("batch_size", "min_batch_size", "max_batch_size", "max_rows_per_second", "parallelism",
+                  "target_batch_duration", "pause_check_interval")
+
+
+def _duration(text: str) -> float | str:
+    """A duration flag: plain seconds (``0.5``) or with a unit like the config (``500ms``, ``2s``)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text  # validated (and named in the error) by the config model
+
+
+def _settings(cfg: MigrationConfig, args: argparse.Namespace) -> Backfill:
+    return backfill_settings(cfg, **{k: getattr(args, k) for k in OVERRIDE_FLAGS})
 
 
 def _entities(cfg: MigrationConfig, args: argparse.Namespace) -> list[str]:
@@ -142,9 +155,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--min-batch-size", type=int)
     ap.add_argument("--max-batch-size", type=int)
-    ap.add_argument("--target-batch-seconds", type=float)
+    ap.add_argument("--target-batch-duration", "--target-batch-seconds", dest="target_batch_duration",
+                    type=_duration, help="e.g. 500ms, 2s or seconds (backfill.target_batch_duration)")
     ap.add_argument("--max-rows-per-second", type=int)
-    ap.add_argument("--pause-check-seconds", type=float)
+    ap.add_argument("--pause-check-interval", "--pause-check-seconds", dest="pause_check_interval",
+                    type=_duration, help="e.g. 200ms, 5s or seconds (backfill.pause_check_interval)")
     ap.add_argument("--log-level", default="INFO")
     return ap.parse_args(argv)
 
@@ -168,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 code = 3
         else:
             code, out = cmd_status(cfg, args, legacy_connect)
-    except (ConfigError, BackfillError) as exc:
+    except (ConfigError, BackfillError, ControlSchemaError) as exc:
         log.error("%s", exc)
         return 2
     print(json.dumps(out, indent=2, default=str))

@@ -27,15 +27,16 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import psycopg2
 
 from migration_engine import control, sqlfiles
 from migration_engine.backfill import store, throttle
-from migration_engine.backfill.settings import BackfillError, Settings
+from migration_engine.backfill.settings import BackfillError
 from migration_engine.backfill.sqlgen import EntitySql
-from migration_engine.config import MigrationConfig
+from migration_engine.config import Backfill, MigrationConfig
 from migration_engine.gates.window import fmt_duration
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,13 @@ class RangeResult:
         return asdict(self)
 
 
-def _session(conn, s: Settings, application_name: str) -> None:
+def _ms(td: timedelta) -> str:
+    return f"{int(td.total_seconds() * 1000)}ms"
+
+
+def _session(conn, s: Backfill, application_name: str) -> None:
     """Bound every statement of the worker's sessions; UTC so COPY text round-trips timestamps."""
-    settings = {"lock_timeout": f"{s.lock_timeout_ms}ms", "statement_timeout": f"{s.statement_timeout_ms}ms",
+    settings = {"lock_timeout": _ms(s.lock_timeout), "statement_timeout": _ms(s.statement_timeout),
                 "TimeZone": "UTC", "application_name": application_name, "DateStyle": "ISO, YMD",
                 "IntervalStyle": "postgres", "extra_float_digits": "3",
                 "work_mem": "64MB"}  # the batch's sort and hash join stay in memory
@@ -100,7 +105,7 @@ class RangeWorker:
         entity_name: str,
         run_id: int,
         range_no: int,
-        settings: Settings,
+        settings: Backfill,
         legacy_connect: Callable[[], Any],
         new_connect: Callable[[], Any],
         *,
@@ -246,10 +251,10 @@ class RangeWorker:
                                     "another worker?)")
             after = last
             now = time.monotonic()
-            if now - last_log >= self.s.progress_seconds or after >= hi:
+            if now - last_log >= self.s.progress_interval.total_seconds() or after >= hi:
                 self._log_progress(done_before + result.rows_read, total, rate, eta, size, after, hi)
                 last_log = now
-            if now - last_ledger >= self.s.ledger_progress_seconds and after < hi:
+            if now - last_ledger >= self.s.ledger_progress_interval.total_seconds() and after < hi:
                 self._ledger_progress(legacy, done_before + result.rows_read, total, rate, eta, after, hi)
                 last_ledger = now
             size = throttle.next_batch_size(size, elapsed, self.s)
@@ -350,7 +355,7 @@ class RangeWorker:
     def _pause_while_unhealthy(self, legacy, new, result: RangeResult) -> None:
         if time.monotonic() < self._next_health:
             return
-        self._next_health = time.monotonic() + self.s.pause_check_seconds
+        self._next_health = time.monotonic() + self.s.pause_check_interval.total_seconds()
         reasons = self._health_reasons(legacy, new)
         if not reasons:
             return
@@ -365,9 +370,9 @@ class RangeWorker:
         legacy.commit()
         last_log = started
         while reasons and not self.should_stop():
-            self.sleep(self.s.pause_check_seconds)
+            self.sleep(self.s.pause_check_interval.total_seconds())
             reasons = self._health_reasons(legacy, new)
-            if reasons and time.monotonic() - last_log >= self.s.progress_seconds:
+            if reasons and time.monotonic() - last_log >= self.s.progress_interval.total_seconds():
                 log.warning("%s: still paused after %s - %s", self.label,
                             fmt_duration_s(time.monotonic() - started), "; ".join(reasons))
                 last_log = time.monotonic()
@@ -380,7 +385,7 @@ class RangeWorker:
                              reason=f"health signals back under thresholds after {fmt_duration_s(paused)}")
         legacy.commit()
         log.info("%s: resuming after a pause of %s", self.label, fmt_duration_s(paused))
-        self._next_health = time.monotonic() + self.s.pause_check_seconds
+        self._next_health = time.monotonic() + self.s.pause_check_interval.total_seconds()
 
     def _progress(self, done: int, total: int, rate: float, eta: float | None, after: int, hi: int) -> dict:
         pct = 100.0 if after >= hi else (100.0 * done / total if total else 0.0)
@@ -404,8 +409,6 @@ class RangeWorker:
 
 
 def fmt_duration_s(seconds: float) -> str:
-    from datetime import timedelta
-
     if seconds < 60:
         return f"{max(0.0, seconds):.1f}s"
     return fmt_duration(timedelta(seconds=seconds))

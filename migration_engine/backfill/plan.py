@@ -20,11 +20,11 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from migration_engine import control, sqlfiles
+from migration_engine import control, control_schema, sqlfiles
 from migration_engine.backfill import store
-from migration_engine.backfill.settings import BackfillError, Settings
+from migration_engine.backfill.settings import BackfillError, as_record
 from migration_engine.backfill.sqlgen import EntitySql
-from migration_engine.config import MigrationConfig
+from migration_engine.config import Backfill, MigrationConfig
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _check_key(legacy, es: EntitySql) -> None:
                             f"{e.old_table}.{e.key} is {row[0]}")
 
 
-def _check_version_column(es: EntitySql, s: Settings) -> None:
+def _check_version_column(es: EntitySql, s: Backfill) -> None:
     if s.version_column is None:
         return
     mapped = [c.new for c in es.entity.columns]
@@ -161,7 +161,7 @@ def _strip_comments(text: str) -> str:
     return "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("--")).strip()
 
 
-def render_sql(legacy, new, es: EntitySql, s: Settings, job: RangeJob | None) -> dict[str, str]:
+def render_sql(legacy, new, es: EntitySql, s: Backfill, job: RangeJob | None) -> dict[str, str]:
     """The exact statements of one batch, in execution order (what a dry run shows)."""
     out = {}
     if job is not None:
@@ -182,7 +182,7 @@ def plan_entity(
     new,
     cfg: MigrationConfig,
     entity_name: str,
-    s: Settings,
+    s: Backfill,
     *,
     restart: bool = False,
     dry_run: bool = False,
@@ -202,7 +202,7 @@ def plan_entity(
         log.warning("backfill plan %s: %s", entity_name, w)
 
     if not dry_run:
-        store.ensure_tables(legacy, schema)
+        control_schema.require_current(legacy, schema)  # migration_setup creates/upgrades it
         existing = store.open_run(legacy, schema, entity_name)
         if existing is not None and not restart:
             store.touch_run(legacy, schema, existing.id, dag_id, dag_run_id)
@@ -233,7 +233,7 @@ def plan_entity(
 
     run_id = store.insert_run(legacy, schema, entity=entity_name, key_column=es.entity.key, key_min=key_min,
                               key_max=key_max, rows_total=total, parallelism=s.parallelism,
-                              settings=s.as_dict(), dag_id=dag_id, dag_run_id=dag_run_id)
+                              settings=as_record(s), dag_id=dag_id, dag_run_id=dag_run_id)
     if ranges:
         store.insert_ranges(legacy, schema, run_id, ranges)
     else:
@@ -241,7 +241,7 @@ def plan_entity(
     control.append_audit(legacy, schema, actor=actor, action="backfill_planned", target=entity_name,
                          details={"backfill_run": run_id, "rows_total": total, "key_min": key_min,
                                   "key_max": key_max, "ranges": [[lo, hi, n] for lo, hi, n in ranges],
-                                  "settings": s.as_dict(), "warnings": warnings},
+                                  "settings": as_record(s), "warnings": warnings},
                          reason="historical backfill planned")
     legacy.commit()
     log.info("backfill %s: planned pass %s, %d in-scope rows, keys %s..%s in %d range(s)", entity_name, run_id,

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from migration_engine import sqlfiles
-from migration_engine.control import control_schema_exists
 
 
 @dataclass(frozen=True)
@@ -62,27 +61,6 @@ class RangeRow:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def ensure_tables(conn, schema: str) -> None:
-    """Create the backfill control tables (idempotent; the control schema must exist)."""
-    from migration_engine.backfill.settings import BackfillError
-
-    if not control_schema_exists(conn, schema):
-        conn.rollback()
-        raise BackfillError(f'control schema "{schema}" does not exist in the legacy database; '
-                            "run the migration_setup DAG first")
-    conn.commit()
-    try:
-        with conn.cursor() as cur:
-            # one creator at a time (CREATE ... IF NOT EXISTS races on the catalog otherwise)
-            sqlfiles.run(cur, "backfill/xact_lock.sql",
-                         params={"lock_name": "migration_control_schema"})
-            sqlfiles.run(cur, "backfill/control_tables.sql", {"schema": schema})
-        conn.commit()
-    except Exception:
-        conn.rollback()
-        raise
 
 
 def _one(cur) -> tuple | None:

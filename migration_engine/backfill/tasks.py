@@ -14,8 +14,8 @@ from migration_engine import control, db
 from migration_engine.backfill.engine import RangeWorker
 from migration_engine.backfill.plan import plan_entity
 from migration_engine.backfill.runs import finish_run
-from migration_engine.backfill.settings import BackfillError, Settings
-from migration_engine.config import MigrationConfig
+from migration_engine.backfill.settings import BackfillError, backfill_settings
+from migration_engine.config import Backfill, MigrationConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ def actor(dag_id: str | None, run_id: str | None) -> str:
     return f"airflow:{dag_id}/{run_id}"
 
 
-def settings_from_params(cfg: MigrationConfig, params: dict[str, Any]) -> Settings:
-    """Settings from the config, overridden by the run's Params (None = keep the config's)."""
-    return Settings.from_config(cfg, **{k: params.get(k) for k in SETTING_PARAMS})
+def settings_from_params(cfg: MigrationConfig, params: dict[str, Any]) -> Backfill:
+    """The config's ``backfill`` section, overridden by the run's Params (None = keep the config's)."""
+    return backfill_settings(cfg, **{k: params.get(k) for k in SETTING_PARAMS})
 
 
 def enable_dual_write(cfg: MigrationConfig, *, dry_run: bool, dag_id: str, run_id: str) -> dict[str, Any]:

@@ -7,9 +7,10 @@ Uses the deduplication of ``migration_engine.alerts`` (``send_alert(..., dedup_k
 keys, occurrence count) instead of paging again; the first passing run marks it resolved and posts
 "Resolved" in its thread. A run that fails after a resolution pages again.
 
-The hourly DAG's tasks use :func:`hourly_failure_callback`: failures that the ``escalate`` task
-already reports (a failed check, a crashed check task, the verdict) do not send a second,
-undeduplicated page; any other task failure goes to the normal failure callback.
+:func:`escalate_run` reads the verdict of one DAG run's consistency run from the control tables
+(so it also reports a run whose tasks crashed). The hourly DAG's failure callback, which keeps the
+failures this escalation reports from paging a second time, lives in the Airflow layer
+(``migration_engine.airflow.consistency.hourly_failure_callback``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,8 @@ import logging
 from typing import Any
 
 from migration_engine.config import MigrationConfig
-from migration_engine.consistency.results import ConsistencyCheckFailed
 
 log = logging.getLogger(__name__)
-
-# Tasks of migration_consistency_hourly whose failures the escalate task reports.
-ESCALATED_TASKS = frozenset({"start_run", "plan_checks", "run_check", "run_suites", "finish_run", "verdict"})
 
 
 def dedup_key(cfg: MigrationConfig) -> str:
@@ -32,7 +29,7 @@ def dedup_key(cfg: MigrationConfig) -> str:
 
 def alert_content(cfg: MigrationConfig, summary: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """Title, text and figures of the page for a failing run (pure)."""
-    from migration_engine.consistency.tasks import describe_failure
+    from migration_engine.consistency.runs import describe_failure
 
     failing = summary.get("failed_checks") or []
     title = f"Consistency check failed: {len(failing)} of {summary.get('checked', '?')} checks ({cfg.name})"
@@ -66,17 +63,24 @@ def escalate(cfg: MigrationConfig, summary: dict[str, Any] | None, *, conn, dag_
     return {"action": res.action, "ok": res.ok, "occurrences": res.occurrences, "error": res.error}
 
 
-def hourly_failure_callback(context) -> None:
-    """Skip the generic page for failures that ``escalate`` reports (deduplicated); never raises."""
-    try:
-        exc = context.get("exception")
-        ti = context.get("ti") or context.get("task_instance")
-        task_id = getattr(ti, "task_id", None) or getattr(context.get("task"), "task_id", None)
-        if isinstance(exc, ConsistencyCheckFailed) or task_id in ESCALATED_TASKS:
-            log.info("failure of %s is reported by the escalate task (deduplicated); no separate page", task_id)
-            return
-    except Exception as err:  # noqa: BLE001 - fall through to the normal callback
-        log.warning("hourly_failure_callback could not inspect the context: %s", err)
-    from migration_engine.airflow.dags import failure_callback
+def escalate_run(cfg: MigrationConfig, *, kind: str, dag_id: str | None, run_id: str | None) -> dict[str, Any]:
+    """Escalate the consistency run of one DAG run (its summary from ``consistency_runs``).
 
-    failure_callback(context)
+    When the control database cannot be reached the page still goes out, without deduplication
+    (and without the run's figures): an unreachable control database is itself worth a page.
+    """
+    from migration_engine import db
+    from migration_engine.consistency import store
+    from migration_engine.consistency.sessions import APPLICATION_NAME
+
+    try:
+        conn = db.connect(cfg.connections.legacy, application_name=f"{APPLICATION_NAME}-alerts")
+    except Exception as exc:  # noqa: BLE001 - page anyway, without deduplication
+        log.error("control database unreachable (%s); alerting without deduplication", exc)
+        return escalate(cfg, None, conn=None, dag_id=dag_id, run_id=run_id)
+    try:
+        run = store.run_of_dag_run(conn, cfg.control_schema, dag_id=dag_id, run_id=run_id, kind=kind)
+        summary = run.summary if run is not None and run.finished_at is not None else None
+        return escalate(cfg, summary, conn=conn, dag_id=dag_id, run_id=run_id)
+    finally:
+        conn.close()

@@ -175,10 +175,7 @@ class EntityDiffer:
         GROUP BY returns them in the same single scan), so a difference usually costs one more
         query per side, for its rows; a denser sub-range is split ``bisect_factor`` ways again.
         """
-        fanout = self.c.bisect_factor
-        if top:
-            fanout = max(fanout, math.ceil(self.c.chunk_size / self.c.bisect_min_rows))
-        width = max(1, math.ceil((hi - lo) / fanout))
+        width = bucket_width(self.c, lo, hi, top=top)
         ob = self.buckets("old", lo, hi, width, acc)
         nb = self.buckets("new", lo, hi, width, acc)
         if top:
@@ -235,6 +232,14 @@ class EntityDiffer:
         return cleared
 
 
+def bucket_width(c, lo: int, hi: int, *, top: bool) -> int:
+    """Keys per sub-range of one checksum query over [lo, hi) (``top``: a whole chunk)."""
+    fanout = c.bisect_factor
+    if top:
+        fanout = max(fanout, math.ceil(c.chunk_size / c.bisect_min_rows))
+    return max(1, math.ceil((hi - lo) / fanout))
+
+
 def _chunks(lo: int, hi: int, rows: int, chunk_size: int) -> list[tuple[int, int]]:
     """Key ranges of about ``chunk_size`` rows each (width from the observed key density)."""
     if hi <= lo:
@@ -248,6 +253,19 @@ def _bounds(pool: SessionPool, name: str, ids: dict) -> tuple[int | None, int | 
         sqlfiles.run(cur, name, ids)
         lo, hi, n = cur.fetchone()
     return (None if lo is None else int(lo)), (None if hi is None else int(hi)), int(n)
+
+
+def entity_chunks(cfg: MigrationConfig, plan: EntityPlan, old: SessionPool,
+                  new: SessionPool) -> tuple[list[tuple[int, int]], int, int]:
+    """The key-range chunks of one entity (from both sides' key bounds) and each side's row count."""
+    e = plan.entity
+    olo, ohi, on = _bounds(old, "consistency/key_bounds.sql", {"table": plan.old_identifiers()["table"], "key": e.key})
+    nlo, nhi, nn = _bounds(new, "consistency/key_bounds.sql", {"table": plan.new_table_identifiers()["table"],
+                                                               "key": e.legacy_id_column})
+    los = [v for v in (olo, nlo) if v is not None]
+    his = [v for v in (ohi, nhi) if v is not None]
+    chunks = _chunks(min(los), max(his) + 1, max(on, nn), cfg.consistency.chunk_size) if los else []
+    return chunks, on, nn
 
 
 def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], Any],
@@ -267,15 +285,8 @@ def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], An
         for note in plan.notes:
             say(f"diff {name}: note: {note}")
         differ = EntityDiffer(cfg, plan, old, new)
-        e = plan.entity
-        olo, ohi, on = _bounds(old, "consistency/key_bounds.sql", {"table": plan.old_identifiers()["table"],
-                                                                   "key": e.key})
-        nlo, nhi, nn = _bounds(new, "consistency/key_bounds.sql", {"table": plan.new_table_identifiers()["table"],
-                                                                   "key": e.legacy_id_column})
-        los = [v for v in (olo, nlo) if v is not None]
-        his = [v for v in (ohi, nhi) if v is not None]
-        chunks = _chunks(min(los), max(his) + 1, max(on, nn), c.chunk_size) if los else []
-        say(f"diff {name}: keys {min(los) if los else '-'}..{max(his) if his else '-'}, "
+        chunks, on, nn = entity_chunks(cfg, plan, old, new)
+        say(f"diff {name}: keys {chunks[0][0] if chunks else '-'}..{chunks[-1][1] - 1 if chunks else '-'}, "
             f"{on} old / {nn} new rows with a key, {len(chunks)} chunks, {c.parallelism} workers")
         total = _Acc()
         lock = threading.Lock()

@@ -271,3 +271,12 @@ def execute(cur, name: str, identifiers: dict[str, Any], params: dict[str, Any])
     own = tpl.check_params(params)
     extra = {k: v for k, v in params.items() if k.startswith("zdm_")}
     cur.execute(tpl.compose(**identifiers), {**own, **extra})
+
+
+def render(cur, name: str, identifiers: dict[str, Any], params: dict[str, Any]) -> str:
+    """The statement :func:`execute` would send, as text (for dry-run plans), without comment lines."""
+    tpl = sqlfiles.load(name)
+    own = tpl.check_params(params)
+    extra = {k: v for k, v in params.items() if k.startswith("zdm_")}
+    text = cur.mogrify(tpl.compose(**identifiers), {**own, **extra}).decode()
+    return "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("--")).strip()

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from migration_engine import sqlfiles
-from migration_engine.config import CountSide, MigrationConfig
+from migration_engine.config import CountSide, MigrationConfig, Reference
 from migration_engine.consistency.diff import _bounds, _chunks
 from migration_engine.consistency.plan import family, ident, integer_pk, require_columns
 from migration_engine.consistency.results import CheckResult, ConsistencyError, Finding, cap_findings
@@ -47,33 +47,48 @@ def _missing(pool: SessionPool, ids: dict, values: list) -> set:
         return {r[0] for r in cur.fetchall()}
 
 
+def find_reference(cfg: MigrationConfig, name: str) -> Reference:
+    ref = next((r for r in cfg.references if r.name == name), None)
+    if ref is None:
+        raise ConsistencyError(f"unknown reference {name!r}; the config has {[r.name for r in cfg.references]}")
+    return ref
+
+
+def reference_chunks(cfg: MigrationConfig, ref: Reference, from_pool: SessionPool,
+                     to_pool: SessionPool) -> tuple[dict, dict, list[tuple[int, int]], int]:
+    """Preflight (columns, types, integer key) and the key-range chunks of the referencing table."""
+    src, dst = ref.from_, ref.to
+    from_cols = require_columns(from_pool.get(), cfg, src.db, src.table, [src.column])
+    to_cols = require_columns(to_pool.get(), cfg, dst.db, dst.table, [dst.column])
+    if family(from_cols[src.column]) != family(to_cols[dst.column]):
+        raise ConsistencyError(
+            f"reference {ref.name}: {src.table}.{src.column} is {from_cols[src.column]} but "
+            f"{dst.table}.{dst.column} is {to_cols[dst.column]}")
+    pk = integer_pk(from_pool.get(), cfg, src.db, src.table)
+    from_ids = {"table": ident(src.table), "pk": pk, "column": src.column}
+    to_ids = {"table": ident(dst.table), "column": dst.column}
+    lo, hi, rows = _bounds(from_pool, "consistency/key_bounds.sql", {"table": ident(src.table), "key": pk})
+    chunks = _chunks(lo, hi + 1, rows, cfg.consistency.chunk_size) if lo is not None else []
+    return from_ids, to_ids, chunks, rows
+
+
 def check_reference(cfg: MigrationConfig, name: str, connect: Connectors,
                     *, progress: Callable[[str], None] | None = None) -> CheckResult:
     started = time.monotonic()
     say = progress or log.info
     c = cfg.consistency
-    ref = next((r for r in cfg.references if r.name == name), None)
-    if ref is None:
-        return _error(name, "reference", ConsistencyError(
-            f"unknown reference {name!r}; the config has {[r.name for r in cfg.references]}"), started)
+    try:
+        ref = find_reference(cfg, name)
+    except ConsistencyError as exc:
+        return _error(name, "reference", exc, started)
     src, dst = ref.from_, ref.to
     target = f"{dst.table}.{dst.column} ({dst.db} database)"
     with SessionPool(connect[src.db], c.statement_timeout, label=src.db) as from_pool, \
             SessionPool(connect[dst.db], c.statement_timeout, label=dst.db) as to_pool:
         try:
-            from_cols = require_columns(from_pool.get(), cfg, src.db, src.table, [src.column])
-            to_cols = require_columns(to_pool.get(), cfg, dst.db, dst.table, [dst.column])
-            if family(from_cols[src.column]) != family(to_cols[dst.column]):
-                raise ConsistencyError(
-                    f"reference {name}: {src.table}.{src.column} is {from_cols[src.column]} but "
-                    f"{dst.table}.{dst.column} is {to_cols[dst.column]}")
-            pk = integer_pk(from_pool.get(), cfg, src.db, src.table)
+            from_ids, to_ids, chunks, rows = reference_chunks(cfg, ref, from_pool, to_pool)
         except ConsistencyError as exc:
             return _error(name, "reference", exc, started)
-        from_ids = {"table": ident(src.table), "pk": pk, "column": src.column}
-        to_ids = {"table": ident(dst.table), "column": dst.column}
-        lo, hi, rows = _bounds(from_pool, "consistency/key_bounds.sql", {"table": ident(src.table), "key": pk})
-        chunks = _chunks(lo, hi + 1, rows, c.chunk_size) if lo is not None else []
         say(f"reference {name}: {rows} rows of {src.table} in {len(chunks)} chunks -> {target}")
         lock = threading.Lock()
         totals = {"rows_checked": 0, "distinct_values": 0, "orphans": 0}
@@ -115,18 +130,21 @@ def check_reference(cfg: MigrationConfig, name: str, connect: Connectors,
                                 "to": f"{dst.db}:{dst.table}.{dst.column}"})
 
 
+def count_query(spec: CountSide) -> tuple[str, dict, dict]:
+    """(SQL file, identifiers, params) of one side's count."""
+    if spec.where is None:
+        return "consistency/count_all.sql", {"table": ident(spec.table)}, {}
+    eq = spec.where.equals
+    eq_text = None if eq is None else (str(eq).lower() if isinstance(eq, bool) else str(eq))
+    return ("consistency/count_where.sql", {"table": ident(spec.table), "column": spec.where.column},
+            {"is_not_null": spec.where.is_not_null, "equals_text": eq_text})
+
+
 def _count(pool: SessionPool, cfg: MigrationConfig, side: str, spec: CountSide) -> int:
     conn = pool.get()
     require_columns(conn, cfg, side, spec.table, [spec.where.column] if spec.where else [])
     with conn.cursor() as cur:
-        if spec.where is None:
-            sqlfiles.run(cur, "consistency/count_all.sql", {"table": ident(spec.table)})
-        else:
-            eq = spec.where.equals
-            eq_text = None if eq is None else (str(eq).lower() if isinstance(eq, bool) else str(eq))
-            sqlfiles.run(cur, "consistency/count_where.sql",
-                         {"table": ident(spec.table), "column": spec.where.column},
-                         {"is_not_null": spec.where.is_not_null, "equals_text": eq_text})
+        sqlfiles.run(cur, *count_query(spec))
         return int(cur.fetchone()[0])
 
 

@@ -22,10 +22,6 @@ class ConsistencyError(MigrationError):
     """
 
 
-class ConsistencyCheckFailed(MigrationError):
-    """Raised by the verdict task when a run did not pass (the message carries counts and keys)."""
-
-
 @dataclass(frozen=True)
 class Finding:
     kind: str

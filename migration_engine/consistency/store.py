@@ -13,38 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from migration_engine import control, sqlfiles
+from migration_engine import control_schema, sqlfiles
 from migration_engine.config import MigrationConfig
 from migration_engine.consistency.results import CheckResult
 
-TABLES_FILE = "consistency/control_tables.sql"
 _FINDINGS_BATCH = 500
-
-
-def ensure_tables(conn, schema: str) -> None:
-    """Create the consistency tables if missing (needs the control schema from migration_setup)."""
-    if not control.control_schema_exists(conn, schema):
-        raise control.ControlError(
-            f'control schema "{schema}" does not exist in the legacy database; run the migration_setup '
-            "DAG first")
-    conn.commit()
-    try:
-        with conn.cursor() as cur:
-            lock = {"lock_name": "migration_consistency_tables"}
-            sqlfiles.run(cur, "common/advisory_lock.sql", params=lock)  # session lock: one creator
-            try:
-                tpl = sqlfiles.load(TABLES_FILE)
-                text = cur.mogrify(tpl.compose(schema=schema), {}).decode()
-                for stmt in sqlfiles.split_statements(text):
-                    cur.execute(stmt)
-                conn.commit()
-            finally:
-                conn.rollback()  # a failed statement aborts the transaction; unlock needs a live one
-                sqlfiles.run(cur, "common/advisory_unlock.sql", params=lock)
-                conn.commit()
-    except Exception:
-        conn.rollback()
-        raise
 
 
 def _commit(conn, fn):
@@ -60,7 +33,7 @@ def _commit(conn, fn):
 def start_run(conn, schema: str, *, kind: str, dag_id: str | None, run_id: str | None,
               retention: timedelta | None = None) -> int:
     """Insert a 'running' run (and drop history older than ``retention``); returns its id."""
-    ensure_tables(conn, schema)
+    control_schema.require_current(conn, schema)  # migration_setup creates/upgrades it
 
     def go() -> int:
         with conn.cursor() as cur:
@@ -131,7 +104,7 @@ class ConsistencyRun:
     dag_id: str | None
     run_id: str | None
     started_at: datetime
-    finished_at: datetime
+    finished_at: datetime | None  # None while the run is still ``running``
     failed_checks: list[str]
     summary: dict[str, Any]
     data_docs: str | None
@@ -146,6 +119,27 @@ class ConsistencyRun:
     def passed_within(self, max_age: timedelta, now: datetime | None = None) -> bool:
         """Phase 5's question: did consistency pass, and recently enough?"""
         return self.passed and self.age(now) <= max_age
+
+
+def tables_exist(conn, schema: str) -> bool:
+    """Whether the consistency tables exist (a dry run must not create them)."""
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "common/table_exists.sql", params={"schema": schema, "table_name": "consistency_runs"})
+        exists = bool(cur.fetchone()[0])
+    conn.commit()
+    return exists
+
+
+def run_of_dag_run(conn, schema: str, *, dag_id: str | None, run_id: str | None, kind: str) -> ConsistencyRun | None:
+    """The latest run (finished or not) started by one DAG run, or None (also when no table exists)."""
+    if not tables_exist(conn, schema):
+        return None
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "consistency/run_of_dag_run.sql", {"schema": schema},
+                     {"dag_id": dag_id, "run_id": run_id, "kind": kind})
+        row = cur.fetchone()
+    conn.commit()
+    return ConsistencyRun(*row) if row else None
 
 
 def last_consistency_run(conn, cfg: MigrationConfig, *, kinds: tuple[str, ...] = ("full",)) -> ConsistencyRun | None:

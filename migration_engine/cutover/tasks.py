@@ -7,7 +7,7 @@ from typing import Any
 
 from migration_engine import control
 from migration_engine.config import MigrationConfig
-from migration_engine.control import current_flags, ensure_flag
+from migration_engine.control import current_flags
 from migration_engine.cutover.flags import write_cutover_point
 from migration_engine.errors import Refused
 from migration_engine.gates.error_rate import old_path_baseline
@@ -41,7 +41,11 @@ def measure_baseline(conn, cfg: MigrationConfig, *, actor: str, context: dict, n
 
 
 def write_cutover(conn, cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, Any]:
-    """Reads at 100 % new -> (keep_old_sync on) -> write_to_new on; all audited; idempotent."""
+    """Reads at 100 % new -> the write-cutover steps (keep_old_sync on if configured, then write_to_new
+    on), run and verified by ``StepRunner``; a re-run that finds them set writes nothing."""
+    from migration_engine.cutover.steps import write_cutover_steps
+    from migration_engine.steps import StepRunner
+
     flags = current_flags(conn, cfg.control_schema)
     if int(flags.get("read_new_pct", 0)) != 100 and not flags.get("write_to_new"):
         raise CutoverRefused(f"reads are at {flags.get('read_new_pct')}% on the new tables, not 100%: the write "
@@ -49,17 +53,16 @@ def write_cutover(conn, cfg: MigrationConfig, *, actor: str, context: dict) -> d
     if flags.get("maintenance_mode"):
         raise CutoverRefused("maintenance_mode is on (a rollback in progress?): not moving writes")
     keep = cfg.cutover.keep_old_sync
-    if keep is not None:
-        # Before write_to_new: the very first new-first write is already mirrored to the old table.
-        ensure_flag(conn, cfg.control_schema, "keep_old_sync", True, actor=actor, context=context,
-                    reason=f"write cutover: keep the old tables in sync for {fmt_duration(keep)} (seed 5.3)")
-    change = ensure_flag(conn, cfg.control_schema, "write_to_new", True, actor=actor, context=context,
-                         reason="write cutover: the new tables are the write path (seed 5.3)")
+    steps = write_cutover_steps(cfg)
+    runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor, context=context)
+    results = runner.apply(steps)
+    runner.verify(steps)
     point = write_cutover_point(conn, cfg.control_schema)
     if point is None:
         raise CutoverRefused("write_to_new is on but the ledger has no record of the switch")
-    out: dict[str, Any] = {"write_cutover_at": point.at.astimezone(UTC).isoformat(), "changed": change is not None,
-                           "ledger_id": point.audit_id, "keep_old_sync": keep is not None}
+    out: dict[str, Any] = {"write_cutover_at": point.at.astimezone(UTC).isoformat(), "changed": results[-1].changed,
+                           "ledger_id": point.audit_id, "keep_old_sync": keep is not None,
+                           "steps": {r.step_id: r.notes for r in results}}
     if keep is not None:
         out["keep_old_sync_until"] = (point.at + keep).astimezone(UTC).isoformat()
     return out

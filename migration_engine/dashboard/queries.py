@@ -111,6 +111,10 @@ def _consistency(cur, schema: str, w: Windows) -> dict[str, Any]:
                  {"schema": schema, "table": CONSISTENCY_RUNS_TABLE, "time_column": time_column},
                  {"window_start": w.window_start, "max_rows": MAX_CONSISTENCY_ROWS})
     runs = [row[0] for row in cur.fetchall()]
+    if not runs:
+        sqlfiles.run(cur, "dashboard/consistency_any.sql", {"schema": schema, "table": CONSISTENCY_RUNS_TABLE})
+        if not cur.fetchone()[0]:
+            return {"available": False, "note": "no consistency runs yet", "runs": []}
     return {"available": True, "note": "" if runs else "no consistency runs in the last 24 h",
             "time_column": time_column, "runs": runs}
 

@@ -18,8 +18,10 @@ from typing import Any
 
 from migration_engine import control
 from migration_engine.config import MigrationConfig
-from migration_engine.control import current_flags, ensure_flag
+from migration_engine.control import current_flags
 from migration_engine.errors import Refused
+from migration_engine.flag_step import SetFlag
+from migration_engine.steps import StepRunner
 
 SCENARIOS = {
     "dual_write": {"flag": "dual_write_enabled", "value": False, "mode": "dual_write",
@@ -37,8 +39,16 @@ class RollbackRefused(Refused):
     """This rollback does not apply to the current state; the message names the right one."""
 
 
+def flag_step(cfg: MigrationConfig, scenario: str, reason: str) -> SetFlag:
+    """The scenario's one flag change as a step (its revert puts back the value it found)."""
+    spec = SCENARIOS[scenario]
+    return SetFlag(cfg.control_schema, spec["flag"], spec["value"], phase=f"rollback.{scenario}",
+                   reason=f"{spec['title']}: {reason}", step_id=f"rollback.{scenario}.flag.{spec['flag']}")
+
+
 def apply(conn, cfg: MigrationConfig, scenario: str, *, actor: str, context: dict, reason: str) -> dict[str, Any]:
-    """Set the scenario's flag (audited, idempotent) and return what the recovery watch needs."""
+    """Set the scenario's flag (a ``SetFlag`` step: audited, idempotent) and return what the recovery
+    watch needs."""
     spec = SCENARIOS[scenario]
     if not reason.strip():
         raise RollbackRefused("give a reason (the symptoms) for the audit ledger")
@@ -48,15 +58,25 @@ def apply(conn, cfg: MigrationConfig, scenario: str, *, actor: str, context: dic
             "writes are already on the new tables (write_to_new = true): the old tables are stale, so "
             f"{spec['title'].split(':')[0].lower()} cannot help - run migration_rollback_writes (scenario 3)")
     before = flags.get(spec["flag"])
-    change = ensure_flag(conn, cfg.control_schema, spec["flag"], spec["value"], actor=actor,
-                         reason=f"{spec['title']}: {reason}", context=context)
+    step = flag_step(cfg, scenario, reason)
+    runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor, context=context)
+    (result,) = runner.apply([step])
+    runner.verify([step])
+    changed = result.changed
     at = datetime.now(UTC)
     control.audit(conn, cfg.control_schema, actor=actor, action=f"rollback.{scenario}.applied",
                   target=spec["flag"], details={**context, "before": before, "after": spec["value"],
-                                                "changed": change is not None, "at": at.isoformat()},
+                                                "changed": changed, "at": at.isoformat()},
                   reason=reason)
     return {"scenario": scenario, "flag": spec["flag"], "before": before, "after": spec["value"],
-            "changed": change is not None, "changed_at": at.isoformat()}
+            "changed": changed, "changed_at": at.isoformat()}
+
+
+def alert_text(scenario: str, result: dict[str, Any], reason: str) -> tuple[str, str, dict[str, str]]:
+    """(title, text, figures) of the warning that tells the channel what changed."""
+    spec = SCENARIOS[scenario]
+    return (spec["title"], f"Reason: {reason}. {spec['alert']}",
+            {spec["flag"]: f"{result['before']} -> {spec['shown_after']}"})
 
 
 def record_outcome(conn, cfg: MigrationConfig, scenario: str, *, actor: str, context: dict, verified: bool,
@@ -64,26 +84,3 @@ def record_outcome(conn, cfg: MigrationConfig, scenario: str, *, actor: str, con
     control.audit(conn, cfg.control_schema, actor=actor,
                   action=f"rollback.{scenario}.{'verified' if verified else 'verify_failed'}",
                   target=SCENARIOS[scenario]["flag"], details={**context, "figures": figures}, reason=reason)
-
-
-def run_task(scenario: str, reason: str) -> dict[str, Any]:
-    """The first task of both rollback DAGs: apply, then tell the channel (warning) what changed."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from migration_engine import db
-    from migration_engine.airflow.context import task_context
-    from migration_engine.alerts import send_alert
-    from migration_engine.config import load_config
-
-    spec = SCENARIOS[scenario]
-    cfg = load_config()
-    actor, ctx = task_context()
-    try:
-        with db.connection(cfg.connections.legacy) as conn:
-            result = apply(conn, cfg, scenario, actor=actor, context=ctx, reason=reason)
-    except RollbackRefused as exc:
-        raise AirflowFailException(str(exc)) from exc
-    send_alert("warning", spec["title"], f"Reason: {reason}. {spec['alert']}",
-               figures={spec["flag"]: f"{result['before']} -> {spec['shown_after']}"}, dag_id=ctx["dag_id"],
-               task_id=ctx["task_id"], run_id=ctx["run_id"], cfg=cfg)
-    return result

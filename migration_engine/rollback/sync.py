@@ -275,10 +275,11 @@ def _line(key: Any, values: dict[str, Any] | None, columns: list[str]) -> bytes:
 
 
 def missing_keys(cfg: MigrationConfig, entity_name: str, side, legacy, *, batch_size: int | None = None,
-                 max_examples: int = 20) -> tuple[int, int, list[Any]]:
+                 max_examples: int | None = None) -> tuple[int, int, list[Any]]:
     """(rows in the side copy, of them missing from the live old table, example keys)."""
     e = cfg.entities[entity_name]
     size = batch_size or cfg.backfill.batch_size
+    max_examples = cfg.consistency.max_reported_keys if max_examples is None else max_examples
     total = missing = 0
     examples: list[Any] = []
     after, first = None, True

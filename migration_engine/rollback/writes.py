@@ -41,19 +41,27 @@ from typing import Any
 
 from migration_engine import control, sqlfiles
 from migration_engine.config import MigrationConfig
-from migration_engine.control import current_flags, ensure_flag
+from migration_engine.control import current_flags
 from migration_engine.cutover.activity import wait_until_quiet
 from migration_engine.cutover.checklist import backup_manifests, file_problem, for_legacy_database
 from migration_engine.cutover.flags import write_cutover_point
 from migration_engine.errors import Refused
+from migration_engine.flag_step import SetFlag
 from migration_engine.rollback.reverse import ReverseMapping
 from migration_engine.rollback.sync import ReverseSync, count_rows, key_sequence, missing_keys
-from migration_engine.steps import get_state, put_state
+from migration_engine.steps import Step, StepResult, StepRunner, get_state, put_state
 
 log = logging.getLogger(__name__)
 
 PHASE = "rollback3"
 MARKER = "zero-downtime-migration: rollback scenario 3 side copy"
+WRITES_TO_OLD = {"keep_old_sync": False, "write_to_new": False, "read_new_pct": 0}
+ALERTS = {  # step -> (severity, title, text) of the message that tells the channel
+    "maintenance_on": ("critical", "Rollback scenario 3: maintenance mode ON - writes refused",
+                       "The old tables are being brought up to date from the new ones."),
+    "maintenance_off": ("warning", "Rollback scenario 3 complete: writes are back on the old tables",
+                        "maintenance_mode is off; reads and writes use the old tables again."),
+}
 ACTION_STEPS = ("maintenance_on", "restore_backup", "forward_sync", "verify", "writes_to_old", "maintenance_off")
 
 
@@ -84,6 +92,7 @@ class Session:
         self.schema = cfg.control_schema
         self.legacy = _connect(cfg, "legacy")
         self.new = _connect(cfg, "new")
+        self.control = _connect(cfg, "legacy")  # the StepRunner's (autocommit): step_state + ledger
         point = write_cutover_point(self.legacy, self.schema)
         if point is None:
             self.close()
@@ -127,7 +136,7 @@ class Session:
             log.error("could not record the failed step %s: %s", step, exc)
 
     def close(self) -> None:
-        for conn in (getattr(self, "legacy", None), getattr(self, "new", None)):
+        for conn in (getattr(self, "legacy", None), getattr(self, "new", None), getattr(self, "control", None)):
             if conn is not None and not conn.closed:
                 conn.close()
 
@@ -148,7 +157,7 @@ def preflight(cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, A
     return _run_step(cfg, "preflight", _preflight, actor=actor, context=context, need_plan=False)
 
 
-def _preflight(s: Session) -> dict[str, Any]:
+def _preflight(s: Session, *, record: bool = True) -> dict[str, Any]:
     from migration_engine.backup import find_client
     from migration_engine.ddl import DdlExecutor
 
@@ -242,9 +251,19 @@ def _preflight(s: Session) -> dict[str, Any]:
         "resuming": in_progress, "done": sorted(k for k in s.details if k not in ("plan", "last_error")),
         "side_database_restored_before": bool(restored),
     }
-    s.record("plan", plan, status=s.state["status"] if in_progress else "pending",
-             reason=f"rollback of the write cutover of {s.point.at:%Y-%m-%d %H:%M:%S} UTC planned")
+    if record:
+        s.record("plan", plan, status=s.state["status"] if in_progress else "pending",
+                 reason=f"rollback of the write cutover of {s.point.at:%Y-%m-%d %H:%M:%S} UTC planned")
     return plan
+
+
+def preflight_summary(plan: dict[str, Any]) -> dict[str, Any]:
+    """What the approval shows: the cutover, the backup, the side database, per-entity figures."""
+    return {"cutover_at": plan["cutover_at"], "backup": plan["backup"]["file"],
+            "backup_taken_at": plan["backup"]["snapshot_taken_at"], "side_database": plan["side_database"],
+            "resuming": plan["resuming"], "already_done": plan["done"],
+            "entities": {n: {k: v for k, v in e.items() if k != "old_key_sequence"}
+                         for n, e in plan["entities"].items()}}
 
 
 def _side_marker(conn, name: str) -> str | None:
@@ -258,15 +277,12 @@ def _side_marker(conn, name: str) -> str | None:
 
 
 # --- 2. maintenance on ---------------------------------------------------------------------
-def maintenance_on(cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, Any]:
-    return _run_step(cfg, "maintenance_on", _maintenance_on, actor=actor, context=context)
-
-
 def _maintenance_on(s: Session) -> dict[str, Any]:
     cfg = s.cfg
-    change = ensure_flag(s.legacy, s.schema, "maintenance_mode", True, actor=s.actor, context=s.context,
-                         reason=f"rollback scenario 3 ({s.rid}): refuse writes while the old tables are synced")
-    if change is not None:
+    (flip,) = _flag_steps(s, "maintenance_on", {"maintenance_mode": True},
+                          f"rollback scenario 3 ({s.rid}): refuse writes while the old tables are synced")
+    change = flip.changed
+    if change:
         time.sleep(cfg.cutover.flag_propagation.total_seconds())
     quiet_new = wait_until_quiet(s.new, [e.new_table for e in cfg.entities.values()],
                                  quiet=cfg.cleanup.quiet_period, timeout=cfg.cutover.quiesce_timeout)
@@ -279,10 +295,6 @@ def _maintenance_on(s: Session) -> dict[str, Any]:
 
 
 # --- 3. restore ----------------------------------------------------------------------------
-def restore_backup(cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, Any]:
-    return _run_step(cfg, "restore_backup", _restore_backup, actor=actor, context=context)
-
-
 def _side_counts(s: Session, target, side: str) -> dict[str, int]:
     conn = target.connect(side)
     try:
@@ -351,10 +363,6 @@ def _require_maintenance(s: Session, step: str) -> None:
                                     "miss rows; run maintenance_on first")
 
 
-def forward_sync(cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, Any]:
-    return _run_step(cfg, "forward_sync", _forward_sync, actor=actor, context=context)
-
-
 def _forward_sync(s: Session) -> dict[str, Any]:
     _require_maintenance(s, "forward_sync")
     out = {}
@@ -369,10 +377,6 @@ def _forward_sync(s: Session) -> dict[str, Any]:
 
 
 # --- 5. verify -----------------------------------------------------------------------------
-def verify(cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, Any]:
-    return _run_step(cfg, "verify", _verify, actor=actor, context=context)
-
-
 def _verify(s: Session) -> dict[str, Any]:
     from migration_engine.backup import Target
 
@@ -412,10 +416,6 @@ def _verify(s: Session) -> dict[str, Any]:
 
 
 # --- 6. writes back to old -----------------------------------------------------------------
-def writes_to_old(cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, Any]:
-    return _run_step(cfg, "writes_to_old", _writes_to_old, actor=actor, context=context)
-
-
 def _writes_to_old(s: Session) -> dict[str, Any]:
     verified = s.details.get("verify")
     synced = s.details.get("forward_sync")
@@ -423,10 +423,9 @@ def _writes_to_old(s: Session) -> dict[str, Any]:
         raise RollbackWritesRefused("writes_to_old: the forward sync has not been verified; not switching writes")
     _require_maintenance(s, "writes_to_old")
     reason = f"rollback scenario 3 ({s.rid}): writes and reads back on the old tables"
-    changes = {}
-    for flag, value in (("keep_old_sync", False), ("write_to_new", False), ("read_new_pct", 0)):
-        change = ensure_flag(s.legacy, s.schema, flag, value, actor=s.actor, reason=reason, context=s.context)
-        changes[flag] = f"{change.old_value} -> {value}" if change else "unchanged"
+    results = _flag_steps(s, "writes_to_old", WRITES_TO_OLD, reason)
+    changes = {flag: "; ".join(r.notes) if r.changed else "unchanged"
+               for flag, r in zip(WRITES_TO_OLD, results, strict=True)}
     time.sleep(s.cfg.cutover.flag_propagation.total_seconds())  # every instance sees it before writes resume
     result = {"flags": changes}
     s.record("writes_to_old", result, status="applied", reason=reason)
@@ -434,19 +433,150 @@ def _writes_to_old(s: Session) -> dict[str, Any]:
 
 
 # --- 7. maintenance off --------------------------------------------------------------------
-def maintenance_off(cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, Any]:
-    return _run_step(cfg, "maintenance_off", _maintenance_off, actor=actor, context=context)
-
-
 def _maintenance_off(s: Session) -> dict[str, Any]:
     flags = current_flags(s.legacy, s.schema)
     if flags.get("write_to_new") or not s.details.get("writes_to_old"):
         raise RollbackWritesRefused("maintenance_off: writes are not back on the old tables yet; leaving maintenance "
                                     "mode on")
-    change = ensure_flag(s.legacy, s.schema, "maintenance_mode", False, actor=s.actor, context=s.context,
-                         reason=f"rollback scenario 3 ({s.rid}) complete: the application may write again")
-    result = {"maintenance_mode": "turned off" if change else "already off",
+    (flip,) = _flag_steps(s, "maintenance_off", {"maintenance_mode": False},
+                          f"rollback scenario 3 ({s.rid}) complete: the application may write again")
+    result = {"maintenance_mode": "turned off" if flip.changed else "already off",
               "side_database": s.plan["side_database"], "cutover_at": s.plan["cutover_at"]}
     s.record("maintenance_off", result, status="verified", reason="rollback scenario 3 completed")
     return result
 
+
+
+# --- the steps -----------------------------------------------------------------------------
+# Every action of scenario 3 is a Step run by StepRunner on the Session's control connection: its
+# run state in step_state (``<rollback id>.<action>``, with the flag values found before), an audit
+# entry per action, a plan for the dry run. The umbrella row ``<rollback id>`` keeps each action's
+# result (Session.record), which later actions and the resumed pre-flight read.
+def _runner(s: Session) -> StepRunner:
+    return StepRunner(s.control, schema=s.schema, ddl=s.cfg.ddl, actor=s.actor, context=s.context)
+
+
+def flag_steps(s: Session, action: str, values: dict[str, Any], reason: str) -> list[SetFlag]:
+    return [SetFlag(s.schema, flag, value, phase=PHASE, reason=reason, step_id=f"{s.rid}.{action}.{flag}")
+            for flag, value in values.items()]
+
+
+def _flag_steps(s: Session, action: str, values: dict[str, Any], reason: str) -> list[StepResult]:
+    """Flip flags as SetFlag steps (idempotent: a re-run that finds them set writes nothing)."""
+    steps = flag_steps(s, action, values, reason)
+    runner = _runner(s)
+    results = runner.apply(steps)
+    runner.verify(steps)
+    return results
+
+
+class SessionStep(Step):
+    """restore_backup / forward_sync / verify: the body runs as one recorded action.
+
+    ``apply`` records the exact statements and commands (``describe``: rendered SQL, pg_restore
+    command lines, rows that differ now) and, unless planning, runs the body, which checks what is
+    already done (resumable). ``problems`` checks that the action's result is recorded. No revert:
+    undoing a restore or a sync by hand is a decision, not a step.
+    """
+
+    phase = PHASE
+
+    def __init__(self, s: Session, name: str, title: str, body, describe):
+        self.s, self.name, self.title = s, name, title
+        self.step_id = f"{s.rid}.{name}"
+        self.body, self.describe = body, describe
+        self.result: dict[str, Any] = {}
+
+    def before_state(self, ex) -> dict[str, Any]:
+        return {}
+
+    def apply(self, ex) -> list[str]:
+        lines = self.describe(self.s, ex)
+        if not lines:
+            self.result = {} if ex.planning else self.body(self.s)
+            return ["read-only"]
+        ex.action("\n".join(lines), lambda: self.result.update(self.body(self.s)))
+        return [self.result.get("skipped") or f"{self.name} done"] if not ex.planning else [f"{self.name} planned"]
+
+    def problems(self, ex) -> list[str]:
+        state = get_state(self.s.control, self.s.schema, self.s.rid) or {"details": {}}
+        return [] if state["details"].get(self.name) else [f"{self.name}: no result recorded"]
+
+
+def _describe_restore(s: Session, ex) -> list[str]:
+    plan = s.plan
+    backup, side = plan["backup"], plan["side_database"]
+    lines = []
+    if _side_marker(s.legacy, side) is not None:
+        lines.append(ex.render("rollback/drop_side_database.sql", {"database": side}) + ";")
+    lines.append(ex.render("rollback/create_side_database.sql", {"database": side}) + ";")
+    lines.append(ex.render("rollback/mark_side_database.sql",
+                           params={"database_name": side, "marker": f"{MARKER}: {backup['file']} "
+                                                                    f"sha256={backup['sha256']}"}) + ";")
+    for e in s.cfg.entities.values():
+        lines.append(" ".join([str(plan["pg_restore"]), "--no-owner", "--no-acl", "--exit-on-error", f"--dbname={side}",
+                               f"--schema={e.old_table.schema_name}", f"--table={e.old_table.table}",
+                               str(backup["file"])]))
+    return lines
+
+
+def _describe_sync(s: Session, ex) -> list[str]:
+    lines = []
+    for name, e in s.cfg.entities.items():
+        if ex.planning:
+            stats = ReverseSync(s.cfg, name, s.legacy, s.new).run(apply=False)
+            s.legacy.rollback()
+            s.new.rollback()
+            lines.append(f"-- {name}: {stats.differences} rows of {e.new_table} differ from {e.old_table} now: "
+                         "one rollback/upsert_old_row.sql each (new rows first get an old key: "
+                         "rollback/link_legacy_id.sql)")
+        else:
+            lines.append(f"-- {name}: upsert every row of {e.new_table} that differs from {e.old_table}")
+    return lines
+
+
+def _describe_verify(s: Session, ex) -> list[str]:
+    return []  # read-only: a second walk of both tables and the backup keys
+
+
+SESSION_STEPS = {
+    "restore_backup": ("Restore the pre-cutover backup into the side database", _restore_backup, _describe_restore),
+    "forward_sync": ("Write every row changed since the cutover back into the old tables", _forward_sync,
+                     _describe_sync),
+    "verify": ("Verify old = new and no pre-cutover row lost", _verify, _describe_verify),
+}
+
+
+def run(name: str, cfg: MigrationConfig, *, actor: str, context: dict) -> dict[str, Any]:
+    """Run one action of scenario 3 (as its step); a failure is recorded and maintenance stays on."""
+    bodies = {"maintenance_on": _maintenance_on, "writes_to_old": _writes_to_old, "maintenance_off": _maintenance_off}
+
+    def go(s: Session) -> dict[str, Any]:
+        if name in bodies:
+            return bodies[name](s)
+        title, body, describe = SESSION_STEPS[name]
+        step = SessionStep(s, name, title, body, describe)
+        runner = _runner(s)
+        runner.apply([step])
+        runner.verify([step])
+        return step.result
+
+    return _run_step(cfg, name, go, actor=actor, context=context)
+
+
+def dry_run_plan(cfg: MigrationConfig) -> dict[str, Any]:
+    """Every action's plan, read-only: the pre-flight is evaluated but not recorded, no flag or state changes."""
+    s = Session(cfg, actor="dry-run", context={}, need_plan=False)
+    try:
+        plan = _preflight(s, record=False)
+        s.state = {**(s.state or {"status": "pending"}), "details": {**s.details, "plan": plan}}
+        steps: list[Step] = flag_steps(s, "maintenance_on", {"maintenance_mode": True}, "dry run")
+        steps += [SessionStep(s, n, *SESSION_STEPS[n]) for n in ("restore_backup", "forward_sync", "verify")]
+        steps += flag_steps(s, "writes_to_old", WRITES_TO_OLD, "dry run")
+        steps += flag_steps(s, "maintenance_off", {"maintenance_mode": False}, "dry run")
+        results = _runner(s).plan(steps)
+        for r in results:
+            log.info("DRY RUN %s:\n%s", r.step_id, "\n".join(r.executed) or "(nothing to do)")
+        return {"dry_run": True, "preflight": preflight_summary(plan), "steps": [r.as_dict() for r in results]}
+    finally:
+        s.close()

@@ -74,7 +74,7 @@ def handle_interaction(body: bytes, headers: Mapping[str, str], *, cfg=None, now
 
 
 def _handle(body: bytes, headers: Mapping[str, str], cfg, now: float | None) -> Reply:
-    from migration_engine import db
+    from migration_engine import control_schema, db
     from migration_engine.config import ConfigError, load_config
 
     try:
@@ -103,7 +103,7 @@ def _handle(body: bytes, headers: Mapping[str, str], cfg, now: float | None) -> 
                       "audited; nothing was changed. Answer in the Airflow UI or try again")
     with closing(conn):
         try:
-            store.ensure_tables(conn, schema)
+            control_schema.require_current(conn, schema)
             fresh = store.remember_request(conn, schema, verified.timestamp, verified.signature)
         except Exception as exc:  # noqa: BLE001
             log.error("slack interactivity: control schema unavailable: %s", exc)

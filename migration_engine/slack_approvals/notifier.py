@@ -154,11 +154,11 @@ class SlackApprovalNotifier(BaseNotifier):
 
     def _save(self, cfg, ref, subject, delivery, blocks, expires_at) -> None:
         try:
-            from migration_engine import db
+            from migration_engine import control_schema, db
             from migration_engine.slack_approvals import store
 
             with db.connection(cfg.connections.legacy, application_name="migration-approvals") as conn:
-                store.ensure_tables(conn, cfg.control_schema)
+                control_schema.require_current(conn, cfg.control_schema)
                 store.save_request(conn, cfg.control_schema, ref, subject=subject, channel=delivery.channel_id,
                                    message_ts=delivery.ts, blocks=blocks,
                                    delivery_error=None if delivery.ok else delivery.error, expires_at=expires_at)

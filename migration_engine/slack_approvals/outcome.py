@@ -56,10 +56,10 @@ def settle(cfg, ref: ApprovalRef, *, subject: str, decision: str, via: str, user
     decision is shown once. The audit ledger is written by ``AuditedApprovalOperator`` (every path)
     and by the endpoint (Slack clicks), not here. Returns the row as it was before this call.
     """
-    from migration_engine import db
+    from migration_engine import control_schema, db
 
     with db.connection(cfg.connections.legacy, application_name="migration-approvals") as conn:
-        store.ensure_tables(conn, cfg.control_schema)
+        control_schema.require_current(conn, cfg.control_schema)
         try:
             row = store.get_approval(conn, cfg.control_schema, ref, for_update=True)
             if row is None or row.decision is not None:

@@ -1,8 +1,8 @@
 """Control-schema state of Slack approvals: seen requests (replays) and approval messages.
 
-Two small tables next to the control schema (``include/sql/slack/001_slack_schema.sql``), created
-idempotently on first use by whichever process gets there first (the notifier in a worker, or the
-endpoint in the API server) under an advisory lock, like the control schema itself.
+Two small tables of the control schema (migration ``include/sql/control/migrations/005_slack_tables.sql``,
+applied by migration_setup). The notifier in a worker and the endpoint in the API server only check
+that the control schema is current (``control_schema.require_current``); they never run DDL.
 
 * ``slack_requests``: one row per accepted signed request, keyed by (timestamp, signature). A second
   insert of the same key is a replay. The row then records who clicked what and the outcome, so
@@ -17,51 +17,15 @@ endpoint in the API server) under an advisory lock, like the control schema itse
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from migration_engine import sqlfiles
-from migration_engine.control import ControlError, control_schema_exists
 from migration_engine.slack_approvals.payload import ApprovalRef
 
-SCHEMA_FILE = "slack/001_slack_schema.sql"
 REQUEST_RETENTION_SECONDS = 30 * 86400
-
-_ensured: set[tuple[str, str]] = set()
-_ensure_lock = threading.Lock()
-
-
-def ensure_tables(conn, schema: str) -> None:
-    """Create the Slack tables in the control schema (needs the control schema; commits)."""
-    key = (conn.dsn, schema)
-    if key in _ensured:
-        return
-    with _ensure_lock:
-        if not control_schema_exists(conn, schema):
-            conn.rollback()
-            raise ControlError(
-                f'control schema "{schema}" does not exist in this database; run the migration_setup DAG first'
-            )
-        try:
-            with conn.cursor() as cur:
-                lock = {"lock_name": "migration_control_schema"}
-                sqlfiles.run(cur, "common/advisory_lock.sql", params=lock)
-                try:
-                    tpl = sqlfiles.load(SCHEMA_FILE)
-                    text = cur.mogrify(tpl.compose(schema=schema), {}).decode()
-                    for stmt in sqlfiles.split_statements(text):
-                        cur.execute(stmt)
-                finally:
-                    sqlfiles.run(cur, "common/advisory_unlock.sql", params=lock)
-            conn.commit()
-        except Exception:
-            conn.rollback()
-            raise
-        _ensured.add(key)
-
 
 # --- requests ------------------------------------------------------------------------------
 def remember_request(conn, schema: str, request_ts: int, signature: str) -> bool:

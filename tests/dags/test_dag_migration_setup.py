@@ -36,3 +36,19 @@ def test_missing_table_is_named(databases, airflow_db, fake_slack):
     state, tasks = run_dag("migration_setup")
     assert state == "failed" and tasks["check_tables"] == "failed"
     assert "marketplace.providers does not exist" in json.dumps(fake_slack.messages())
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(databases, airflow_db, caplog):
+    from tests.snapshots import snapshot, unchanged
+
+    before = {side: snapshot(getattr(databases, f"{side}_dsn")) for side in ("legacy", "new")}
+    state, tasks = run_dag("migration_setup", {"dry_run": True})
+    assert state == "success", tasks
+    after = {side: snapshot(getattr(databases, f"{side}_dsn")) for side in ("legacy", "new")}
+    for side in before:
+        assert unchanged(before[side], after[side]) == [], side
+    conn = databases.connect("legacy")
+    assert not control.control_schema_exists(conn, "migration_control")
+    conn.close()
+    assert "DRY RUN: the control schema upgrade would send" in caplog.text
+    assert 'CREATE TABLE IF NOT EXISTS "migration_control".feature_flags' in caplog.text

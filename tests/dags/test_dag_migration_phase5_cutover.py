@@ -1,4 +1,4 @@
-"""Phase 5 against real Postgres: checklist, read rollout driven by simulated traffic, write cutover.
+"""The phase-5 DAG against real Postgres: checklist, read rollout driven by simulated traffic, write cutover.
 
 The checklist's history (48 h of dual-write stats, 24 h of shadow reads, a phase-4 consistency run)
 is written straight into the control schema - those gates are tested on their own - while a real
@@ -13,9 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from migration_engine.cutover.rollout import HoldMonitor
-from migration_engine.gates import GateResult
-from migration_engine.gates.error_rate import PathCounts, judge
 from tests.cutover_fixtures import (
     Traffic,
     flags,
@@ -58,45 +55,6 @@ def overrides(tmp_path) -> dict:
             "keep_old_sync": "2s",
         },
     }
-
-
-# --- pure decisions ------------------------------------------------------------------------
-def test_judge_compares_new_path_with_the_baseline_and_fails_closed():
-    kw = {"max_increase_points": 0.5, "min_requests": 50, "span": "5m"}
-    same = judge(PathCounts(1000, 3), PathCounts(9000, 18), baseline_pct=5.0, **kw)
-    assert same.status == "passed" and same.figures["baseline_source"] == "old path, same interval"
-    spike = judge(PathCounts(1000, 9), PathCounts(9000, 18), baseline_pct=None, **kw)
-    assert spike.status == "critical" and spike.figures["increase_points"] == pytest.approx(0.7)
-    at_100 = judge(PathCounts(1000, 4), PathCounts(0, 0), baseline_pct=0.1, **kw)
-    assert at_100.status == "passed" and at_100.figures["baseline_source"] == "pre-rollout old-path baseline"
-    thin = judge(PathCounts(49, 0), PathCounts(9000, 0), baseline_pct=0.1, **kw)
-    assert thin.status == "waiting" and "no data is not success" in thin.reason
-    blind = judge(PathCounts(1000, 0), PathCounts(10, 0), baseline_pct=None, **kw)
-    assert blind.status == "waiting" and "no baseline" in blind.reason
-
-
-def test_hold_monitor_decisions():
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    ok = GateResult("read_error_rate", "passed", "fine")
-    thin = GateResult("read_error_rate", "waiting", "only 3 new-path reads")
-    bad = GateResult("read_error_rate", "critical", "error rate +2 points")
-    m = HoldMonitor(25, t0 + timedelta(minutes=10), max_inconclusive=3)
-    assert m.observe(ok, now=t0, flag_pct=25).kind == "continue"
-    assert m.observe(thin, now=t0, flag_pct=25).kind == "continue"
-    assert m.observe(ok, now=t0 + timedelta(minutes=10), flag_pct=25).kind == "passed"
-    m = HoldMonitor(25, t0 + timedelta(minutes=10), max_inconclusive=3)
-    d = m.observe(bad, now=t0, flag_pct=25)
-    assert d.kind == "breach" and d.rollback and d.figures["step_pct"] == 25
-    m = HoldMonitor(25, t0 + timedelta(minutes=10), max_inconclusive=2)
-    m.observe(thin, now=t0, flag_pct=25)
-    assert m.observe(thin, now=t0, flag_pct=25).kind == "no_data"
-    m = HoldMonitor(25, t0, max_inconclusive=5)
-    assert m.observe(thin, now=t0, flag_pct=25).kind == "no_data"  # a hold without any judged interval
-    m = HoldMonitor(25, t0 + timedelta(minutes=10), max_inconclusive=3)
-    d = m.observe(ok, now=t0, flag_pct=0)
-    assert d.kind == "flag_changed" and not d.rollback
-    assert m.observe_error("db down", now=t0, max_errors=2).kind == "continue"
-    assert m.observe_error("db down", now=t0, max_errors=2).kind == "error"
 
 
 # --- the DAG -------------------------------------------------------------------------------
@@ -213,34 +171,33 @@ def test_error_spike_at_25_percent_rolls_back_within_one_interval(databases, air
     assert len(breach) == 1 and breach[0][2]["step_pct"] == 25
 
 
-def test_read_error_rate_gate_window_mode_and_backup_gate(databases, tmp_path, monkeypatch):
-    from pathlib import Path
-
-    from migration_engine.cutover.checklist import pre_cutover_backup
-    from migration_engine.gates.runner import resolve
+def test_dry_run_prints_the_plan_and_changes_nothing(databases, airflow_db, fake_slack, tmp_path, monkeypatch):
+    from migration_engine.cutover.steps import plan_steps
+    from migration_engine.steps import StepRunner
+    from tests.airflow_helpers import run_dag
+    from tests.snapshots import snapshot, unchanged
 
     cfg = write_config(tmp_path, monkeypatch, overrides(tmp_path))
     prepare_control(databases)
-    evaluator, _ = resolve("read_error_rate")
-    now = datetime.now(UTC)
-    minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
-    rows = [("listings", minute, "read", "old", "a", 1000, 2), ("listings", minute, "read", "new", "a", 100, 5)]
-    databases.query("legacy", "INSERT INTO migration_control.path_stats (entity, bucket, operation, path, instance, "
-                              "requests, errors) VALUES (%s, %s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s, %s)",
-                    [v for r in rows for v in r])
+    set_flags(databases, dual_write_enabled=True)
+    before = {side: snapshot(dsn) for side, dsn in (("legacy", databases.legacy_dsn), ("new", databases.new_dsn))}
+    state, tasks = run_dag(DAG, {"dry_run": True})
+    assert state == "success" and tasks["show_plan"] == "success", tasks
+    assert all(tasks[t] == "skipped" for t in ("check_dual_write", "approve_read_cutover", "read_rollout_10pct",
+                                               "write_cutover", "end_keep_old_sync")), tasks
+    after = {side: snapshot(dsn) for side, dsn in (("legacy", databases.legacy_dsn), ("new", databases.new_dsn))}
+    for side in before:
+        assert unchanged(before[side], after[side]) == [], side
+    # The plan is the exact UPDATE of every flip (what the dry-run task logs).
     conn = databases.connect("legacy")
     try:
-        bad = evaluator(conn, cfg, now, window="5m")
-        assert bad.status == "critical" and bad.figures["new_error_pct"] == 5.0, bad
-        assert evaluator(conn, cfg, now, window="5m", min_requests=500).status == "waiting"
-        with pytest.raises(ValueError, match="unknown gate param"):
-            evaluator(conn, cfg, now, windw="5m")
-        assert pre_cutover_backup(conn, cfg, now).status == "waiting"
-        manifest = take_backup(cfg)
-        assert pre_cutover_backup(conn, cfg, datetime.now(UTC)).passed
-        assert pre_cutover_backup(conn, cfg, datetime.now(UTC) + timedelta(minutes=11)).status == "waiting"
-        Path(manifest["file"]).unlink()
-        gone = pre_cutover_backup(conn, cfg, datetime.now(UTC))
-        assert gone.status == "critical" and "is gone" in gone.reason
+        plans = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor="test").plan(plan_steps(cfg))
     finally:
         conn.close()
+    assert [p.step_id for p in plans] == ["phase5.read_rollout.10pct", "phase5.read_rollout.25pct",
+                                          "phase5.read_rollout.50pct", "phase5.read_rollout.100pct",
+                                          "phase5.flag.keep_old_sync", "phase5.flag.write_to_new",
+                                          "phase5.keep_old_sync_end"]
+    assert all(p.changed and "UPDATE" in p.executed[0] for p in plans[:-1]), plans
+    assert not plans[-1].changed  # keep_old_sync is already off
+    assert flags(databases)["read_new_pct"] == 0 and flags(databases)["write_to_new"] is False

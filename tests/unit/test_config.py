@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from datetime import timedelta
 
 import pytest
@@ -123,3 +124,82 @@ def test_load_is_cached_until_the_file_changes(tmp_path, raw):
     import os
     os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10_000_000))
     assert load_config(p).name == "renamed"
+
+
+def _write(path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_overlay_extends_a_base_relative_to_itself(tmp_path, raw):
+    _write(tmp_path / "base" / "migration.yaml", raw)
+    overlay = tmp_path / "rehearsal" / "short.yaml"
+    _write(overlay, {"extends": "../base/migration.yaml", "name": "short",
+                     "dual_write": {"window": "20s"},  # a mapping merges: the other dual_write keys stay
+                     "cutover": {"rollout": [{"pct": 100, "hold": "1m"}]}})  # a list replaces
+    cfg = load_config(overlay)
+    assert cfg.name == "short" and cfg.dual_write.window == timedelta(seconds=20)
+    assert cfg.dual_write.warn_below_pct == 95 and cfg.dual_write.max_gap == timedelta(minutes=10)
+    assert [(s.pct, s.hold) for s in cfg.cutover.rollout] == [(100, timedelta(minutes=1))]
+    assert cfg.connections.legacy == "breederhq_db" and "listings" in cfg.entities
+    # an overlay of an overlay; a null replaces too
+    top = tmp_path / "top.yaml"
+    _write(top, {"extends": "rehearsal/short.yaml", "cutover": {"keep_old_sync": None}})
+    cfg = load_config(top)
+    assert cfg.name == "short" and cfg.cutover.keep_old_sync is None and len(cfg.cutover.rollout) == 1
+
+
+def test_overlay_errors_name_the_key_and_the_file(tmp_path, raw):
+    base = tmp_path / "migration.yaml"
+    _write(base, raw)
+    overlay = tmp_path / "overlay.yaml"
+    _write(overlay, {"extends": "migration.yaml", "dual_write": {"warn_below_pct": 150, "colour": 1}})
+    with pytest.raises(ConfigError) as err:
+        load_config(overlay)
+    text = str(err.value)
+    assert f"migration config {overlay} (extends {base}) is invalid" in text
+    assert f"dual_write.warn_below_pct: Input should be less than or equal to 100 (got 150)  [{overlay}]" in text
+    assert f"dual_write.colour: unknown key (not part of the config schema; check the spelling)  [{overlay}]" in text
+    # a mistake in the base is attributed to the base
+    raw["cutover"]["rollout"][0]["hold"] = "four hours"
+    _write(base, raw)
+    in_base = r"cutover\.rollout\.0\.hold: .*'four hours'.*  \[" + re.escape(str(base)) + r"\]"
+    with pytest.raises(ConfigError, match=in_base):
+        load_config(overlay)
+
+
+def test_overlay_cycle_missing_base_and_bad_extends_are_refused(tmp_path, raw):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    _write(a, {"extends": "b.yaml", "name": "a"})
+    _write(b, {"extends": "./a.yaml", "name": "b"})
+    with pytest.raises(ConfigError, match=re.escape(f"`extends` cycle: {a} -> {b} -> {a}")):
+        load_config(a)
+    _write(a, {"extends": "a.yaml"})
+    with pytest.raises(ConfigError, match="`extends` cycle"):
+        load_config(a)
+    _write(a, {"extends": "nowhere/migration.yaml"})
+    missing = f"{a} extends {tmp_path}/nowhere/migration.yaml, which does not exist"
+    with pytest.raises(ConfigError, match=re.escape(missing)):
+        load_config(a)
+    _write(a, {"extends": ["migration.yaml"]})
+    with pytest.raises(ConfigError, match=r"`extends` must be the path of the base config .* got \['migration.yaml'\]"):
+        load_config(a)
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    _write(a, {"extends": "broken.yaml"})
+    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+        load_config(a)
+
+
+def test_overlay_cache_notices_a_changed_base(tmp_path, raw):
+    import os
+
+    base, overlay = tmp_path / "migration.yaml", tmp_path / "overlay.yaml"
+    _write(base, raw)
+    _write(overlay, {"extends": "migration.yaml", "dual_write": {"window": "20s"}})
+    first = load_config(overlay)
+    assert load_config(overlay) is first
+    raw["name"] = "renamed in the base"
+    _write(base, raw)
+    os.utime(base, ns=(base.stat().st_atime_ns, base.stat().st_mtime_ns + 10_000_000))
+    again = load_config(overlay)
+    assert again.name == "renamed in the base" and again.dual_write.window == timedelta(seconds=20)

@@ -1,25 +1,13 @@
-"""Rollback scenarios as DAG runs against real Postgres with the simulator driving traffic."""
+"""The migration_rollback_writes DAG (scenario 3) against real Postgres with the simulator driving traffic."""
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from migration_engine.gates.error_rate import PathCounts
-from migration_engine.rollback import health
-from migration_engine.rollback.simple import RollbackRefused, apply
-from tests.airflow_helpers import run_dag
-from tests.cutover_fixtures import (
-    Traffic,
-    flags,
-    gate_rows,
-    ledger,
-    prepare_control,
-    set_flags,
-    write_config,
-)
+from tests.cutover_fixtures import Traffic, flags, ledger, prepare_control, set_flags, write_config
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -27,78 +15,6 @@ FAST = {"cutover": {"check_interval": "1s", "min_requests_per_check": 10, "basel
                     "flag_propagation": "500ms", "rollback_verify_window": "30s", "quiesce_timeout": "20s"}}
 
 
-def _state(at: datetime, reads_old=(0, 0), reads_new=(0, 0), writes_old=(0, 0), attempts=0) -> dict:
-    return {"at": at.isoformat(), "since": at.isoformat(), "reads": {"old": list(reads_old), "new": list(reads_new)},
-            "writes": {"old": list(writes_old), "new": [0, 0]}, "dual_write_attempts": attempts}
-
-
-def test_recovery_judgement_is_fail_closed():
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    t1 = t0 + timedelta(seconds=60)
-    kw = {"baseline_pct": 0.2, "max_increase_points": 0.5, "min_requests": 50}
-    ok = health.evaluate(_state(t0), _state(t1, reads_old=(1000, 2)), "reads", **kw)
-    assert ok.status == "passed", ok.reason
-    thin = health.evaluate(_state(t0), _state(t1, reads_old=(10, 0)), "reads", **kw)
-    assert thin.status == "waiting" and "no data is not success" in thin.reason
-    high = health.evaluate(_state(t0), _state(t1, reads_old=(1000, 30)), "reads", **kw)
-    assert high.status == "waiting" and "not back at baseline" in high.reason
-    still_new = health.evaluate(_state(t0), _state(t1, reads_old=(900, 0), reads_new=(100, 0)), "reads", **kw)
-    assert still_new.status == "waiting" and "still served from the new tables" in still_new.reason
-    dual = health.evaluate(_state(t0), _state(t1, reads_old=(500, 0), writes_old=(100, 0), attempts=7),
-                           "dual_write", **kw)
-    assert dual.status == "waiting" and "7 dual-writes were still attempted" in dual.reason
-    assert PathCounts(0, 0).error_pct is None
-
-
-def test_rollbacks_1_and_2_refused_after_write_cutover(databases, tmp_path, monkeypatch):
-    cfg = write_config(tmp_path, monkeypatch, FAST)
-    prepare_control(databases)
-    set_flags(databases, read_new_pct=100, write_to_new=True)
-    conn = databases.connect("legacy")
-    try:
-        for scenario in ("reads", "dual_write"):
-            with pytest.raises(RollbackRefused, match="migration_rollback_writes"):
-                apply(conn, cfg, scenario, actor="test", context={}, reason="test")
-    finally:
-        conn.close()
-    assert flags(databases)["read_new_pct"] == 100
-
-
-@pytest.mark.parametrize("scenario", ["reads", "dual_write"])
-def test_rollback_dag_sets_flag_and_verifies_recovery(scenario, databases, airflow_db, fake_slack, tmp_path,
-                                                       monkeypatch):
-    write_config(tmp_path, monkeypatch, FAST)
-    prepare_control(databases)
-    set_flags(databases, dual_write_enabled=True, read_new_pct=25 if scenario == "reads" else 0)
-    # The incident: new-path reads fail (scenario 2) or dual-writes fail (scenario 1).
-    faults = {"new_read_error_rate": 0.5} if scenario == "reads" else {"dual_write_failure_rate": 0.4}
-    traffic = Traffic(databases, rate=60).start()
-    traffic.inject(**faults)
-    try:
-        time.sleep(3)
-        dag_id = "migration_rollback_reads" if scenario == "reads" else "migration_rollback_dual_write"
-        state, tasks = run_dag(dag_id, {"reason": f"test incident ({scenario})"})
-    finally:
-        traffic.stop()
-    assert state == "success", tasks
-    flag, value = ("read_new_pct", 0) if scenario == "reads" else ("dual_write_enabled", False)
-    assert flags(databases)[flag] == value
-    changes = ledger(databases, "set_flag", flag)
-    assert changes[-1][5]["new"] == value and "test incident" in changes[-1][6]
-    assert ledger(databases, f"rollback.{scenario}.applied") and ledger(databases, f"rollback.{scenario}.verified")
-    status, reason, figures, _ = gate_rows(databases, "rollback_recovery")[-1]
-    assert status == "passed", reason
-    assert figures["requests"] >= 10
-    if scenario == "reads":
-        assert figures["new_path_reads"] == 0
-    else:
-        assert figures["dual_write_attempts"] == 0
-    titles = [m["text"] for m in fake_slack.messages()]
-    assert any("recovered" in t for t in titles), titles
-
-
-
-# --- scenario 3 ----------------------------------------------------------------------------
 STATUS_BACK = {"active": "ACTIVE", "paused": "PAUSED", "sold": "SOLD", "archived": "ARCHIVED"}
 
 
@@ -218,28 +134,6 @@ def test_rollback_writes_end_to_end_resumes_after_a_failure(databases, airflow_d
     assert post > 0  # writes resumed on the old path after maintenance mode
 
 
-def test_reverse_mapping_is_strict():
-    from migration_engine.config import load_config
-    from migration_engine.rollback.reverse import ReverseMapping, ReverseMappingError
-
-    entity = load_config().entities["listings"]
-    rev = ReverseMapping(entity, "listings")
-    row = {"id": 7, "title": "t", "description": None, "price_cents": 100, "status": "paused", "created_at": 1,
-           "updated_at": 2, "provider_id": 3}
-    assert rev.to_old(row, {"provider_id": {3: 42}}) == {
-        "title": "t", "description": None, "price_cents": 100, "status": "PAUSED", "created_at": 1, "updated_at": 2,
-        "tenant_id": 42}
-    with pytest.raises(ReverseMappingError, match="status='weird'"):
-        rev.to_old({**row, "status": "weird"}, {"provider_id": {3: 42}})
-    with pytest.raises(ReverseMappingError, match="no row with id=3"):
-        rev.to_old(row, {"provider_id": {}})
-    ambiguous = entity.model_copy(update={"columns": [
-        c.model_copy(update={"map": {"ACTIVE": "active", "LIVE": "active"}}) if c.new == "status" else c
-        for c in entity.columns]})
-    with pytest.raises(ReverseMappingError, match="cannot be reversed"):
-        ReverseMapping(ambiguous, "listings")
-
-
 def test_rollback_writes_preflight_refuses_without_cutover_or_backup(databases, tmp_path, monkeypatch):
     from migration_engine.rollback import writes
 
@@ -253,3 +147,45 @@ def test_rollback_writes_preflight_refuses_without_cutover_or_backup(databases, 
     set_flags(databases, write_to_new=False)
     with pytest.raises(writes.RollbackWritesRefused, match="nothing to roll back"):
         writes.preflight(cfg, actor="test", context={})
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(databases, airflow_db, fake_slack, tmp_path, monkeypatch):
+    from devtools.demo_copy import copy_active_listings
+    from migration_engine.rollback import writes
+    from tests.airflow_helpers import run_dag
+    from tests.cutover_fixtures import take_backup
+    from tests.snapshots import snapshot, unchanged
+
+    side_db = f"side_{databases.legacy_name}"
+    cfg = write_config(tmp_path, monkeypatch, {
+        **FAST, "backup": {"dir": str(tmp_path / "backups"), "verify_restore": False},
+        "cutover": {**FAST["cutover"], "rollback_side_database": side_db}})
+    prepare_control(databases)
+    legacy, new = databases.connect("legacy"), databases.connect("new")
+    copy_active_listings(legacy, new)
+    legacy.close()
+    new.close()
+    set_flags(databases, dual_write_enabled=True, read_new_pct=100)
+    take_backup(cfg)
+    set_flags(databases, write_to_new=True)
+    databases.query("new", "UPDATE marketplace.service_listings SET title = title || ' (changed)' "
+                           "WHERE id IN (SELECT id FROM marketplace.service_listings ORDER BY id LIMIT 3)")
+    before = [snapshot(databases.legacy_dsn), snapshot(databases.new_dsn)]
+    state, tasks = run_dag("migration_rollback_writes", {"dry_run": True})
+    assert state == "success" and tasks["show_plan"] == "success", tasks
+    assert all(tasks[t] == "skipped" for t in ("preflight", "approve_rollback", "maintenance_on",
+                                               "maintenance_off")), tasks
+    after = [snapshot(databases.legacy_dsn), snapshot(databases.new_dsn)]
+    assert unchanged(before[0], after[0]) == [] and unchanged(before[1], after[1]) == []
+    assert databases.query("legacy", "SELECT count(*) FROM pg_database WHERE datname = %s", (side_db,))[0][0] == 0
+    # The plan: the flag UPDATEs, the side-database SQL and pg_restore commands, the rows the sync would write.
+    plan = writes.dry_run_plan(cfg)
+    by_id = {s["step_id"].split(".", 2)[-1]: s for s in plan["steps"]}
+    assert "UPDATE" in by_id["maintenance_on.maintenance_mode"]["executed"][0]
+    restore = by_id["restore_backup"]["executed"][0]
+    assert "CREATE DATABASE" in restore and "pg_restore" in restore and side_db in restore
+    assert "3 rows of marketplace.service_listings differ" in by_id["forward_sync"]["executed"][0]
+    assert by_id["verify"]["executed"] == []
+    assert [k for k in by_id if k.startswith("writes_to_old")] == [
+        "writes_to_old.keep_old_sync", "writes_to_old.write_to_new", "writes_to_old.read_new_pct"]
+    assert flags(databases)["maintenance_mode"] is False and flags(databases)["write_to_new"] is True

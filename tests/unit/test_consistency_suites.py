@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from migration_engine.consistency import store, suites, tasks
+from migration_engine.consistency import runs, store, suites
 from tests.consistency_fixtures import SCHEMA, make_config, plant_faults
 
 pytestmark = pytest.mark.timeout(180)
@@ -25,8 +25,8 @@ def _full_run(cfg, dbs):
     try:
         run_pk = store.start_run(legacy, SCHEMA, kind="full", dag_id="test", run_id="t")
         connect = {"legacy": lambda: psycopg2.connect(dbs.legacy_dsn), "new": lambda: psycopg2.connect(dbs.new_dsn)}
-        for check in tasks.plan_checks(cfg):
-            store.record_check(legacy, SCHEMA, run_pk, tasks.execute_check(cfg, check, connect), max_keys=20)
+        for check in runs.plan_checks(cfg):
+            store.record_check(legacy, SCHEMA, run_pk, runs.execute_check(cfg, check, connect), max_keys=20)
         specs = suites.plan_suites(cfg, run_pk, legacy, new)
         outcome = suites.run_suites(cfg, specs, _urls(dbs), run_name=f"test-{run_pk}")
         return {r.name: r for r in outcome.results}, outcome

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg2
@@ -22,6 +23,7 @@ import yaml
 
 from devtools.pgcluster import free_port
 from devtools.rehearsal import REHEARSAL_CONFIG
+from migration_engine.config import load_config, read_config_data
 from tests.conftest import _SESSION_DIR, ROOT
 
 # What include/migration.rehearsal.yaml may change, and nothing else (each line says "rehearsal:").
@@ -50,15 +52,23 @@ def _leaves(data, prefix: str = "") -> dict[str, object]:
 def test_rehearsal_config_differs_from_the_real_one_only_in_durations_and_counts():
     real = _leaves(yaml.safe_load((ROOT / "include" / "migration.yaml").read_text()))
     rehearsal_text = REHEARSAL_CONFIG.read_text()
-    rehearsal = _leaves(yaml.safe_load(rehearsal_text))
+    overlay = yaml.safe_load(rehearsal_text)
+    assert overlay["extends"] == "migration.yaml"  # an overlay of the real config, not a copy of it
+    rehearsal = _leaves(read_config_data(REHEARSAL_CONFIG))  # merged with its base, as load_config sees it
     assert real.keys() == rehearsal.keys()
     changed = {k for k in real if real[k] != rehearsal[k]}
     assert changed == REHEARSAL_KEYS, (sorted(changed - REHEARSAL_KEYS), sorted(REHEARSAL_KEYS - changed))
+    # The overlay holds nothing but those keys, plus time_scale (pinned) and the rollout's percentages
+    # (a list is replaced whole, so its unchanged pcts are restated).
+    written = set(_leaves({k: v for k, v in overlay.items() if k != "extends"}))
+    assert written - changed == {"time_scale", *(f"cutover.rollout.{i}.pct" for i in range(4))}, sorted(written)
     assert rehearsal["time_scale"] == 1.0  # the values are already short; the demo runs DEMO_TIME_SCALE=1
     for key in changed - {f"cutover.rollout.{i}.hold" for i in range(4)}:
         name = key.rsplit(".", 1)[1]
         line = next(ln for ln in rehearsal_text.splitlines() if ln.strip().startswith(f"{name}:"))
         assert "# rehearsal:" in line, f"{key}: say the real value in a '# rehearsal:' comment ({line!r})"
+    cfg = load_config(REHEARSAL_CONFIG)  # and the merged config is valid
+    assert cfg.dual_write.window == timedelta(seconds=20) and cfg.dual_write.warn_below_pct == 95
 
 
 def test_demo_application_flags_the_invoices_behind_marketplace_transactions(databases):

@@ -8,7 +8,7 @@ import time
 import psycopg2
 import pytest
 
-from migration_engine.consistency import store, tasks
+from migration_engine.consistency import runs, store
 from migration_engine.consistency.diff import diff_entity
 from migration_engine.consistency.references import check_count, check_reference
 from tests.consistency_fixtures import EXTRA_KEY, MISSING_INVOICE, SCHEMA, make_config, plant_faults
@@ -22,7 +22,7 @@ def _connectors(dbs):
 
 def _run_all(cfg, dbs):
     connect = _connectors(dbs)
-    return {c["name"]: tasks.execute_check(cfg, c, connect) for c in tasks.plan_checks(cfg)}
+    return {c["name"]: runs.execute_check(cfg, c, connect) for c in runs.plan_checks(cfg)}
 
 
 def test_clean_data_passes_every_check(consistent):
@@ -135,10 +135,10 @@ def test_run_store_and_last_consistency_run(consistent):
         for r in results.values():
             store.record_check(conn, SCHEMA, run_pk, r, max_keys=5)
         rows = store.run_results(conn, SCHEMA, run_pk)
-        summary = tasks.summarize(cfg, run_pk, "diff", rows, list(results))
+        summary = runs.summarize(cfg, run_pk, "diff", rows, list(results))
         assert summary["status"] == "passed" and summary["checked"] == 4
         # a planned check without a result is an error, not a pass
-        missing = tasks.summarize(cfg, run_pk, "diff", rows, [*results, "ghost"])
+        missing = runs.summarize(cfg, run_pk, "diff", rows, [*results, "ghost"])
         assert missing["status"] == "error" and missing["failed_checks"] == ["ghost"]
         store.finish_run(conn, SCHEMA, run_pk, status="passed", failed_checks=[], summary=summary)
         last = store.last_consistency_run(conn, cfg)
@@ -166,5 +166,5 @@ def test_config_section_and_check_names_are_validated():
     data = config_dict()
     data["consistency"]["count_parity"][0]["name"] = "listings"  # collides with the entity's check
     with pytest.raises(ConsistencyError, match=r"must be unique .* repeated: \['listings', 'listings_count_parity'\]"):
-        tasks.plan_checks(parse_config(data))
+        runs.plan_checks(parse_config(data))
     assert make_config(recheck_delay="4s").consistency.recheck_delay.total_seconds() == 4
