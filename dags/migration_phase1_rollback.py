@@ -7,14 +7,16 @@ Tasks, in order:
    (`migration_control.step_state`): only what phase 1 created is removed; anything that existed
    before is kept. It refuses when an added column holds data the phase did not write (the
    application started using it) unless `allow_data_loss` is set.
+   On a dry run this plan (logged verbatim) is the whole run.
 2. **proceed** - stops here on a dry run.
 3. **approve_rollback** - a human approval (Approve / Reject; gate `phase1_rollback`) showing the
    plan, posted to Slack with buttons and shown in Required Actions. Request and decision go to the
    audit ledger. Reject, or no answer within
    `approvals.response_timeout`, skips the rest: nothing changes.
-4. **revert_1_3_defaults_constraints**, **revert_1_2_indexes**, **revert_1_1_columns** - drop the
-   CHECK constraint, NOT NULL and default; drop the indexes CONCURRENTLY; drop the added columns.
-   Same lock_timeout + retry discipline as the forward DAG.
+4. **revert_1_3_defaults_constraints**, **revert_1_2_indexes**, **revert_1_1_columns** - each
+   reverts its group's steps (`StepRunner` revert, last-applied first): drop the CHECK constraint,
+   NOT NULL and default; drop the indexes CONCURRENTLY; drop the added columns. Same lock_timeout +
+   retry discipline as the forward DAG.
 5. **validate_rollback** - every object is back to its recorded pre-phase-1 state; audited.
 
 **Params**: `dry_run` (print the plan only), `allow_data_loss` (drop columns even if they hold
@@ -23,10 +25,13 @@ application data). See docs/phase1.md.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, chain, dag, task
+from airflow.sdk import Param, chain, task
 
+from migration_engine import phase1
 from migration_engine.airflow.approvals import approval as approval_task
-from migration_engine.airflow.dags import START_DATE, config, default_args, tags
+from migration_engine.airflow.calls import not_dry_run, on_legacy_run
+from migration_engine.airflow.dags import migration_dag
+from migration_engine.airflow.tasks import on_legacy, run_steps
 
 GATE = "phase1_rollback"
 PARAMS = {
@@ -37,33 +42,15 @@ PARAMS = {
 }
 
 
-@dag(
-    dag_id="migration_phase1_rollback",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("phase1", "rollback"),
-    params=PARAMS,
-    doc_md=__doc__,
-)
+@migration_dag("migration_phase1_rollback", doc_md=__doc__, tags_=("phase1", "rollback"), params=PARAMS)
 def migration_phase1_rollback():
     @task
-    def plan_rollback(**context) -> dict:
-        from migration_engine import phase1
-
-        _dry_run, actor, ctx = phase1.task_context()
-        plan = phase1.rollback_plan(config(), allow_data_loss=bool(context["params"]["allow_data_loss"]),
-                                    actor=actor, context=ctx)
-        return {"plan": plan["plan"], "data_at_risk": plan["data_at_risk"]}
+    def plan_rollback() -> dict:
+        return on_legacy_run(phase1.rollback_summary, param_names=("allow_data_loss",))
 
     @task.short_circuit
-    def proceed(**context) -> bool:
-        if context["params"]["dry_run"]:
-            print("dry run: the rollback plan is in the plan_rollback log; stopping before the approval")
-            return False
-        return True
+    def proceed() -> bool:
+        return not_dry_run()
 
     # Airflow's ApprovalOperator + audit-ledger entries + the Slack request with buttons; timeout
     # (approvals.response_timeout) takes the safe default Reject and pages on-call.
@@ -79,28 +66,25 @@ def migration_phase1_rollback():
         figures={"data at risk": "{{ ti.xcom_pull(task_ids='plan_rollback')['data_at_risk'] or 'none' }}"},
     )
 
-    def revert(group: str, task_id: str):
-        @task(task_id=task_id)
-        def run() -> dict:
-            from migration_engine import phase1
+    @task
+    def revert_1_3_defaults_constraints() -> dict:
+        return run_steps(phase1.constraint_revert_steps, action="revert")
 
-            _dry_run, actor, ctx = phase1.task_context()
-            return phase1.revert_group(config(), group, actor=actor, context=ctx)
+    @task
+    def revert_1_2_indexes() -> dict:
+        return run_steps(phase1.index_revert_steps, action="revert")
 
-        return run()
+    @task
+    def revert_1_1_columns() -> dict:
+        return run_steps(phase1.columns_revert_steps, action="revert")
 
     @task
     def validate_rollback() -> dict:
-        from migration_engine import phase1
-
-        _dry_run, actor, ctx = phase1.task_context()
-        return phase1.verify_rollback(config(), actor=actor, context=ctx)
+        return on_legacy(phase1.verify_rollback)
 
     chain(
         plan_rollback(), proceed(), approve,
-        revert("1.3", "revert_1_3_defaults_constraints"),
-        revert("1.2", "revert_1_2_indexes"),
-        revert("1.1", "revert_1_1_columns"),
+        revert_1_3_defaults_constraints(), revert_1_2_indexes(), revert_1_1_columns(),
         validate_rollback(),
     )
 

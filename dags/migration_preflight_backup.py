@@ -1,30 +1,36 @@
 """migration_preflight_backup: the seed's pre-migration backup, verified by restoring it.
 
-Tasks, in order (each a separate check; any failure fails the run and pages on-call as critical):
+Tasks, in order (each one step of `migration_engine.backup_steps`, run by `StepRunner`: plan on a
+dry run, else apply + verify, state in `migration_control.step_state`; any failure fails the run
+and pages on-call as critical, and a failed check records a `failed` `preflight_backup` gate result):
 
+0. **prepare** - the control schema (step state, ledger) exists (not on a dry run).
 1. **check_disk_space** - free space in the backup directory >= database size x
    `backup.disk_space_factor`.
 2. **dump_database** - `pg_dump -Fc` of the legacy database from an exported snapshot; in the same
    snapshot it records `pg_current_wal_lsn()` and every table's row count; writes
-   `<file>.manifest.json` (size, SHA-256, LSN, counts, versions) next to the dump.
+   `<file>.manifest.json` (size, SHA-256, LSN, counts, versions, run id) next to the dump. A retry
+   in the same run finds the finished dump and does not dump again.
 3. **verify_archive** - size and SHA-256 as recorded; `pg_restore --list` reads the archive and it has
    data for every table.
 4. **verify_restore** - restores into a scratch database, compares every table's row count with the
    manifest, drops the scratch database (`backup.verify_restore`).
-5. **record_manifest** - the manifest into the audit ledger and a `preflight_backup` gate result.
+5. **record_manifest** - the manifest into the audit ledger and a `preflight_backup` gate result
+   (one transaction).
 
-**Params**: `dry_run` (print the commands, change nothing), `backup_dir` (overrides `backup.dir`),
-`verify_only_path` (re-verify an existing dump against its manifest instead of taking a new one).
-See docs/preflight-backup.md.
+**Params**: `dry_run` (log the exact commands and SQL, change nothing), `backup_dir` (overrides
+`backup.dir`), `verify_only_path` (re-verify an existing dump against its manifest instead of taking
+a new one). See docs/preflight-backup.md.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from airflow.sdk import Param, chain, task
 
-from airflow.sdk import Param, dag, task
-
-from migration_engine.airflow.dags import START_DATE, config, default_args, tags
+from migration_engine import backup_steps
+from migration_engine.airflow.backup import backup_step
+from migration_engine.airflow.calls import on_legacy_run
+from migration_engine.airflow.dags import migration_dag
 
 PARAMS = {
     "dry_run": Param(False, type="boolean", title="Dry run",
@@ -37,77 +43,33 @@ PARAMS = {
 }
 
 
-@dag(
-    dag_id="migration_preflight_backup",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=tags("preflight", "backup"),
-    params=PARAMS,
-    doc_md=__doc__,
-)
+@migration_dag("migration_preflight_backup", doc_md=__doc__, tags_=("preflight", "backup"), params=PARAMS)
 def migration_preflight_backup():
     @task
+    def prepare() -> dict:
+        return on_legacy_run(backup_steps.prepare)
+
+    @task
     def check_disk_space() -> dict:
-        from migration_engine import backup
-
-        params, _actor, _ctx = backup.task_params()
-        cfg = config()
-        backup_dir = Path(params.get("backup_dir") or cfg.backup.dir)
-        return backup.run_check(cfg, "disk_space", lambda target: backup.check_disk_space(
-            cfg, target, backup_dir, dry_run=bool(params["dry_run"])))
+        return backup_step("disk_space")
 
     @task
-    def dump_database(disk: dict) -> dict:
-        from migration_engine import backup
-
-        params, _actor, _ctx = backup.task_params()
-        cfg = config()
-        if params.get("verify_only_path"):
-            manifest = backup.load_manifest(params["verify_only_path"])
-            print(f"verify only: re-checking {params['verify_only_path']} against its manifest")
-            return {**manifest, "verify_only": True}
-        return backup.run_check(cfg, "dump", lambda target: backup.dump(
-            cfg, target, Path(disk["backup_dir"]), dry_run=bool(params["dry_run"])))
+    def dump_database() -> dict:
+        return backup_step("dump")
 
     @task
-    def verify_archive(manifest: dict) -> dict:
-        from migration_engine import backup
-
-        if manifest.get("dry_run"):
-            print(f"dry run: would check size/SHA-256 of {manifest['file']} and run pg_restore --list on it")
-            return {"dry_run": True}
-        return backup.run_check(config(), "archive", lambda _target: backup.verify_archive(
-            manifest, manifest["server_version_num"]))
+    def verify_archive() -> dict:
+        return backup_step("archive")
 
     @task
-    def verify_restore(manifest: dict, archive: dict) -> dict:
-        from migration_engine import backup
-
-        if manifest.get("dry_run"):
-            print(f"dry run: would restore {manifest['file']} into a scratch database and compare row counts")
-            return {"dry_run": True}
-        cfg = config()
-        return backup.run_check(cfg, "restore", lambda target: backup.verify_restore(
-            cfg, target, manifest, manifest["server_version_num"]))
+    def verify_restore() -> dict:
+        return backup_step("restore")
 
     @task
-    def record_manifest(manifest: dict, archive: dict, restore: dict) -> dict:
-        from migration_engine import backup
+    def record_manifest() -> dict:
+        return backup_step("record")
 
-        _params, actor, ctx = backup.task_params()
-        if manifest.get("dry_run"):
-            print("dry run: no manifest recorded")
-            return {"dry_run": True}
-        cfg = config()
-        return backup.record_manifest(cfg, backup.Target.from_conn_id(cfg.connections.legacy), manifest, archive,
-                                      restore, actor=actor, context=ctx)
-
-    manifest = dump_database(check_disk_space())
-    archive = verify_archive(manifest)
-    record_manifest(manifest, archive, verify_restore(manifest, archive))
+    chain(prepare(), check_disk_space(), dump_database(), verify_archive(), verify_restore(), record_manifest())
 
 
 migration_preflight_backup()

@@ -16,6 +16,10 @@ The manifest (file, size, SHA-256, LSN, counts, versions) is written next to the
 recorded so the cutover checklist can require a recent verified backup. Any failed check raises;
 the DAG's failure callback pages on-call (critical).
 
+This module holds the checks themselves (no Airflow: callers pass a :class:`Target` and the
+ledger context). :mod:`migration_engine.backup_steps` runs them as steps (plan / apply / verify,
+state in ``step_state``), which is what the ``migration_preflight_backup`` DAG does.
+
 Client binaries (pg_dump/pg_restore) must be at least the server's major version: the server's own
 ``$PG_BINDIR``, then ``/usr/lib/postgresql/<major>/bin``, then newer majors there, then PATH. They
 talk libpq over the Airflow connection, so they need no ``runuser`` even as root.
@@ -31,7 +35,6 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 
 GATE = "preflight_backup"
 MANIFEST_SUFFIX = ".manifest.json"
+SCRATCH_PREFIX = "zdm_restore_check_"
 
 
 class BackupError(MigrationError):
@@ -81,6 +85,11 @@ class Target:
         env.update({"PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "zdm-preflight-backup"})
         env.update(self.info.pg_env(dbname))
         return env
+
+    def shown_env(self, dbname: str | None = None) -> str:
+        """The libpq settings a command runs with, as shown in plans and logs (never the password)."""
+        shown = {k: v for k, v in self.info.pg_env(dbname).items() if k != "PGPASSWORD"}
+        return " ".join(f"{k}={v}" for k, v in shown.items())
 
     def connect(self, dbname: str | None = None):
         return psycopg2.connect(**{"connect_timeout": 10, **self.info.connect_kwargs(dbname),
@@ -205,27 +214,37 @@ def check_disk_space(cfg: MigrationConfig, target: Target, backup_dir: Path, *, 
     return result
 
 
-def dump(cfg: MigrationConfig, target: Target, backup_dir: Path, *, dry_run: bool) -> dict[str, Any]:
-    """pg_dump -Fc from an exported snapshot; row counts and WAL LSN read in the same snapshot."""
+def dump_path(backup_dir: Path, database: str, now: datetime | None = None) -> Path:
+    """``<db>_pre_migration_<UTC stamp>.dump``: names sort by time, a new run never overwrites."""
+    return backup_dir / f"{database}_pre_migration_{(now or datetime.now(UTC)):%Y%m%d_%H%M%S}.dump"
+
+
+def partial_path(path: Path) -> Path:
+    """Where pg_dump writes until it has finished; renamed to ``path`` only when complete."""
+    return path.with_name(path.name + ".partial")
+
+
+def dump_command(pg_dump: str, path: Path, snapshot: str | None = None) -> list[str]:
+    cmd = [pg_dump, "--format=custom", "--no-password", f"--file={partial_path(path)}"]
+    return cmd + [f"--snapshot={snapshot}"] if snapshot else cmd
+
+
+def take_dump(target: Target, path: Path, *, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """pg_dump -Fc into ``path`` from an exported snapshot; row counts and WAL LSN read in the same
+    snapshot; writes and returns the manifest (``context``'s dag/run ids go into it)."""
+    partial = partial_path(path)
+    if path.exists():  # never overwrite a dump: it may be a verified backup
+        raise BackupError(f"{path} already exists; not overwriting it - start the dump again in a second")
     conn = target.connect()
     try:
         info = database_info(conn)
         pg_dump, pg_dump_version = find_client("pg_dump", info["server_version_num"])
-        stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
-        path = backup_dir / f"{info['database']}_pre_migration_{stamp}.dump"
-        partial = path.with_name(path.name + ".partial")
-        cmd = [pg_dump, "--format=custom", "--no-password", f"--file={partial}"]
-        if dry_run:
-            plan = [*cmd, "--snapshot=<exported at run time>"]
-            print("dry run: would run", " ".join(plan), f"then rename to {path}, and count rows of "
-                  f"{len(list_tables(conn))} tables in the same snapshot")
-            return {"dry_run": True, "file": str(path), "command": plan, **info}
         conn.rollback()  # end the catalog reads above; the snapshot transaction starts fresh
         conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         with conn.cursor() as cur:
             sqlfiles.run(cur, "backup/export_snapshot.sql")
             snapshot, lsn, taken_at = cur.fetchone()
-        cmd.append(f"--snapshot={snapshot}")
+        cmd = dump_command(pg_dump, path, snapshot)
         log.info("dumping %s at WAL %s: %s", info["database"], lsn, " ".join(cmd))
         started = time.monotonic()
         proc = subprocess.Popen(cmd, env=target.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -244,6 +263,7 @@ def dump(cfg: MigrationConfig, target: Target, backup_dir: Path, *, dry_run: boo
         partial.rename(path)
     finally:
         conn.close()
+    ctx = context or {}
     manifest = {
         "file": str(path), "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
         "database": info["database"], "database_size_bytes": info["size_bytes"],
@@ -251,11 +271,28 @@ def dump(cfg: MigrationConfig, target: Target, backup_dir: Path, *, dry_run: boo
         "pg_dump": pg_dump_version, "conn_id": target.conn_id,
         "wal_lsn": lsn, "snapshot_taken_at": taken_at.isoformat(), "duration_s": round(time.monotonic() - started, 2),
         "tables": counts, "total_rows": sum(counts.values()),
+        "dag_id": ctx.get("dag_id"), "run_id": ctx.get("run_id"),
     }
     manifest_path(path).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     log.info("dump %s: %s, sha256 %s, %d tables, %d rows, WAL %s", path, _human(manifest["size_bytes"]),
              manifest["sha256"], len(counts), manifest["total_rows"], lsn)
     return manifest
+
+
+def dump(cfg: MigrationConfig, target: Target, backup_dir: Path, *, dry_run: bool = False,
+         context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A new dump in ``backup_dir`` (or, ``dry_run``, the command it would run); see :func:`take_dump`."""
+    conn = target.connect()
+    try:
+        info = database_info(conn)
+        path = dump_path(backup_dir, info["database"])
+        if dry_run:
+            pg_dump, _version = find_client("pg_dump", info["server_version_num"])
+            command = dump_command(pg_dump, path, "<exported at run time>")
+            return {"dry_run": True, "file": str(path), "command": command, "tables": len(list_tables(conn)), **info}
+    finally:
+        conn.close()
+    return take_dump(target, path, context=context)
 
 
 _TOC_DATA_RE = re.compile(r"^\d+;\s+\d+\s+\d+\s+TABLE DATA\s+(\S+)\s+(.+?)\s+\S+$")
@@ -291,15 +328,24 @@ def verify_archive(manifest: dict[str, Any], server_version_num: int) -> dict[st
             "pg_restore": version}
 
 
+def scratch_name(now: datetime | None = None) -> str:
+    """The restore check's own scratch database (only names of this shape are ever dropped)."""
+    return f"{SCRATCH_PREFIX}{(now or datetime.now(UTC)):%Y%m%d%H%M%S}_{os.getpid()}"
+
+
+def restore_command(pg_restore: str, scratch: str, path: Path | str) -> list[str]:
+    return [pg_restore, "--no-owner", "--no-acl", "--exit-on-error", f"--dbname={scratch}", str(path)]
+
+
 def verify_restore(cfg: MigrationConfig, target: Target, manifest: dict[str, Any],
-                   server_version_num: int) -> dict[str, Any]:
+                   server_version_num: int, *, scratch: str | None = None) -> dict[str, Any]:
     """Restore into a scratch database and compare every table's row count with the manifest."""
     path = Path(manifest["file"])
     if not cfg.backup.verify_restore:
         log.warning("backup.verify_restore is false: %s is not test-restored", path)
         return {"skipped": True}
     pg_restore, _version = find_client("pg_restore", server_version_num)
-    scratch = f"zdm_restore_check_{datetime.now(UTC):%Y%m%d%H%M%S}_{os.getpid()}"
+    scratch = scratch or scratch_name()
     admin = target.connect()
     admin.autocommit = True
     problems: list[str] = []
@@ -313,9 +359,8 @@ def verify_restore(cfg: MigrationConfig, target: Target, manifest: dict[str, Any
                 raise BackupError(f"the restore check needs to create a scratch database, but {target.user} may "
                                   f"not (grant CREATEDB, or set backup.verify_restore: false): {exc}") from None
         try:
-            proc = subprocess.run([pg_restore, "--no-owner", "--no-acl", "--exit-on-error",
-                                   f"--dbname={scratch}", str(path)],
-                                  env=target.env(scratch), capture_output=True, text=True, timeout=6 * 3600)
+            proc = subprocess.run(restore_command(pg_restore, scratch, path), env=target.env(scratch),
+                                  capture_output=True, text=True, timeout=6 * 3600)
             if proc.returncode != 0:
                 problems.append(f"pg_restore into scratch database {scratch} failed ({proc.returncode}): "
                                 f"{proc.stderr.strip()[-1500:]}")
@@ -351,28 +396,54 @@ def _timeouts(conn, cfg: MigrationConfig) -> None:
             "statement_timeout": f"{int(cfg.ddl.statement_timeout.total_seconds() * 1000)}ms"})
 
 
+def manifest_entry(manifest: dict[str, Any], archive: dict[str, Any], restore: dict[str, Any],
+                   verified_at: str | None = None) -> dict[str, Any]:
+    """What the ledger's ``backup.manifest`` entry holds (the cutover checklist reads it)."""
+    return {**manifest, "verified_at": verified_at or datetime.now(UTC).isoformat(), "archive_check": archive,
+            "restore_check": restore}
+
+
+def record_manifest_on(conn, cfg: MigrationConfig, manifest: dict[str, Any], archive: dict[str, Any],
+                       restore: dict[str, Any], *, actor: str, context: dict[str, Any]) -> dict[str, Any]:
+    """The verified manifest into the audit ledger, plus a passed ``preflight_backup`` gate result,
+    in the caller's transaction (the caller commits: both or neither)."""
+    entry = manifest_entry(manifest, archive, restore)
+    # the recording run's ids win (a verify-only run records a dump an earlier run took)
+    details = {**entry, **context, "dump_run_id": manifest.get("run_id")}
+    audit_id, _at = control.append_audit(conn, cfg.control_schema, actor=actor, action="backup.manifest",
+                                         target=manifest["file"], details=details,
+                                         reason="pre-migration backup taken and verified")
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "control/gate_result_insert.sql", {"schema": cfg.control_schema}, gate_result(
+            manifest, restore, verified_at=entry["verified_at"], context=context))
+    return {"audit_id": audit_id, **entry}
+
+
+def gate_result(manifest: dict[str, Any], restore: dict[str, Any], *, verified_at: str,
+                context: dict[str, Any]) -> dict[str, Any]:
+    """Bound values of the passed ``preflight_backup`` gate result."""
+    figures = {"file": manifest["file"], "sha256": manifest["sha256"], "wal_lsn": manifest["wal_lsn"],
+               "size_bytes": manifest["size_bytes"], "total_rows": manifest["total_rows"],
+               "snapshot_taken_at": manifest["snapshot_taken_at"], "verified_at": verified_at}
+    reason = ("backup restored into a scratch database with matching row counts" if not restore.get("skipped")
+              else "backup archive verified (restore check disabled)")
+    return {"gate": GATE, "status": "passed", "figures": json.dumps(figures, default=str), "reason": reason,
+            "dag_id": context.get("dag_id"), "run_id": context.get("run_id")}
+
+
 def record_manifest(cfg: MigrationConfig, target: Target, manifest: dict[str, Any], archive: dict[str, Any],
                     restore: dict[str, Any], *, actor: str, context: dict[str, Any]) -> dict[str, Any]:
-    """The verified manifest into the audit ledger, plus a passed ``preflight_backup`` gate result."""
-    verified_at = datetime.now(UTC).isoformat()
-    entry = {**manifest, "verified_at": verified_at, "archive_check": archive, "restore_check": restore}
+    """:func:`record_manifest_on` on a new connection (creating the control schema if needed)."""
     conn = target.connect()
     try:
         conn.autocommit = True
         control.ensure_control_schema(conn, cfg.control_schema, cfg.ddl)
-        audit_id, _at = control.audit(conn, cfg.control_schema, actor=actor, action="backup.manifest",
-                                      target=manifest["file"], details={**context, **entry},
-                                      reason="pre-migration backup taken and verified")
-        control.record_gate_result(conn, cfg.control_schema, gate=GATE, status="passed", figures={
-            "file": manifest["file"], "sha256": manifest["sha256"], "wal_lsn": manifest["wal_lsn"],
-            "size_bytes": manifest["size_bytes"], "total_rows": manifest["total_rows"],
-            "snapshot_taken_at": manifest["snapshot_taken_at"], "verified_at": verified_at},
-            reason="backup restored into a scratch database with matching row counts"
-            if not restore.get("skipped") else "backup archive verified (restore check disabled)",
-            dag_id=context.get("dag_id"), run_id=context.get("run_id"))
+        conn.autocommit = False
+        entry = record_manifest_on(conn, cfg, manifest, archive, restore, actor=actor, context=context)
+        conn.commit()
     finally:
         conn.close()
-    return {"audit_id": audit_id, **entry}
+    return entry
 
 
 def record_failure(cfg: MigrationConfig, target: Target, check: str, error: BaseException, *,
@@ -390,26 +461,3 @@ def record_failure(cfg: MigrationConfig, target: Target, check: str, error: Base
             conn.close()
     except Exception as exc:  # noqa: BLE001 - never mask the original failure
         log.error("could not record the failed %s check: %s", check, exc)
-
-
-# --- Airflow task glue -----------------------------------------------------------------------
-def task_params() -> tuple[dict[str, Any], str, dict[str, Any]]:
-    """(params, audit actor, ledger context) of the running Airflow task."""
-    from airflow.sdk import get_current_context
-
-    ctx = get_current_context()
-    ti = ctx["ti"]
-    return dict(ctx["params"]), f"airflow:{ti.dag_id}", {"dag_id": ti.dag_id, "run_id": ti.run_id,
-                                                          "task_id": ti.task_id}
-
-
-def run_check(cfg: MigrationConfig, check: str, fn: Callable[[Target], Any]) -> Any:
-    """Run one check against the legacy connection; on failure record a failed gate result and
-    re-raise (the task's failure callback pages on-call)."""
-    _params, _actor, context = task_params()
-    target = Target.from_conn_id(cfg.connections.legacy)
-    try:
-        return fn(target)
-    except Exception as exc:
-        record_failure(cfg, target, check, exc, context=context)
-        raise

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg2.errors
@@ -29,7 +30,8 @@ from psycopg2 import sql
 from migration_engine import control, db
 from migration_engine.config import AddCheck, AddColumn, CreateIndex, MigrationConfig, SetRequired, TableRef
 from migration_engine.ddl import DdlError, DdlExecutor, IndexSpec
-from migration_engine.steps import RevertRefused, Step, StepRunner, get_state, summarize_plan
+from migration_engine.errors import VerificationError
+from migration_engine.steps import RevertRefused, Step, StepResult, StepRunner, get_state, summarize_plan
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +180,9 @@ class AddColumnStep(Step):
 class CreateIndexStep(Step):
     phase = PHASE
 
-    def __init__(self, spec: CreateIndex, index: int):
+    def __init__(self, spec: CreateIndex, index: int, *, progress: Callable[[], Any] | None = None):
         self.spec = spec
+        self.progress = progress  # opens a second connection to log build progress
         self.where = f"schema_changes.indexes[{index}]"
         self.step_id = f"phase1.1_2.index.{spec.table.schema_name}.{spec.name}"
         self.title = f"index {spec.name} on {spec.table} ({', '.join(spec.columns)})"
@@ -196,6 +199,8 @@ class CreateIndexStep(Step):
 
     def apply(self, ex: DdlExecutor) -> list[str]:
         _require_table(ex, self.spec.table, self.where)
+        if ex.connect is None:
+            ex.connect = self.progress
         outcome = ex.ensure_index(self.index)
         return [f"{self.spec.name}: {outcome}"]
 
@@ -413,12 +418,18 @@ class AddCheckStep(Step):
 # --- building and running --------------------------------------------------------------------
 def build_steps(cfg: MigrationConfig) -> dict[str, list[Step]]:
     sc = cfg.schema_changes
+    progress = _progress_connection(cfg)
     return {
         "1.1": [AddColumnStep(c, i) for i, c in enumerate(sc.add_columns)],
-        "1.2": [CreateIndexStep(x, i) for i, x in enumerate(sc.indexes)],
+        "1.2": [CreateIndexStep(x, i, progress=progress) for i, x in enumerate(sc.indexes)],
         "1.3": [SetRequiredStep(r, i, cfg.ddl.update_batch_size) for i, r in enumerate(sc.required)]
                + [AddCheckStep(c, i) for i, c in enumerate(sc.checks)],
     }
+
+
+def _progress_connection(cfg: MigrationConfig) -> Callable[[], Any]:
+    """A second connection for index-build progress (opened by the executor only while building)."""
+    return lambda: db.connect(cfg.connections.legacy, application_name="zdm-index-progress")
 
 
 def _group(cfg: MigrationConfig, group: str) -> list[Step]:
@@ -428,88 +439,116 @@ def _group(cfg: MigrationConfig, group: str) -> list[Step]:
     return steps[group]
 
 
+# The step builders the DAGs hand to the Airflow layer's run_steps (one group per task). Reverts
+# take a group's steps last-applied first.
+def columns_steps(cfg: MigrationConfig) -> list[Step]:
+    return _group(cfg, "1.1")
+
+
+def index_steps(cfg: MigrationConfig) -> list[Step]:
+    return _group(cfg, "1.2")
+
+
+def constraint_steps(cfg: MigrationConfig) -> list[Step]:
+    return _group(cfg, "1.3")
+
+
+def columns_revert_steps(cfg: MigrationConfig) -> list[Step]:
+    return list(reversed(_group(cfg, "1.1")))
+
+
+def index_revert_steps(cfg: MigrationConfig) -> list[Step]:
+    return list(reversed(_group(cfg, "1.2")))
+
+
+def constraint_revert_steps(cfg: MigrationConfig) -> list[Step]:
+    return list(reversed(_group(cfg, "1.3")))
+
+
 def _runner(conn, cfg: MigrationConfig, actor: str, context: dict | None) -> StepRunner:
     return StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor, context=context,
-                      connect=lambda: db.connect(cfg.connections.legacy, application_name="zdm-index-progress"))
+                      connect=_progress_connection(cfg))
 
 
-def prepare(cfg: MigrationConfig, *, dry_run: bool) -> dict[str, Any]:
+def prepare(conn, cfg: MigrationConfig, *, actor: str = "", context: dict | None = None,
+            dry_run: bool = False) -> dict[str, Any]:
     """Check every table the config names exists; create the control schema (not in a dry run)."""
     sc = cfg.schema_changes
     tables = sorted({str(x.table) for group in (sc.add_columns, sc.indexes, sc.required, sc.checks) for x in group})
     if not tables:
         raise DdlError("schema_changes in the migration config is empty: phase 1 has nothing to do")
-    with db.connection(cfg.connections.legacy) as conn:
-        ex = DdlExecutor(conn, cfg.ddl, planning=True)
-        missing = [t for t in tables if not ex.relation_exists(TableRef.model_validate(t))]
-        if missing:
-            raise DdlError(f"tables named in schema_changes do not exist in the legacy database "
-                           f"({cfg.connections.legacy}): {missing}")
-        if not dry_run:
-            control.ensure_control_schema(conn, cfg.control_schema, cfg.ddl)
+    ex = DdlExecutor(conn, cfg.ddl, planning=True)
+    missing = [t for t in tables if not ex.relation_exists(TableRef.model_validate(t))]
+    if missing:
+        raise DdlError(f"tables named in schema_changes do not exist in the legacy database "
+                       f"({cfg.connections.legacy}): {missing}")
+    if not dry_run:
+        control.ensure_control_schema(conn, cfg.control_schema, cfg.ddl)
     return {"tables": tables, "dry_run": dry_run,
             "steps": {g: [s.step_id for s in steps] for g, steps in build_steps(cfg).items()}}
 
 
-def apply_group(cfg: MigrationConfig, group: str, *, dry_run: bool, actor: str,
-                context: dict | None = None) -> dict[str, Any]:
-    """Apply (or, dry run, print the exact SQL of) one step group."""
+def plan_text(group: str, results: Sequence[StepResult]) -> str:
+    """A group's dry-run plan as one SQL text (the statements exactly as sent, notes as comments)."""
+    lines = [f"-- {GROUP_TITLES[group]} (dry run: nothing is executed)"]
+    for r in results:
+        lines.append(f"-- {r.step_id}: {'; '.join(r.notes)}")
+        lines += [s.rstrip().rstrip(";") + ";" for s in summarize_plan(r.executed)] or ["-- (nothing to do)"]
+    return "\n".join(lines)
+
+
+def apply_group(conn, cfg: MigrationConfig, group: str, *, actor: str, context: dict | None = None,
+                dry_run: bool = False, verify: bool = True) -> dict[str, Any]:
+    """Apply and verify (or, dry run, plan) one step group on ``conn`` (engine-level; the DAGs go
+    through the Airflow layer's ``run_steps``, which does the same)."""
     steps = _group(cfg, group)
-    with db.connection(cfg.connections.legacy) as conn:
-        runner = _runner(conn, cfg, actor, context)
-        if dry_run:
-            results = runner.plan(steps)
-            lines = [f"-- {GROUP_TITLES[group]} (dry run: nothing is executed)"]
-            for r in results:
-                lines.append(f"-- {r.step_id}: {'; '.join(r.notes)}")
-                lines += [s.rstrip().rstrip(";") + ";" for s in summarize_plan(r.executed)] or ["-- (nothing to do)"]
-            text = "\n".join(lines)
-            print(text)  # the dry-run plan belongs in the task log verbatim
-            return {"group": group, "dry_run": True, "plan": text,
-                    "steps": [{**r.as_dict(), "executed": summarize_plan(r.executed)} for r in results]}
-        results = runner.apply(steps)
+    runner = _runner(conn, cfg, actor, context)
+    if dry_run:
+        results = runner.plan(steps)
+        return {"group": group, "dry_run": True, "plan": plan_text(group, results),
+                "steps": [{**r.as_dict(), "executed": summarize_plan(r.executed)} for r in results]}
+    results = runner.apply(steps)
+    if verify:
+        runner.verify(steps)
     return {"group": group, "dry_run": False, "changed": any(r.changed for r in results),
             "steps": [{**r.as_dict(), "executed": summarize_plan(r.executed)} for r in results]}
 
 
-def verify_group(cfg: MigrationConfig, group: str, *, actor: str, context: dict | None = None) -> dict[str, Any]:
-    steps = _group(cfg, group)
-    with db.connection(cfg.connections.legacy) as conn:
-        results = _runner(conn, cfg, actor, context).verify(steps)
-    return {"group": group, "verified": [r.step_id for r in results]}
-
-
-def finish(cfg: MigrationConfig, *, actor: str, context: dict | None = None) -> dict[str, Any]:
-    with db.connection(cfg.connections.legacy) as conn:
-        conn.autocommit = True
-        steps = [s for g in GROUPS for s in _group(cfg, g)]
-        control.audit(conn, cfg.control_schema, actor=actor, action="phase1.completed", target=PHASE,
-                      details={**(context or {}), "steps": [s.step_id for s in steps]},
-                      reason="phase 1 schema preparation applied and verified")
-    return {"steps": len(steps)}
+def finish(conn, cfg: MigrationConfig, *, actor: str, context: dict | None = None,
+           dry_run: bool = False) -> dict[str, Any]:
+    """The ``phase1.completed`` ledger entry (nothing in a dry run: nothing was applied)."""
+    steps = [s for g in GROUPS for s in _group(cfg, g)]
+    if dry_run:
+        log.info("dry run: phase 1 was planned, not applied; no phase1.completed entry")
+        return {"dry_run": True, "steps": len(steps)}
+    conn.autocommit = True
+    control.audit(conn, cfg.control_schema, actor=actor, action="phase1.completed", target=PHASE,
+                  details={**(context or {}), "steps": [s.step_id for s in steps]},
+                  reason="phase 1 schema preparation applied and verified")
+    return {"dry_run": False, "steps": len(steps)}
 
 
 # --- rollback --------------------------------------------------------------------------------
-def rollback_plan(cfg: MigrationConfig, *, allow_data_loss: bool, actor: str = "",
-                  context: dict | None = None) -> dict[str, Any]:
-    """The exact SQL of a phase-1 rollback, and the data it would destroy.
+def rollback_plan(conn, cfg: MigrationConfig, *, allow_data_loss: bool = False, actor: str = "",
+                  context: dict | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """The exact SQL of a phase-1 rollback, and the data it would destroy (reads only).
 
     Refuses (RevertRefused) when nothing was ever applied, or when a column phase 1 added now
     holds values the phase did not put there (the application started using it) unless
-    ``allow_data_loss``.
+    ``allow_data_loss``. ``dry_run`` changes nothing here (the plan never writes); the DAG stops
+    before the approval on a dry run.
     """
     groups = {g: list(reversed(_group(cfg, g))) for g in reversed(GROUPS)}
-    with db.connection(cfg.connections.legacy) as conn:
-        if not control.control_schema_exists(conn, cfg.control_schema):
-            raise RevertRefused(f"control schema {cfg.control_schema} does not exist: phase 1 was never "
-                                f"applied by this engine here, there is nothing recorded to roll back")
-        runner = _runner(conn, cfg, actor, context)
-        plans = {g: runner.revert_plan(steps) for g, steps in groups.items()}
-        recorded = sum(1 for results in plans.values() for r in results if "before" in r.details)
-        if recorded == 0:
-            raise RevertRefused("no phase-1 step has a recorded apply (or all are already reverted): "
-                                "nothing to roll back")
-        at_risk = _data_at_risk(conn, cfg)
+    if not control.control_schema_exists(conn, cfg.control_schema):
+        raise RevertRefused(f"control schema {cfg.control_schema} does not exist: phase 1 was never "
+                            f"applied by this engine here, there is nothing recorded to roll back")
+    runner = _runner(conn, cfg, actor, context)
+    plans = {g: runner.revert_plan(steps) for g, steps in groups.items()}
+    recorded = sum(1 for results in plans.values() for r in results if "before" in r.details)
+    if recorded == 0:
+        raise RevertRefused("no phase-1 step has a recorded apply (or all are already reverted): "
+                            "nothing to roll back")
+    at_risk = _data_at_risk(conn, cfg)
     lines = ["-- Phase 1 rollback plan (reverse order: 1.3, 1.2, 1.1)"]
     for g, results in plans.items():
         lines.append(f"-- revert {GROUP_TITLES[g]}")
@@ -520,7 +559,7 @@ def rollback_plan(cfg: MigrationConfig, *, allow_data_loss: bool, actor: str = "
         lines.append("-- DATA LOSS: these added columns hold values phase 1 did not write:")
         lines += [f"--   {k}: {v} rows" for k, v in at_risk.items()]
     text = "\n".join(lines)
-    print(text)  # the plan belongs in the task log verbatim
+    log.info("%s%s", "DRY RUN " if dry_run else "", text)  # the plan belongs in the task log verbatim
     if at_risk and not allow_data_loss:
         raise RevertRefused(
             "rolling back phase 1 would drop columns that now hold application data: "
@@ -530,6 +569,12 @@ def rollback_plan(cfg: MigrationConfig, *, allow_data_loss: bool, actor: str = "
         )
     return {"plan": text, "data_at_risk": at_risk,
             "steps": {g: [r.as_dict() for r in results] for g, results in plans.items()}}
+
+
+def rollback_summary(conn, cfg: MigrationConfig, **kwargs: Any) -> dict[str, Any]:
+    """The plan and the data at risk (what the approval shows), without the per-step detail."""
+    plan = rollback_plan(conn, cfg, **kwargs)
+    return {"plan": plan["plan"], "data_at_risk": plan["data_at_risk"]}
 
 
 def _data_at_risk(conn, cfg: MigrationConfig) -> dict[str, int]:
@@ -552,42 +597,31 @@ def _data_at_risk(conn, cfg: MigrationConfig) -> dict[str, int]:
     return out
 
 
-def revert_group(cfg: MigrationConfig, group: str, *, actor: str, context: dict | None = None) -> dict[str, Any]:
+def revert_group(conn, cfg: MigrationConfig, group: str, *, actor: str,
+                 context: dict | None = None) -> dict[str, Any]:
+    """Revert one group, last-applied step first (engine-level; the DAG uses ``run_steps``)."""
     steps = list(reversed(_group(cfg, group)))
-    with db.connection(cfg.connections.legacy) as conn:
-        results = _runner(conn, cfg, actor, context).revert(steps)
+    results = _runner(conn, cfg, actor, context).revert(steps)
     return {"group": group, "steps": [r.as_dict() for r in results]}
 
 
-def verify_rollback(cfg: MigrationConfig, *, actor: str, context: dict | None = None) -> dict[str, Any]:
+def verify_rollback(conn, cfg: MigrationConfig, *, actor: str, context: dict | None = None) -> dict[str, Any]:
     """Every step's catalog state equals what was recorded before phase 1 first applied it."""
     problems: list[str] = []
-    with db.connection(cfg.connections.legacy) as conn:
-        ex = DdlExecutor(conn, cfg.ddl, planning=True)
-        checked = 0
-        for g in GROUPS:
-            for step in _group(cfg, g):
-                state = get_state(conn, cfg.control_schema, step.step_id)
-                if state is None or "before" not in state["details"]:
-                    continue
-                checked += 1
-                if state["status"] != "reverted":
-                    problems.append(f"{step.step_id}: status is {state['status']}, not reverted")
-                problems += [f"{step.step_id}: {p}" for p in step.revert_problems(ex, state["details"]["before"])]
-        if problems:
-            raise DdlError("phase 1 rollback incomplete: " + "; ".join(problems))
-        control.audit(conn, cfg.control_schema, actor=actor, action="phase1.rolled_back", target=PHASE,
-                      details={**(context or {}), "steps_checked": checked},
-                      reason="schema returned to its state before phase 1")
+    ex = DdlExecutor(conn, cfg.ddl, planning=True)
+    checked = 0
+    for g in GROUPS:
+        for step in _group(cfg, g):
+            state = get_state(conn, cfg.control_schema, step.step_id)
+            if state is None or "before" not in state["details"]:
+                continue
+            checked += 1
+            if state["status"] != "reverted":
+                problems.append(f"{step.step_id}: status is {state['status']}, not reverted")
+            problems += [f"{step.step_id}: {p}" for p in step.revert_problems(ex, state["details"]["before"])]
+    if problems:
+        raise VerificationError(problems, step_id="phase 1 rollback incomplete")
+    control.audit(conn, cfg.control_schema, actor=actor, action="phase1.rolled_back", target=PHASE,
+                  details={**(context or {}), "steps_checked": checked},
+                  reason="schema returned to its state before phase 1")
     return {"steps_checked": checked}
-
-
-# --- Airflow task glue -----------------------------------------------------------------------
-def task_context() -> tuple[bool, str, dict[str, Any]]:
-    """(dry_run, audit actor, context for ledger entries) of the running Airflow task."""
-    from airflow.sdk import get_current_context
-
-    ctx = get_current_context()
-    ti = ctx["ti"]
-    dry_run = bool(ctx["params"].get("dry_run", False))
-    return dry_run, f"airflow:{ti.dag_id}", {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id}

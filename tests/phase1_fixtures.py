@@ -1,4 +1,5 @@
-"""Helpers for the phase-1 and backup tests: catalog snapshots, config copies, XCom, ledger reads.
+"""Helpers for the phase-1 and backup tests: catalog snapshots, config copies, XCom, ledger reads,
+what phase 1 must have built, and engine calls on the legacy database.
 
 The snapshot is written here independently of the engine's own catalog queries, so a test does not
 check the engine with the engine.
@@ -6,6 +7,8 @@ check the engine with the engine.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,15 @@ import yaml
 from tests.airflow_helpers import get_dag
 
 ROOT = Path(__file__).resolve().parents[1]
+
+PREP = "migration_phase1_schema_prep"
+ROLLBACK = "migration_phase1_rollback"
+ADDED_COLUMNS = {("tenants", "marketplace_payment_mode"), ("contacts", "marketplace_user_id"),
+                 ("contacts", "marketplace_first_transaction_at"), ("contacts", "marketplace_last_transaction_at"),
+                 ("contacts", "marketplace_transaction_count"), ("contacts", "marketplace_total_spent_cents"),
+                 ("invoices", "is_marketplace_invoice"), ("invoices", "marketplace_transaction_id")}
+INDEXES = {"idx_contacts_marketplace_user_tenant", "idx_invoices_marketplace_transaction",
+           "idx_invoices_marketplace_flag"}
 
 _COLUMNS = """
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -92,3 +104,45 @@ def ledger(databases, action_prefix: str = "") -> list[tuple]:
 
 def control_schema_exists(databases) -> bool:
     return databases.query("legacy", "SELECT to_regnamespace('migration_control') IS NOT NULL")[0][0]
+
+
+def assert_phase1_done(snap):
+    cols = {(t, c): (typ, nn, dflt) for t, c, typ, nn, dflt in snap["columns"]}
+    assert ADDED_COLUMNS <= set(cols), ADDED_COLUMNS - set(cols)
+    assert cols[("tenants", "marketplace_payment_mode")] == ("character varying(50)", True,
+                                                              "'manual'::character varying")
+    assert cols[("contacts", "marketplace_transaction_count")] == ("integer", False, "0")
+    assert cols[("invoices", "is_marketplace_invoice")] == ("boolean", False, "false")
+    idx = {name: (d, valid, ready) for name, d, valid, ready in snap["indexes"]}
+    assert INDEXES <= set(idx)
+    assert all(idx[n][1] and idx[n][2] for n in INDEXES)
+    # step 1.2's definition, not the appendix's (documented discrepancy)
+    assert "(tenant_id, marketplace_transaction_id, status)" in idx["idx_invoices_marketplace_transaction"][0]
+    assert "WHERE (marketplace_transaction_id IS NOT NULL)" in idx["idx_invoices_marketplace_transaction"][0]
+    cons = {name: (typ, d, validated) for _t, name, typ, d, validated in snap["constraints"]}
+    assert cons["chk_marketplace_payment_mode"][0] == "c" and cons["chk_marketplace_payment_mode"][2] is True
+    assert "tenants_marketplace_payment_mode_not_null" not in cons  # the helper check is dropped
+
+
+def plan_sql(run_steps_result: dict) -> str:
+    """The statements of a ``run_steps`` dry-run result (XCom), one per line, ``;``-terminated."""
+    return "\n".join(s.rstrip().rstrip(";") + ";" for step in run_steps_result["steps"] for s in step["executed"])
+
+
+@contextmanager
+def legacy_conn(databases) -> Iterator[Any]:
+    conn = databases.connect("legacy")
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def apply_phase1(databases, cfg, groups=("1.1", "1.2", "1.3"), *, verify: bool = True) -> None:
+    """Engine-level phase 1 (what the DAG's tasks do), for tests that need it done quickly."""
+    from migration_engine import phase1
+
+    with legacy_conn(databases) as conn:
+        phase1.prepare(conn, cfg)
+        for group in groups:
+            phase1.apply_group(conn, cfg, group, actor="test", verify=verify)
