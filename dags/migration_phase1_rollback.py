@@ -29,8 +29,8 @@ from airflow.sdk import Param, chain, task
 
 from migration_engine import phase1
 from migration_engine.airflow.approvals import approval as approval_task
-from migration_engine.airflow.calls import not_dry_run, on_legacy_run
 from migration_engine.airflow.dags import migration_dag
+from migration_engine.airflow.dry_run import not_dry_run
 from migration_engine.airflow.tasks import on_legacy, run_steps
 
 GATE = "phase1_rollback"
@@ -46,7 +46,7 @@ PARAMS = {
 def migration_phase1_rollback():
     @task
     def plan_rollback() -> dict:
-        return on_legacy_run(phase1.rollback_summary, param_names=("allow_data_loss",))
+        return on_legacy(phase1.rollback_summary, dry_run_aware=True, param_names=("allow_data_loss",))
 
     @task.short_circuit
     def proceed() -> bool:

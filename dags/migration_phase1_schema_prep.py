@@ -30,9 +30,8 @@ from __future__ import annotations
 from airflow.sdk import Param, chain, task
 
 from migration_engine import phase1
-from migration_engine.airflow.calls import on_legacy_run
 from migration_engine.airflow.dags import migration_dag
-from migration_engine.airflow.tasks import run_steps
+from migration_engine.airflow.tasks import on_legacy, run_steps
 
 PARAMS = {
     "dry_run": Param(False, type="boolean", title="Dry run",
@@ -44,7 +43,7 @@ PARAMS = {
 def migration_phase1_schema_prep():
     @task
     def prepare() -> dict:
-        return on_legacy_run(phase1.prepare)
+        return on_legacy(phase1.prepare, dry_run_aware=True)
 
     @task
     def step_1_1_add_columns() -> dict:
@@ -60,7 +59,7 @@ def migration_phase1_schema_prep():
 
     @task
     def finish() -> dict:
-        return on_legacy_run(phase1.finish)
+        return on_legacy(phase1.finish, dry_run_aware=True)
 
     chain(prepare(), step_1_1_add_columns(), step_1_2_indexes(), step_1_3_defaults_constraints(), finish())
 

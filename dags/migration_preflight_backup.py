@@ -29,8 +29,8 @@ from airflow.sdk import Param, chain, task
 
 from migration_engine import backup_steps
 from migration_engine.airflow.backup import backup_step
-from migration_engine.airflow.calls import on_legacy_run
 from migration_engine.airflow.dags import migration_dag
+from migration_engine.airflow.tasks import on_legacy
 
 PARAMS = {
     "dry_run": Param(False, type="boolean", title="Dry run",
@@ -47,7 +47,7 @@ PARAMS = {
 def migration_preflight_backup():
     @task
     def prepare() -> dict:
-        return on_legacy_run(backup_steps.prepare)
+        return on_legacy(backup_steps.prepare, dry_run_aware=True)
 
     @task
     def check_disk_space() -> dict:

@@ -18,3 +18,8 @@ def choose(plan_task: str, run_tasks: str | Sequence[str]) -> str | list[str]:
     if dry_run():
         return plan_task
     return run_tasks if isinstance(run_tasks, str) else list(run_tasks)
+
+
+def not_dry_run() -> bool:
+    """For ``@task.short_circuit``: stop a DAG before its approval on a dry run (plan only)."""
+    return not dry_run()

@@ -38,7 +38,9 @@ class ReadRolloutStepOperator(BaseOperator):
         from migration_engine.airflow.dags import config
         from migration_engine.airflow.triggers import ReadRolloutHoldTrigger
         from migration_engine.cutover.rollout import step_for
+        from migration_engine.cutover.steps import rollout_flag
         from migration_engine.gates.error_rate import take_snapshot
+        from migration_engine.steps import StepRunner
 
         cfg = config()
         co = cfg.cutover
@@ -52,10 +54,10 @@ class ReadRolloutStepOperator(BaseOperator):
         now = datetime.now(UTC)
         hold_until = now + step.hold
         with db.connection(cfg.connections.legacy) as conn:
-            from migration_engine.control import ensure_flag
-
-            change = ensure_flag(conn, cfg.control_schema, "read_new_pct", self.pct, actor=actor,
-                                 reason=f"read rollout {step.label}", context=ctx)
+            # the flip is a step (plan/apply/revert, state in step_state); a re-run finds it done
+            runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor, context=ctx)
+            (flip,) = runner.apply([rollout_flag(cfg, self.pct)])
+            change = flip.changed or None
             snapshot = take_snapshot(conn, cfg, now=now)
             control.audit(conn, cfg.control_schema, actor=actor, action="read_rollout.step_started",
                           target=f"read_new_pct={self.pct}",
@@ -81,7 +83,8 @@ class ReadRolloutStepOperator(BaseOperator):
         from migration_engine import control, db
         from migration_engine.airflow.dags import config
         from migration_engine.alerts import send_alert
-        from migration_engine.control import ensure_flag
+        from migration_engine.cutover.steps import rollout_flag
+        from migration_engine.steps import StepRunner
 
         cfg = config()
         ti = context["ti"]
@@ -97,15 +100,19 @@ class ReadRolloutStepOperator(BaseOperator):
             self.log.info("read rollout %s%% passed: %s", self.pct, reason)
             return event
         rolled_back = bool(event.get("rolled_back"))
-        if status in ("breach", "no_data", "error") and not rolled_back:
-            # The trigger could not write the flag (database down?): try once more from here.
+        if status in ("breach", "no_data", "error"):
+            # The step's revert: read_new_pct = 0. Where the trigger already rolled back it finds the flag
+            # at 0 and only records the step as reverted; where the trigger could not write the flag
+            # (database down?) this is the second try.
             try:
                 with db.connection(cfg.connections.legacy) as conn:
-                    ensure_flag(conn, cfg.control_schema, "read_new_pct", 0, actor=actor, context=ctx,
-                                reason=f"automatic read-rollout rollback (retried by the task): {reason}")
+                    runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor,
+                                        context={**ctx, "reason": f"automatic read-rollout rollback: {reason}"})
+                    runner.revert([rollout_flag(cfg, self.pct)])
                 rolled_back = True
             except Exception as exc:  # noqa: BLE001 - reported in the page and the failure
-                event["rollback_error"] = f"{event.get('rollback_error')}; retry from the task: {exc}"
+                if not rolled_back:
+                    event["rollback_error"] = f"{event.get('rollback_error')}; retry from the task: {exc}"
         if status == "flag_changed":
             title = f"Read rollout stopped at {self.pct}%: read_new_pct changed outside the rollout"
             severity = "warning"
@@ -153,7 +160,9 @@ class KeepOldSyncEndOperator(BaseOperator):
     def execute_complete(self, context, event: Any = None) -> dict[str, Any]:
         from migration_engine import db
         from migration_engine.airflow.dags import config
-        from migration_engine.control import current_flags, ensure_flag
+        from migration_engine.control import current_flags
+        from migration_engine.cutover.steps import keep_old_sync_end_step
+        from migration_engine.steps import StepRunner
 
         cfg = config()
         ti = context["ti"]
@@ -162,10 +171,10 @@ class KeepOldSyncEndOperator(BaseOperator):
             if not flags.get("write_to_new"):
                 self.log.warning("write_to_new is off (a rollback happened): leaving keep_old_sync as it is")
                 return {"keep_old_sync": "left as is", "write_to_new": False}
-            change = ensure_flag(conn, cfg.control_schema, "keep_old_sync", False, actor=f"airflow:{ti.dag_id}",
-                                 reason="the keep_old_sync period after the write cutover is over",
-                                 context={"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id})
-        return {"keep_old_sync": "turned off" if change else "already off"}
+            runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=f"airflow:{ti.dag_id}",
+                                context={"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id})
+            (result,) = runner.apply([keep_old_sync_end_step(cfg)])
+        return {"keep_old_sync": "turned off" if result.changed else "already off"}
 
 
 class RecoveryWatchOperator(BaseOperator):

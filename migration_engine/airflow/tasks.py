@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from migration_engine.airflow.context import dry_run, task_context
+from migration_engine.airflow.context import dry_run, params, task_context
 from migration_engine.airflow.dags import config
 from migration_engine.config import MigrationConfig
 from migration_engine.errors import Refused
@@ -35,14 +35,21 @@ def outcome() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
-def on_legacy(fn: Callable[..., Any]) -> Any:
-    """Run ``fn(conn, cfg, actor=, context=)`` on the legacy DB (the control schema's) as the current task."""
+def on_legacy(fn: Callable[..., Any], *, dry_run_aware: bool = False, param_names: Sequence[str] = ()) -> Any:
+    """Run ``fn(conn, cfg, actor=, context=)`` on the legacy DB (the control schema's) as the current task.
+
+    ``dry_run_aware``: ``fn`` also gets the run's ``dry_run`` Param (it must then change nothing);
+    ``param_names``: these Params of the trigger form are passed as keyword arguments.
+    """
     from migration_engine import db
 
     cfg = config()
     actor, ctx = task_context()
+    extra: dict[str, Any] = {"dry_run": dry_run()} if dry_run_aware else {}
+    values = params() if param_names else {}
+    extra.update({name: values.get(name) for name in param_names})
     with outcome(), db.connection(cfg.connections.legacy) as conn:
-        return fn(conn, cfg, actor=actor, context=ctx)
+        return fn(conn, cfg, actor=actor, context=ctx, **extra)
 
 
 def run_steps(build: Callable[[MigrationConfig], Sequence[Any]], *, action: str = "apply", verify: bool = True,

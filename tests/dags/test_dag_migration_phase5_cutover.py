@@ -147,6 +147,10 @@ def test_error_spike_at_25_percent_rolls_back_within_one_interval(databases, air
     assert run.tasks["read_rollout_50pct"] == "upstream_failed" and run.tasks["write_cutover"] == "upstream_failed"
     assert flags(databases)["read_new_pct"] == 0 and flags(databases)["write_to_new"] is False
     assert _pct_changes(databases) == [10, 25, 0]
+    # the flips are steps: 10 % applied, 25 % reverted (the automatic rollback recorded as its revert)
+    states = dict(databases.query("legacy", "SELECT step_id, status FROM migration_control.step_state "
+                                            "WHERE step_id LIKE 'phase5.read_rollout.%'"))
+    assert states == {"phase5.read_rollout.10pct": "applied", "phase5.read_rollout.25pct": "reverted"}, states
 
     # The ledger has the reason: the step and the figures.
     (rolled,) = ledger(databases, "read_rollout.rolled_back")
