@@ -438,8 +438,10 @@ class Rehearsal:
         say(f"    test restore: {_short(m.get('restore_check'), 200)}")
 
     def _report_phase1(self, api: Airflow, run: Run) -> None:
-        for task in ("validate_1_1_columns", "validate_1_2_indexes", "validate_1_3_constraints"):
-            say(f"    {task}: {_short(api.xcom(run.dag_id, run.run_id, task))}")
+        for task in ("step_1_1_add_columns", "step_1_2_indexes", "step_1_3_defaults_constraints"):
+            result = api.xcom(run.dag_id, run.run_id, task) or {}
+            notes = [n for s in result.get("steps", []) for n in s.get("notes", [])]
+            say(f"    {task}: {_short(notes or result)}")
 
     def _report_phase2(self, api: Airflow, run: Run) -> None:
         s = api.xcom(run.dag_id, run.run_id, "phase2_summary") or {}
