@@ -129,13 +129,30 @@ def databases(pg_cluster, _seeded_templates, monkeypatch) -> TestDatabases:
     return dbs
 
 
+_migrated: dict[str, str] = {}
+
+
+def _migrate_airflow_db() -> None:
+    proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=300)
+    _migrated["error"] = "" if proc.returncode == 0 else f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+
+def pytest_sessionstart(session):
+    """Migrate Airflow's metadata DB before collection: test modules import Airflow (the layer), which
+    opens the SQLite file; a migration after that left this process without some tables ("no such
+    table: task_instance") depending on which modules were collected."""
+    if not session.config.option.collectonly:
+        _migrate_airflow_db()
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """Airflow's metadata DB (SQLite) migrated once per session; needed by dag.test()."""
-    proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    if "error" not in _migrated:
+        _migrate_airflow_db()
+    if _migrated["error"]:
+        raise RuntimeError(f"airflow db migrate failed:\n{_migrated['error']}")
     return _AIRFLOW_HOME
 
 
