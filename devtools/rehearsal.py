@@ -425,7 +425,9 @@ class Rehearsal:
     def _report_setup(self, api: Airflow, run: Run) -> None:
         say(f"    servers: {_short(api.xcom(run.dag_id, run.run_id, 'check_connections'))}")
         say(f"    tables checked: {len(api.xcom(run.dag_id, run.run_id, 'check_tables') or [])}")
-        flags = api.xcom(run.dag_id, run.run_id, "create_control_schema") or {}
+        schema = api.xcom(run.dag_id, run.run_id, "create_control_schema") or {}
+        flags = schema.get("flags") or {}
+        say(f"    control schema version {schema.get('version')}, applied now: {schema.get('applied')}")
         say(f"    flags: {_short(flags, 300)}")
         moved = {k: v for k, v in flags.items() if v not in (False, 0)}
         if moved:

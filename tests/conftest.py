@@ -10,36 +10,16 @@ import itertools
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / ".test-artifacts"
-
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="zdm-tests-"))
-os.chmod(_SESSION_DIR, 0o755)  # the postgres user must traverse it when we run as root
-_AIRFLOW_HOME = _SESSION_DIR / "airflow"
-_AIRFLOW_HOME.mkdir()
-
-os.environ.update({
-    "AIRFLOW_HOME": str(_AIRFLOW_HOME),
-    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
-    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-    "GX_ANALYTICS_ENABLED": "false",
-    "MIGRATION_CONFIG": str(ROOT / "include" / "migration.yaml"),
-    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-})
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from devtools import demo_data  # noqa: E402
 from devtools.pgcluster import PgCluster, find_bindir, free_port  # noqa: E402
+from tests.session import _AIRFLOW_HOME, _SESSION_DIR, ARTIFACTS, ROOT, SeededDatabases  # noqa: E402 - sets the env
 
 # pg_dump/pg_restore for the backup come from the same binaries as the throwaway cluster
 os.environ.setdefault("PG_BINDIR", str(find_bindir()))
@@ -71,40 +51,6 @@ def _seeded_templates(pg_cluster):
 _db_counter = itertools.count()
 
 
-class TestDatabases:
-    """DSNs of one test's private legacy and new databases (clones of the seeded templates)."""
-
-    def __init__(self, cluster: PgCluster, legacy: str, new: str, counts: dict[str, int]):
-        self.cluster = cluster
-        self.legacy_name = legacy
-        self.new_name = new
-        self.counts = counts
-
-    @property
-    def legacy_dsn(self) -> str:
-        return self.cluster.dsn(self.legacy_name)
-
-    @property
-    def new_dsn(self) -> str:
-        return self.cluster.dsn(self.new_name)
-
-    def connect(self, side: str = "legacy"):
-        import psycopg2
-
-        return psycopg2.connect(self.legacy_dsn if side == "legacy" else self.new_dsn)
-
-    def query(self, side: str, text: str, params=None):
-        """Test-side assertion helper (tests may inline SQL; product code may not)."""
-        conn = self.connect(side)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(text, params)
-                return cur.fetchall() if cur.description else None
-        finally:
-            conn.commit()
-            conn.close()
-
-
 def _clone(cluster: PgCluster, template: str, name: str) -> None:
     import psycopg2
 
@@ -117,42 +63,25 @@ def _clone(cluster: PgCluster, template: str, name: str) -> None:
 
 
 @pytest.fixture
-def databases(pg_cluster, _seeded_templates, monkeypatch) -> TestDatabases:
+def databases(pg_cluster, _seeded_templates, monkeypatch) -> SeededDatabases:
     """Fresh seeded `breederhq`/`marketplace` clones, wired to the Airflow connection ids."""
     n = next(_db_counter)
     legacy, new = f"breederhq_t{n}", f"marketplace_t{n}"
     _clone(pg_cluster, "tpl_breederhq", legacy)
     _clone(pg_cluster, "tpl_marketplace", new)
-    dbs = TestDatabases(pg_cluster, legacy, new, _seeded_templates)
+    dbs = SeededDatabases(pg_cluster, legacy, new, _seeded_templates)
     monkeypatch.setenv("AIRFLOW_CONN_BREEDERHQ_DB", dbs.legacy_dsn)
     monkeypatch.setenv("AIRFLOW_CONN_MARKETPLACE_DB", dbs.new_dsn)
     return dbs
 
 
-_migrated: dict[str, str] = {}
-
-
-def _migrate_airflow_db() -> None:
-    proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=300)
-    _migrated["error"] = "" if proc.returncode == 0 else f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-
-
-def pytest_sessionstart(session):
-    """Migrate Airflow's metadata DB before collection: test modules import Airflow (the layer), which
-    opens the SQLite file; a migration after that left this process without some tables ("no such
-    table: task_instance") depending on which modules were collected."""
-    if not session.config.option.collectonly:
-        _migrate_airflow_db()
-
-
 @pytest.fixture(scope="session")
 def airflow_db():
     """Airflow's metadata DB (SQLite) migrated once per session; needed by dag.test()."""
-    if "error" not in _migrated:
-        _migrate_airflow_db()
-    if _migrated["error"]:
-        raise RuntimeError(f"airflow db migrate failed:\n{_migrated['error']}")
+    proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return _AIRFLOW_HOME
 
 

@@ -21,9 +21,9 @@ import pytest
 
 from devtools import demo_data
 from devtools.pgcluster import PgCluster, free_port
-from tests import conftest
 from tests.airflow_helpers import run_dag
 from tests.consistency_fixtures import copy_listings, simulate_phase1, write_config
+from tests.session import _SESSION_DIR, SeededDatabases
 
 pytestmark = pytest.mark.timeout(600, method="thread")
 
@@ -42,7 +42,7 @@ def _make_ca(d: Path, name: str) -> Path:
 def tls_cluster():
     if not shutil.which("openssl"):
         pytest.fail("openssl is needed to make the test CA (apt-get install openssl)")
-    d = Path(tempfile.mkdtemp(prefix="tls-", dir=conftest._SESSION_DIR))
+    d = Path(tempfile.mkdtemp(prefix="tls-", dir=_SESSION_DIR))
     os.chmod(d, 0o755)
     ca = _make_ca(d, "zdm-test-ca")
     wrong_ca = _make_ca(d, "some-other-ca")
@@ -76,7 +76,7 @@ def tls_databases(tls_cluster, monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_CONN_MARKETPLACE_DB", _conn_uri(cluster, "marketplace", ca))
     config = write_config(tmp_path / "migration.yaml", data_docs_dir=str(tmp_path / "gx"))
     monkeypatch.setenv("MIGRATION_CONFIG", str(config))
-    return conftest.TestDatabases(cluster, "breederhq", "marketplace", counts)
+    return SeededDatabases(cluster, "breederhq", "marketplace", counts)
 
 
 def test_the_server_refuses_connections_without_tls(tls_cluster):

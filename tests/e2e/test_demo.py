@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 from devtools.pgcluster import free_port
-from tests.conftest import _SESSION_DIR, ROOT
+from tests.session import _SESSION_DIR, ROOT
 
 
 def _api(base: str, path: str, token: str | None = None, body: dict | None = None, method: str = "GET"):

@@ -24,7 +24,7 @@ import yaml
 from devtools.pgcluster import free_port
 from devtools.rehearsal import REHEARSAL_CONFIG
 from migration_engine.config import load_config, read_config_data
-from tests.conftest import _SESSION_DIR, ROOT
+from tests.session import _SESSION_DIR, ROOT
 
 # What include/migration.rehearsal.yaml may change, and nothing else (each line says "rehearsal:").
 REHEARSAL_KEYS = {
