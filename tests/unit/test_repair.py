@@ -8,8 +8,6 @@ passes, a fresh diff passes, and every other row of both databases is byte-for-b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import psycopg2
 import pytest
 
@@ -20,42 +18,14 @@ from migration_engine.consistency.step import ConsistencyRun
 from migration_engine.errors import VerificationError
 from migration_engine.repair import RepairError, RepairRefused, RepairRun
 from tests.backfill_fixtures import compare
-from tests.consistency_fixtures import SCHEMA, make_config
+from tests.consistency_fixtures import OLD_ROWS, ROWS, SCHEMA, make_config, plant_repair_faults
 from tests.snapshots import snapshot, unchanged
 
 pytestmark = pytest.mark.timeout(180)
 
-ROWS = "SELECT legacy_listing_id, md5(t::text) FROM marketplace.service_listings AS t ORDER BY 1"
-OLD_ROWS = "SELECT id, md5(t::text) FROM public.marketplace_listings AS t ORDER BY 1"
-
-
-@dataclass(frozen=True)
-class Planted:
-    ghost: int
-    out_of_scope: int
-    changed: int
-    missing: int
-
-    @property
-    def keys(self) -> set[int]:
-        return {self.ghost, self.out_of_scope, self.changed, self.missing}
-
 
 def _connect(dbs):
     return {"legacy": lambda: psycopg2.connect(dbs.legacy_dsn), "new": lambda: psycopg2.connect(dbs.new_dsn)}
-
-
-def plant(dbs) -> Planted:
-    active = [r[0] for r in dbs.query("legacy", "SELECT id FROM public.marketplace_listings "
-                                                "WHERE status = 'ACTIVE' ORDER BY id")]
-    p = Planted(ghost=active[3], out_of_scope=active[7], changed=active[11], missing=active[-2])
-    dbs.query("legacy", "DELETE FROM public.marketplace_listing_images WHERE listing_id = %s", (p.ghost,))
-    dbs.query("legacy", "DELETE FROM public.marketplace_listings WHERE id = %s", (p.ghost,))
-    dbs.query("legacy", "UPDATE public.marketplace_listings SET status = 'SOLD' WHERE id = %s", (p.out_of_scope,))
-    dbs.query("new", "UPDATE marketplace.service_listings SET title = 'tampered' WHERE legacy_listing_id = %s",
-              (p.changed,))
-    dbs.query("new", "DELETE FROM marketplace.service_listings WHERE legacy_listing_id = %s", (p.missing,))
-    return p
 
 
 class Env:
@@ -100,11 +70,11 @@ def _snapshots(dbs) -> dict:
 def test_repair_fixes_ghost_out_of_scope_changed_and_missing_and_nothing_else(env):
     dbs = env.dbs
     assert compare(dbs).equal
-    p = plant(dbs)
+    p = plant_repair_faults(dbs)
     run_pk, passed = env.diff()
     assert not passed  # phase 3 fails on the planted rows
-    found = {f[0]: f[1] for f in dbs.query("legacy", f"SELECT entity_key::bigint, kind FROM {SCHEMA}.consistency_findings "
-                                                     "WHERE run_pk = %s", (run_pk,))}
+    found = dict(dbs.query("legacy", f"SELECT entity_key::bigint, kind FROM {SCHEMA}.consistency_findings "
+                                     "WHERE run_pk = %s", (run_pk,)))
     assert found == {p.ghost: "missing_in_old", p.out_of_scope: "changed", p.changed: "changed",
                      p.missing: "missing_in_new"}
     new_before = dict(dbs.query("new", ROWS))
@@ -142,7 +112,7 @@ def test_repair_fixes_ghost_out_of_scope_changed_and_missing_and_nothing_else(en
 
 
 def test_dry_run_lists_the_keys_and_the_exact_sql_and_changes_nothing(env):
-    p = plant(env.dbs)
+    p = plant_repair_faults(env.dbs)
     run_pk, _ = env.diff()
     before = _snapshots(env.dbs)
     (planned,) = env.runner().plan([env.repair(run_pk)])
@@ -160,7 +130,7 @@ def test_dry_run_lists_the_keys_and_the_exact_sql_and_changes_nothing(env):
 def test_more_deletes_than_allowed_needs_the_approval(consistent):
     env = Env(consistent, repair_max_deletes=1)
     try:
-        p = plant(consistent)
+        p = plant_repair_faults(consistent)
         run_pk, _ = env.diff()
         summary = env.repair(run_pk).summary(env.runner().executor(planning=True))
         assert summary["deletes"] == 2 and summary["needs_approval"] and summary["limit"] == 1
@@ -183,7 +153,7 @@ def test_more_deletes_than_allowed_needs_the_approval(consistent):
 
 
 def test_a_row_changed_since_the_diff_is_repaired_to_its_current_state(env):
-    p = plant(env.dbs)
+    p = plant_repair_faults(env.dbs)
     run_pk, _ = env.diff()
     # the application brings the SOLD listing back and changes the tampered one, after the diff
     env.dbs.query("legacy", "UPDATE public.marketplace_listings SET status = 'ACTIVE', updated_at = now() "
