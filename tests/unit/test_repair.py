@@ -193,3 +193,53 @@ def test_a_passed_run_has_nothing_to_repair(env):
     assert not applied.changed and "nothing to repair" in applied.notes
     assert not unchanged(before, snapshot(env.dbs.new_dsn))
     assert store.last_consistency_run(env.conn, env.cfg, kinds=("diff",)).id == run_pk
+
+
+def test_a_row_deleted_behind_a_running_backfill_is_caught_by_the_diff_and_repaired(databases):
+    """Layer 3 of the delete story: the application deletes an old row whose batch the running pass
+    already copied, and its dual-write delete never reaches the new table. The pass cannot see it
+    (the range is behind it); phase 3's diff finds the ghost and the repair deletes it."""
+    from migration_engine import control
+    from migration_engine.backfill import RangeWorker, backfill_settings, plan_entity
+    from tests.backfill_fixtures import add_listings
+    from tests.consistency_fixtures import simulate_phase1
+
+    legacy, new = databases.connect("legacy"), databases.connect("new")
+    control.ensure_control_schema(legacy, SCHEMA)
+    simulate_phase1(databases)
+    add_listings(databases, 2000)
+    cfg = make_config()
+    s = backfill_settings(cfg, parallelism=1, batch_size=500, min_batch_size=500, max_batch_size=500)
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    victims: list[int] = []
+
+    class DeletesBehind(RangeWorker):
+        def _read(self, conn, after, hi, size):
+            if after > plan.key_min and not victims:  # second batch: delete a row of the first, old side only
+                (key,) = databases.query("legacy", "SELECT min(id) FROM public.marketplace_listings "
+                                                   "WHERE status = 'ACTIVE' AND id > %s", (plan.key_min,))[0]
+                databases.query("legacy", "DELETE FROM public.marketplace_listing_images WHERE listing_id = %s",
+                                (key,))
+                databases.query("legacy", "DELETE FROM public.marketplace_listings WHERE id = %s", (key,))
+                victims.append(key)
+            return super()._read(conn, after, hi, size)
+
+    (job,) = plan.jobs
+    lc, nc = (lambda: psycopg2.connect(databases.legacy_dsn)), (lambda: psycopg2.connect(databases.new_dsn))
+    assert DeletesBehind(cfg, "listings", job.run_id, job.range_no, s, lc, nc).run().status == "done"
+    legacy.close()
+    new.close()
+    assert victims and compare(databases).orphans == victims  # the pass was past it: the ghost survives
+
+    env = Env(databases)
+    try:
+        run_pk, passed = env.diff()
+        assert not passed
+        step = env.repair(run_pk)
+        r = env.runner()
+        r.apply([step])
+        r.verify([step])
+        assert compare(databases).equal
+        assert env.diff()[1]
+    finally:
+        env.conn.close()
