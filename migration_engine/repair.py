@@ -44,7 +44,7 @@ import psycopg2
 
 from migration_engine import control, sqlfiles
 from migration_engine.backfill.engine import RETRYABLE
-from migration_engine.backfill.engine import _session as backfill_session
+from migration_engine.backfill.engine import configure_session as backfill_session
 from migration_engine.backfill.sqlgen import EntitySql
 from migration_engine.config import MigrationConfig
 from migration_engine.consistency import runs, store

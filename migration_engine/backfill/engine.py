@@ -78,8 +78,10 @@ def _ms(td: timedelta) -> str:
     return f"{int(td.total_seconds() * 1000)}ms"
 
 
-def _session(conn, s: Backfill, application_name: str) -> None:
-    """Bound every statement of the worker's sessions; UTC so COPY text round-trips timestamps."""
+def configure_session(conn, s: Backfill, application_name: str) -> None:
+    """Bound every statement of the worker's sessions; UTC so COPY text round-trips timestamps.
+
+    Also the repair's sessions (``migration_engine.repair``): it moves rows the same way."""
     settings = {"lock_timeout": _ms(s.lock_timeout), "statement_timeout": _ms(s.statement_timeout),
                 "TimeZone": "UTC", "application_name": application_name, "DateStyle": "ISO, YMD",
                 "IntervalStyle": "postgres", "extra_float_digits": "3",
@@ -92,6 +94,9 @@ def _session(conn, s: Backfill, application_name: str) -> None:
         for name, value in settings.items():
             sqlfiles.run(cur, "common/set_setting.sql", params={"name": name, "value": value, "is_local": False})
     conn.commit()
+
+
+_session = configure_session
 
 
 def _last_key(data: bytes) -> int:
