@@ -418,6 +418,9 @@ class Consistency(Strict):
     parallelism: Annotated[int, Field(ge=1, le=64)] = 2
     max_reported_keys: Annotated[int, Field(ge=1)] = 20
     max_stored_keys: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # per check and kind
+    # a repair (migration_phase3_repair) that would delete more new rows waits for the
+    # repair_deletes approval
+    repair_max_deletes: Annotated[int, Field(ge=0)] = 100
     recheck_delay: Window = timedelta(seconds=2)  # re-read differing rows once (in-flight writes)
     statement_timeout: Timeout = timedelta(minutes=10)
     retention: Window = timedelta(days=30)  # run history and findings kept this long

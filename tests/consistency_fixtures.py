@@ -121,6 +121,39 @@ def repair_faults(dbs, faults: Faults) -> None:
     copy_listings(dbs)  # ON CONFLICT DO NOTHING: puts back only the deleted listing
 
 
+# --- repair (issue 13) ---------------------------------------------------------------------------
+# per-row checksums of whole rows, for "nothing else changed"
+ROWS = "SELECT legacy_listing_id, md5(t::text) FROM marketplace.service_listings AS t ORDER BY 1"
+OLD_ROWS = "SELECT id, md5(t::text) FROM public.marketplace_listings AS t ORDER BY 1"
+
+
+@dataclass(frozen=True)
+class Planted:
+    ghost: int
+    out_of_scope: int
+    changed: int
+    missing: int
+
+    @property
+    def keys(self) -> set[int]:
+        return {self.ghost, self.out_of_scope, self.changed, self.missing}
+
+
+def plant_repair_faults(dbs) -> Planted:
+    """The four kinds a repair fixes (issue 13): ghost, out of scope, changed, missing."""
+    active = [r[0] for r in dbs.query("legacy", "SELECT id FROM public.marketplace_listings "
+                                                "WHERE status = 'ACTIVE' ORDER BY id")]
+    p = Planted(ghost=active[3], out_of_scope=active[7], changed=active[11], missing=active[-2])
+    dbs.query("legacy", "DELETE FROM public.marketplace_listing_images WHERE listing_id = %s", (p.ghost,))
+    dbs.query("legacy", "DELETE FROM public.marketplace_listings WHERE id = %s", (p.ghost,))
+    dbs.query("legacy", "UPDATE public.marketplace_listings SET status = 'SOLD' WHERE id = %s", (p.out_of_scope,))
+    dbs.query("new", "UPDATE marketplace.service_listings SET title = 'tampered' WHERE legacy_listing_id = %s",
+              (p.changed,))
+    dbs.query("new", "DELETE FROM marketplace.service_listings WHERE legacy_listing_id = %s", (p.missing,))
+    return p
+
+
+
 # --- DAG tests -----------------------------------------------------------------------------------
 SUITES = ["listings_count_parity", "listings_row_parity", "transactions_count_parity",
           "cross_db_reference_integrity", "tenant_payment_mode_validity", "invoice_status_validity"]

@@ -132,6 +132,60 @@ def record_validation(gate_result: dict | None, verdict_result: dict | None) -> 
         return record(ex, config(), gate_result, verdict_result)
 
 
+# --- the repair (migration_phase3_repair) ------------------------------------------------------
+REPAIR_APPROVAL_TASK = "approve_deletes"
+
+
+def _repair_run_pk() -> int:
+    """The ``consistency_run`` Param, else the last finished consistency run (phase 3 or a full run)."""
+    from migration_engine import repair
+
+    pk = params().get("consistency_run")
+    if pk is not None:
+        return int(pk)
+    with _executor() as ex:
+        run = repair.latest_run(ex.conn, config())
+    if run is None:
+        raise repair.RepairError("no finished consistency run to repair: run migration_phase3_data_migration first")
+    return run.id
+
+
+def repair_plan() -> dict[str, Any]:
+    """Dry run: the keys per action and the exact SQL of every batch, changing nothing."""
+    from migration_engine.repair import RepairRun
+
+    pk = _repair_run_pk()
+    return run_steps(lambda cfg: [RepairRun(cfg, pk)], dry=True)
+
+
+def repair_assess() -> dict[str, Any]:
+    """What the repair would do now (read-only): keys per action, deletes, whether it needs the approval."""
+    from migration_engine.repair import RepairRun
+
+    pk = _repair_run_pk()
+    with _executor() as ex:
+        summary = RepairRun(config(), pk).summary(ex)
+    log.info("repair of consistency run %s: %s", pk, summary)
+    return summary
+
+
+def repair_route(summary: dict[str, Any]) -> str:
+    """Branch: the approval when the repair would delete more than ``consistency.repair_max_deletes``."""
+    return REPAIR_APPROVAL_TASK if summary["needs_approval"] else "repair"
+
+
+def repair_apply(summary: dict[str, Any]) -> dict[str, Any]:
+    """The repair step, applied and verified (the re-diff of exactly those keys). An approved request
+    allows the number of deletes it showed; the step refuses more."""
+    from migration_engine.airflow.approvals import APPROVE
+    from migration_engine.repair import RepairRun
+
+    answer = get_current_context()["ti"].xcom_pull(task_ids=REPAIR_APPROVAL_TASK)
+    approved = summary["deletes"] if answer and APPROVE in (answer.get("chosen_options") or []) else None
+    pk = int(summary["run_pk"])
+    return run_steps(lambda cfg: [RepairRun(cfg, pk, approved_deletes=approved)])
+
+
 def hourly_failure_callback(context) -> None:
     """Skip the generic page for failures that ``escalate`` reports (deduplicated); never raises."""
     try:

@@ -24,6 +24,7 @@ APPROVAL_POINTS: dict[str, str] = {
     "archive_old_tables": "Archive (rename) the old tables (phase 6)",
     "drop_old_tables": "Drop the archived tables and old columns (phase 6, irreversible)",
     "rollback_scenario_3": "Roll back after write cutover: maintenance mode, restore, sync forward",
+    "repair_deletes": "Let the phase-3 repair delete more new rows than consistency.repair_max_deletes",
 }
 
 

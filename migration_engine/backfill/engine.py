@@ -9,7 +9,11 @@ Per batch (set-based, no per-row work in Python):
 3. legacy: if the key range lost rows since the read (a range count, same snapshot as the read),
    delete the vanished ones on the new side too (the application's dual-write delete could not
    see our uncommitted insert);
-4. legacy: advance the range's high-water mark and progress (committed).
+4. new: the ghost sweep - new rows with a legacy id in the batch's key range that the batch did not
+   copy are locked, looked up on the legacy side, and deleted if their old row is gone (or out of
+   scope while the new row is in scope): a row deleted in the old table *after* an earlier pass
+   copied it (or while dual-write was off or failing) does not survive a pass;
+5. legacy: advance the range's high-water mark and progress (committed).
 
 A kill at any point loses nothing: the checkpoint trails the data, and a batch re-done after a
 restart is a no-op (``ON CONFLICT`` with the version rule). Lock timeouts, deadlocks and
@@ -74,8 +78,10 @@ def _ms(td: timedelta) -> str:
     return f"{int(td.total_seconds() * 1000)}ms"
 
 
-def _session(conn, s: Backfill, application_name: str) -> None:
-    """Bound every statement of the worker's sessions; UTC so COPY text round-trips timestamps."""
+def configure_session(conn, s: Backfill, application_name: str) -> None:
+    """Bound every statement of the worker's sessions; UTC so COPY text round-trips timestamps.
+
+    Also the repair's sessions (``migration_engine.repair``): it moves rows the same way."""
     settings = {"lock_timeout": _ms(s.lock_timeout), "statement_timeout": _ms(s.statement_timeout),
                 "TimeZone": "UTC", "application_name": application_name, "DateStyle": "ISO, YMD",
                 "IntervalStyle": "postgres", "extra_float_digits": "3",
@@ -88,6 +94,9 @@ def _session(conn, s: Backfill, application_name: str) -> None:
         for name, value in settings.items():
             sqlfiles.run(cur, "common/set_setting.sql", params={"name": name, "value": value, "is_local": False})
     conn.commit()
+
+
+_session = configure_session
 
 
 def _last_key(data: bytes) -> int:
@@ -230,6 +239,8 @@ class RangeWorker:
             written, retries = self._write(new, copy_in, write_sql, data) if n else (0, 0)
             deleted = (self._recheck(legacy, new, data, after, last, count_at_read)
                        if written and self.s.recheck_deleted else 0)
+            if self.s.recheck_deleted:
+                deleted += self._sweep(legacy, new, data, after, last)
             elapsed = time.monotonic() - t0
             pause = throttle.rate_sleep(n, elapsed, self.s, share)
             batch_rate = n / (elapsed + pause) if n else 0.0
@@ -346,6 +357,66 @@ class RangeWorker:
         log.warning("%s: %d copied row(s) were deleted in the legacy table meanwhile; removed them from the "
                     "new table too (keys %s%s)", self.label, deleted, gone[:10], "..." if len(gone) > 10 else "")
         return deleted
+
+    def _sweep(self, legacy, new, data: bytes, after: int, last: int) -> int:
+        """Delete the ghosts in this batch's key range: new rows the batch did not copy whose old row
+        is gone, or out of scope while the new row is in scope. Returns how many were deleted.
+
+        The candidates are locked (FOR UPDATE) before the legacy side is asked, so a dual-write that
+        brings such a row back (the application writes the old table first) either shows on the
+        legacy side now, or waits for our commit and writes the row again after it. Rows out of
+        scope on both sides are left alone: they are the application's (a listing it sold).
+        """
+        copied = "{" + ",".join(line.split(b"\t", 1)[0].decode() for line in data.splitlines()) + "}"
+        new_ids = {**self.es.new_ids(), "scope_column": self.es.new_scope_params()["new_scope_column"]}
+        scope = {k: v for k, v in self.es.new_scope_params().items() if k != "new_scope_column"}
+        retries = 0
+        while True:
+            try:
+                with new.cursor() as cur:
+                    sqlfiles.run(cur, "backfill/sweep_candidates.sql", new_ids,
+                                 {"after_key": after, "last_key": last, "copied": copied, **scope})
+                    candidates = {int(k): bool(in_scope) for k, in_scope in cur.fetchall()}
+                    if not candidates:
+                        new.commit()
+                        return 0
+                    keys = sorted(candidates)
+                    sqlfiles.run(cur, "consistency/repair_lock_rows.sql", self.es.new_ids(), {"keys": keys})
+                    locked = {int(k) for k, _image in cur.fetchall()}
+                    with legacy.cursor() as lcur:
+                        sqlfiles.run(lcur, "consistency/repair_old_state.sql", self.es.old_ids(),
+                                     {"keys": keys, **self.es.scope_params})
+                        old = {int(k): bool(in_scope) for k, in_scope in lcur.fetchall()}
+                    legacy.commit()
+                    ghosts = [k for k in keys if k in locked and (k not in old or (not old[k] and candidates[k]))]
+                    deleted: list[int] = []
+                    if ghosts:
+                        sqlfiles.run(cur, "consistency/repair_delete_ghosts.sql", self.es.new_ids(), {"keys": ghosts})
+                        deleted = sorted(int(r[0]) for r in cur.fetchall())
+                new.commit()
+                break
+            except psycopg2.Error as exc:
+                new.rollback()
+                legacy.rollback()
+                why = RETRYABLE.get(getattr(exc, "pgcode", None) or "")
+                if why is None or retries >= self.s.max_batch_retries:
+                    raise
+                retries += 1
+                delay = min(10.0, 0.2 * 2 ** (retries - 1)) * (1 + self._rng.random() / 2)
+                log.warning("%s: %s sweeping ghosts (try %d of %d); retrying in %.1fs", self.label, why,
+                            retries, self.s.max_batch_retries, delay)
+                self.sleep(delay)
+        if deleted:
+            gone = [k for k in deleted if k not in old]
+            control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_ghosts_deleted",
+                                 target=f"{self.es.name}#{self.range_no}",
+                                 details={"backfill_run": self.run_id, "deleted_old_rows": gone,
+                                          "out_of_scope_old_rows": [k for k in deleted if k in old]},
+                                 reason="new rows whose old row is gone or out of scope (ghost sweep)")
+            legacy.commit()
+            log.warning("%s: deleted %d ghost row(s) from the new table (old row gone: %s; old row out of "
+                        "scope: %s)", self.label, len(deleted), gone[:10], [k for k in deleted if k in old][:10])
+        return len(deleted)
 
     # -- throttling and reporting --------------------------------------------------------------
     def _health_reasons(self, legacy, new) -> list[str]:

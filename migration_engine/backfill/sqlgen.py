@@ -61,6 +61,17 @@ class EntitySql:
         return {"new_schema": e.new_table.schema_name, "new_table": e.new_table.table,
                 "legacy_id": e.legacy_id_column}
 
+    def new_scope_params(self) -> dict[str, Any]:
+        """The scope on the new side (old ``status = 'ACTIVE'`` -> new ``status = 'active'``), for
+        queries on the new table: ``scoped`` false when the entity has no scope or its scope column is
+        not mapped plainly (then every new row counts as in scope, the consistency diff's rule)."""
+        scope = self.entity.scope
+        for c in self.entity.columns if scope else ():
+            if c.old == scope.column and c.lookup is None:
+                values = [c.map.get(v, v) for v in scope.values] if c.map is not None else list(scope.values)
+                return {"scoped": True, "scope_values": values, "new_scope_column": c.new}
+        return {"scoped": False, "scope_values": [], "new_scope_column": self.entity.legacy_id_column}
+
     def _lookups(self) -> list[tuple[int, Any]]:
         return [(i, c) for i, c in enumerate(self.entity.columns) if c.lookup is not None]
 
@@ -94,6 +105,14 @@ class EntitySql:
         composed = tpl.compose(select_list=self.select_list(), **self.old_ids())
         return cur.mogrify(composed, params).decode()
 
+    def read_keys(self, cur, keys: list[int]) -> str:
+        """The exact ``COPY (SELECT ...) TO STDOUT`` text for the in-scope old rows of ``keys`` (repair)."""
+        tpl = sqlfiles.load("consistency/repair_read_keys.sql")
+        params = {"keys": list(keys), **self.scope_params, **self.map_params()}
+        tpl.check_params(params)
+        composed = tpl.compose(select_list=self.select_list(), **self.old_ids())
+        return cur.mogrify(composed, params).decode()
+
     # -- new side ------------------------------------------------------------------------------
     def create_stage(self) -> sql.Composed:
         e = self.entity
@@ -112,8 +131,11 @@ class EntitySql:
         return sqlfiles.load("backfill/create_stage.sql").compose(
             stage=self.stage, stage_columns=sql.SQL(", ").join(cols), from_list=sql.SQL(", ").join(froms))
 
-    def write_batch(self, version_column: str | None) -> sql.Composed:
-        """INSERT ... SELECT from the stage with lookups joined, ON CONFLICT per the version rule."""
+    def write_batch(self, version_column: str | None, *, repair: bool = False) -> sql.Composed:
+        """INSERT ... SELECT from the stage with lookups joined, ON CONFLICT per the version rule.
+
+        ``repair``: the repair's rule (consistency/repair_upsert_*.sql): an equal version is
+        overwritten too, without a version column the new row is always overwritten."""
         e = self.entity
         stage = sql.SQL("{} AS {}").format(sql.Identifier(self.stage), sql.Identifier("s"))
         joins = [stage]
@@ -131,9 +153,15 @@ class EntitySql:
         names = [c.new for c in e.columns]
         ids = {**self.new_ids(), "columns": sql.SQL(", ").join(sql.Identifier(n) for n in names),
                "values": sql.SQL(", ").join(values), "source": sql.SQL(" ").join(joins)}
+        excluded = sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names)
+        if repair:
+            if version_column is None:
+                return sqlfiles.load("consistency/repair_upsert_overwrite.sql").compose(**ids, excluded=excluded)
+            return sqlfiles.load("consistency/repair_upsert_newer_or_equal.sql").compose(
+                **ids, excluded=excluded, version=version_column)
         if version_column is None:
             return sqlfiles.load("backfill/insert_skip_existing.sql").compose(**ids)
-        ids["excluded"] = sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names)
+        ids["excluded"] = excluded
         ids["version"] = version_column
         return sqlfiles.load("backfill/upsert_newer_wins.sql").compose(**ids)
 

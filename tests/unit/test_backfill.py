@@ -387,3 +387,41 @@ def test_rate_cap_slows_the_copy(databases, conns, cfg):
     elapsed = time.monotonic() - started
     assert elapsed >= 0.8 * result.rows_read / 2000, (elapsed, result.rows_read)  # sleeps enforce the cap
     assert result.rows_per_second <= 2000 * 1.2
+
+
+def test_a_new_pass_deletes_ghosts_of_rows_deleted_or_moved_out_of_scope_after_their_copy(databases, conns, cfg):
+    """The issue's measurement: after a pass, an old row is deleted and another is SOLD without the
+    dual-write reaching the new table; a restarted pass used to leave both. The ghost sweep removes
+    them (and only them: a row out of scope on both sides stays)."""
+    legacy, new = conns
+    add_listings(databases, 3000)
+    s = backfill_settings(cfg, parallelism=2, batch_size=500)
+    assert all(r.status == "done" for r in _run_all(databases, cfg, s, plan_entity(legacy, new, cfg, "listings", s)))
+    assert compare(databases).equal
+    active = [r[0] for r in databases.query("legacy", "SELECT id FROM public.marketplace_listings "
+                                                      "WHERE status = 'ACTIVE' ORDER BY id")]
+    deleted, sold, sold_both = active[5], active[len(active) // 2], active[-4]
+    databases.query("legacy", "DELETE FROM public.marketplace_listing_images WHERE listing_id = %s", (deleted,))
+    databases.query("legacy", "DELETE FROM public.marketplace_listings WHERE id = %s", (deleted,))
+    databases.query("legacy", "UPDATE public.marketplace_listings SET status = 'SOLD' WHERE id IN (%s, %s)",
+                    (sold, sold_both))
+    # the application did dual-write this one: the new row is 'sold' too, and must stay
+    databases.query("new", "UPDATE marketplace.service_listings SET status = 'sold' WHERE legacy_listing_id = %s",
+                    (sold_both,))
+    before = compare(databases)
+    assert deleted in before.orphans and sold in before.different
+    new_before = dict(databases.query("new", "SELECT legacy_listing_id, md5(t::text) "
+                                             "FROM marketplace.service_listings AS t"))
+
+    plan = plan_entity(legacy, new, cfg, "listings", s, restart=True)
+    results = _run_all(databases, cfg, s, plan)
+    assert sum(r.rows_deleted for r in results) == 2
+    c = compare(databases)
+    new_after = dict(databases.query("new", "SELECT legacy_listing_id, md5(t::text) "
+                                            "FROM marketplace.service_listings AS t"))
+    assert deleted not in new_after and sold not in new_after and sold_both in new_after
+    assert c.equal, str(c)  # sold_both: out of scope on both sides, equal (the application's row, kept)
+    assert new_after == {k: v for k, v in new_before.items() if k not in (deleted, sold)}  # nothing else touched
+    entries = _ledger(databases, "backfill_ghosts_deleted")
+    assert sorted(k for _t, d, _r in entries for k in d["deleted_old_rows"]) == [deleted]
+    assert sorted(k for _t, d, _r in entries for k in d["out_of_scope_old_rows"]) == [sold]

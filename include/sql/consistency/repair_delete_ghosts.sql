@@ -1,0 +1,5 @@
+-- Repair (and the backfill's ghost sweep), new side: delete the new rows whose old row is gone or
+-- out of scope (checked on the legacy side while these rows are locked by lock_rows.sql).
+DELETE FROM "{new_schema}"."{new_table}" AS t
+WHERE t."{legacy_id}" = ANY(@keys::bigint [])
+RETURNING t."{legacy_id}";
