@@ -156,14 +156,20 @@ def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
 
 
 # --- config and control DB -----------------------------------------------------------------
-APPROVER = "UAPPROVER1"
-INTRUDER = "UINTRUDER9"
+APPROVER = "UAPPROVER1"  # may answer write_cutover; Airflow user APPROVER_AIRFLOW
+INTRUDER = "UINTRUDER9"  # may answer phase1_rollback only (issue 14's measured attack); Airflow: INTRUDER_AIRFLOW
+APPROVER_AIRFLOW, INTRUDER_AIRFLOW = "approver1", "intruder9"
+TEST_APPROVERS = {
+    "default": [],
+    "write_cutover": [{"slack": APPROVER, "airflow": APPROVER_AIRFLOW, "name": "Approver One"}],
+    "phase1_rollback": [{"slack": INTRUDER, "airflow": INTRUDER_AIRFLOW}],
+}
 WARN_CHANNEL, CRIT_CHANNEL, APPROVAL_CHANNEL = "#zdm-warn", "#zdm-crit", "#zdm-approvals"
 ONCALL = "<!subteam^S0ONCALL>"
 AIRFLOW_BASE_URL = "http://airflow.test:8080"
 
 
-def write_config(path: Path, *, approvers: dict[str, list[str]] | None = None) -> Path:
+def write_config(path: Path, *, approvers: dict[str, list] | None = None) -> Path:
     """The default migration config with test Slack channels and approvers."""
     import yaml
 
@@ -172,7 +178,7 @@ def write_config(path: Path, *, approvers: dict[str, list[str]] | None = None) -
     data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     data["slack"] = {"warning_channel": WARN_CHANNEL, "critical_channel": CRIT_CHANNEL, "oncall_mention": ONCALL,
                      "airflow_base_url": AIRFLOW_BASE_URL}
-    data["approvals"] = {"approvers": approvers or {"default": [], "write_cutover": [APPROVER]},
+    data["approvals"] = {"approvers": TEST_APPROVERS if approvers is None else approvers,
                          "response_timeout": "10m", "channel": APPROVAL_CHANNEL}
     path.write_text(yaml.safe_dump(data))
     return path
