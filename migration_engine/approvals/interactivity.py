@@ -253,8 +253,10 @@ def _decide(conn, cfg, it: Interaction, airflow: AirflowSide, person) -> _Outcom
         if row is not None and row.decision is not None:
             conn.rollback()
             line = _decided_text(row)
-            result = _refuse(cfg, it, "already_decided", f"{ref.key} was already decided: {line}",
-                             f"This approval was already decided - {line}. Your click changed nothing.")
+            code = "timed_out" if row.decided_via == "timeout" else "already_decided"
+            result = _refuse(cfg, it, code, f"{ref.key} was already decided: {line}",
+                             f"This approval was already decided - {line}. Your click changed nothing.",
+                             security=False)
             result.reply.followups.append(_show(cfg, it, row, line))  # in case the message still has buttons
             return result
         if row is not None and row.expires_at is not None and row.expires_at <= datetime.now(UTC):
