@@ -179,6 +179,7 @@ def test_an_oversized_unsigned_body_leaves_memory_and_the_server_alone(server):
     assert (unsigned.status, unsigned.body["error"]) == (401, "missing_signature")
     assert (chunked.status, chunked.body["error"]) == (413, "body_too_large")
     grown = max(peak[0], server.group_rss_bytes()) - baseline
+    print(f"api-server RSS: baseline {baseline / MiB:.1f} MiB, peak growth {grown / MiB:.1f} MiB")
     assert grown < 64 * MiB, f"API server RSS grew by {grown / MiB:.1f} MiB"
     assert server.call("GET", "/api/v2/monitor/health")[0] == 200
     assert server.call("GET", "/slack/health", token=server.token("admin"))[1]["signing_secret_configured"]
