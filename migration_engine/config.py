@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -445,19 +446,75 @@ class Slack(Strict):
 
 
 _SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
+APPROVERS_DOC = "docs/oncall-slack.md section 3"
+
+
+class Approver(Strict):
+    """One person who may answer an approval point: the same human in Slack and in Airflow.
+
+    ``slack`` is their Slack member id (a click is matched on it); ``airflow`` is their Airflow user
+    id as the auth manager reports it (simple auth manager: the username; FAB: the numeric user id),
+    which becomes the HITL ``assigned_users`` entry the Airflow UI and REST API enforce.
+    """
+
+    slack: str
+    airflow: Annotated[str, Field(min_length=1)]
+    name: str | None = None  # shown in Airflow's Required Actions; default: the Airflow user id
+
+    @field_validator("slack")
+    @classmethod
+    def _slack_id(cls, value: str) -> str:
+        # A display name or e-mail here would never match a click and silently lock everyone out.
+        if not _SLACK_USER_RE.match(value):
+            raise ValueError(f"approvers must be Slack user ids like U012ABCDEF (profile -> Copy member ID), "
+                             f"got {value!r}")
+        return value
+
+    @field_validator("airflow")
+    @classmethod
+    def _airflow_user(cls, value: str) -> str:
+        if value != value.strip() or not value:
+            raise ValueError(f"airflow user {value!r} has leading/trailing spaces")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.airflow
 
 
 class Approvals(Strict):
-    approvers: dict[str, list[str]] = {"default": []}  # gate name -> Slack user ids
+    # approval point (or "default") -> the people who may answer it, each {slack, airflow[, name]}
+    approvers: dict[str, list[Approver]] = {"default": []}
     response_timeout: Window = timedelta(hours=4)
     channel: str | None = None  # Slack channel for approval requests; default slack.warning_channel
 
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _old_form(cls, value: Any) -> Any:
+        """The form before issue 14 listed Slack ids only; it cannot be converted silently (who is the
+        Airflow user?), so it is refused with the exact replacement to write."""
+        if not isinstance(value, dict):
+            return value
+        old = [(point, i, person) for point, people in value.items() if isinstance(people, list)
+               for i, person in enumerate(people) if isinstance(person, str)]
+        if old:
+            point, i, person = old[0]
+            raise ValueError(
+                f"approvals.approvers.{point}[{i}] is {person!r}: the old form (a Slack id only) is no longer "
+                f"accepted, because each approver must be the same person in Slack and in Airflow. Write "
+                f"'- {{slack: {person}, airflow: <their Airflow user id>}}' instead ({len(old)} entr"
+                f"{'y' if len(old) == 1 else 'ies'} to change; {APPROVERS_DOC})")
+        return value
+
     @model_validator(mode="after")
-    def _slack_user_ids(self) -> Approvals:
-        # A display name or e-mail here would never match a click and silently lock everyone out.
-        bad = sorted({u for users in self.approvers.values() for u in users if not _SLACK_USER_RE.match(u)})
-        if bad:
-            raise ValueError(f"approvers must be Slack user ids like U012ABCDEF (profile -> Copy member ID), got {bad}")
+    def _one_person_each(self) -> Approvals:
+        for point, people in self.approvers.items():
+            for attr in ("slack", "airflow"):
+                ids = [getattr(p, attr) for p in people]
+                dupes = sorted({i for i in ids if ids.count(i) > 1})
+                if dupes:
+                    raise ValueError(f"approvals.approvers.{point}: {attr} id(s) {dupes} listed twice; each "
+                                     "person once, with one Slack id and one Airflow user")
         return self
 
 
@@ -499,8 +556,9 @@ class MigrationConfig(Strict):
     def conn_id(self, side: Literal["legacy", "new"]) -> str:
         return self.connections.legacy if side == "legacy" else self.new_conn_id
 
-    def approvers_for(self, gate: str) -> list[str]:
-        return self.approvals.approvers.get(gate, self.approvals.approvers.get("default", []))
+    def approvers_for(self, point: str) -> list[Approver]:
+        """The people who may answer ``point``: its own list, else ``default``."""
+        return list(self.approvals.approvers.get(point, self.approvals.approvers.get("default", [])))
 
 
 # --- loading -------------------------------------------------------------------------------

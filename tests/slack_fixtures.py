@@ -116,8 +116,22 @@ class AirflowProcess:
 
 
 class ApiServer(AirflowProcess):
-    def __init__(self, env: dict[str, str], log_path: Path):
+    """``airflow api-server`` on 127.0.0.1 with the simple auth manager's ``users`` ({name: role}),
+    each with a random password, so a test can log in as any of them (``token(name)``)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, users: dict[str, str] | None = None):
+        import secrets
+
         self.port = free_port()
+        self.users = users or {"admin": "admin"}
+        self.passwords = {name: secrets.token_urlsafe(12) for name in self.users}
+        pw_file = log_path.with_name(log_path.stem + ".passwords.json")
+        pw_file.write_text(json.dumps(self.passwords))
+        env = {**env,
+               "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in self.users.items()),
+               "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(pw_file),
+               "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(24),
+               "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}"}
         super().__init__(["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
                          env, log_path)
 
@@ -125,7 +139,7 @@ class ApiServer(AirflowProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, path: str = "/slack/health", timeout: float = 120) -> dict:
+    def wait_ready(self, path: str = "/api/v2/monitor/health", timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -138,6 +152,42 @@ class ApiServer(AirflowProcess):
                 last = exc
             time.sleep(0.5)
         raise RuntimeError(f"api-server not ready within {timeout}s ({last}):\n{self.output()[-4000:]}")
+
+    def token(self, user: str) -> str:
+        status, body = self.call("POST", "/auth/token", {"username": user, "password": self.passwords[user]})
+        assert status in (200, 201), (status, body)
+        return body["access_token"]
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """One request; (status, JSON body or text)."""
+        data = json.dumps(body).encode() if body is not None else None
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + path, data=data, headers=hdrs, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            return status, json.loads(raw or b"{}")
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def group_rss_bytes(self) -> int:
+        """Resident memory of every process of the server's process group (uvicorn workers included)."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) != self.proc.pid:  # field 5 (pgrp): start_new_session made pid the group
+                    continue
+                total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24: rss in pages
+            except (OSError, IndexError, ValueError):
+                continue
+        return total
 
 
 def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
@@ -156,14 +206,20 @@ def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
 
 
 # --- config and control DB -----------------------------------------------------------------
-APPROVER = "UAPPROVER1"
-INTRUDER = "UINTRUDER9"
+APPROVER = "UAPPROVER1"  # may answer write_cutover; Airflow user APPROVER_AIRFLOW
+INTRUDER = "UINTRUDER9"  # may answer phase1_rollback only (issue 14's measured attack); Airflow: INTRUDER_AIRFLOW
+APPROVER_AIRFLOW, INTRUDER_AIRFLOW = "approver1", "intruder9"
+TEST_APPROVERS = {
+    "default": [],
+    "write_cutover": [{"slack": APPROVER, "airflow": APPROVER_AIRFLOW, "name": "Approver One"}],
+    "phase1_rollback": [{"slack": INTRUDER, "airflow": INTRUDER_AIRFLOW}],
+}
 WARN_CHANNEL, CRIT_CHANNEL, APPROVAL_CHANNEL = "#zdm-warn", "#zdm-crit", "#zdm-approvals"
 ONCALL = "<!subteam^S0ONCALL>"
 AIRFLOW_BASE_URL = "http://airflow.test:8080"
 
 
-def write_config(path: Path, *, approvers: dict[str, list[str]] | None = None) -> Path:
+def write_config(path: Path, *, approvers: dict[str, list] | None = None) -> Path:
     """The default migration config with test Slack channels and approvers."""
     import yaml
 
@@ -172,7 +228,7 @@ def write_config(path: Path, *, approvers: dict[str, list[str]] | None = None) -
     data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     data["slack"] = {"warning_channel": WARN_CHANNEL, "critical_channel": CRIT_CHANNEL, "oncall_mention": ONCALL,
                      "airflow_base_url": AIRFLOW_BASE_URL}
-    data["approvals"] = {"approvers": approvers or {"default": [], "write_cutover": [APPROVER]},
+    data["approvals"] = {"approvers": TEST_APPROVERS if approvers is None else approvers,
                          "response_timeout": "10m", "channel": APPROVAL_CHANNEL}
     path.write_text(yaml.safe_dump(data))
     return path

@@ -49,12 +49,32 @@ def _call(body: bytes, headers: dict):
     return reply
 
 
+CHANNEL, TS = "CFAKE0001", "1700000000.000100"
+
+
+def _store_request(dsn: str, ref: ApprovalRef = REF, *, channel: str = CHANNEL, ts: str = TS, expires_at=None):
+    """The row the notifier stores when it posts a request (what a click is checked against)."""
+    import psycopg2
+
+    from migration_engine.approvals import store
+
+    conn = psycopg2.connect(dsn)
+    try:
+        store.save_request(conn, "migration_control", ref, subject="Switch writes?", channel=channel,
+                           message_ts=ts, blocks=[], delivery_error=None, expires_at=expires_at)
+    finally:
+        conn.close()
+
+
 def test_handler_refusals_are_clear_and_change_nothing(handler_env, fake_slack, caplog):
     caplog.set_level(logging.DEBUG)
     dsn = handler_env
     url = fake_slack.url + "respond/T/1/abc"
+    _store_request(dsn)
 
     def click(user_id=APPROVER, ref=REF, **kw):
+        kw.setdefault("channel_id", CHANNEL)
+        kw.setdefault("message_ts", TS)
         body = form_body(block_actions(user_id=user_id, value=ref.to_value(), response_url=url, **kw))
         return body, signed_headers(body, SECRET)
 
@@ -70,7 +90,7 @@ def test_handler_refusals_are_clear_and_change_nothing(handler_env, fake_slack, 
     assert "not valid JSON" in reply.body["message"]
 
     unknown_point = ApprovalRef(**{**REF.__dict__, "approval_point": "drop_everything"})
-    body, headers = click(ref=unknown_point)
+    body, headers = click(ref=unknown_point, message_ts="9.9")
     reply = _call(body, headers)
     assert (reply.status, reply.body["error"]) == (200, "unknown_approval_point")
     assert "unknown approval point 'drop_everything'" in reply.body["message"]
@@ -79,7 +99,7 @@ def test_handler_refusals_are_clear_and_change_nothing(handler_env, fake_slack, 
     body, headers = click(user_id=INTRUDER)
     reply = _call(body, headers)
     assert (reply.status, reply.body["error"]) == (200, "not_authorised")
-    body, headers = click()  # an approver, but there is no such task instance in Airflow
+    body, headers = click()  # an approver, on the stored request, but there is no such task instance in Airflow
     reply = _call(body, headers)
     assert (reply.status, reply.body["error"]) == (200, "unknown_approval")
 
@@ -96,7 +116,53 @@ def test_handler_refusals_are_clear_and_change_nothing(handler_env, fake_slack, 
     assert outcomes == [("malformed_payload", None), ("unknown_approval_point", APPROVER), ("not_authorised", INTRUDER),
                         ("unknown_approval", APPROVER)]
     assert query(dsn, "SELECT count(*) FROM migration_control.audit_ledger")[0][0] == 0
+    assert query(dsn, "SELECT decision FROM migration_control.slack_approvals") == [(None,)]
     assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"approval_point": "phase1_rollback"}, "approval_point"),  # issue 14: INTRUDER may answer phase1_rollback
+    ({"dag_id": "migration_phase6_cleanup"}, "dag_id"),
+    ({"run_id": "manual__1999-01-01T00:00:00+00:00"}, "run_id"),
+    ({"task_id": "approve_drop"}, "task_id"),
+    ({"map_index": 3}, "map_index"),
+    ({"ti_id": "0190aaaa-bbbb-7ccc-8ddd-000000000000"}, "ti_id"),
+])
+def test_a_value_that_disagrees_with_the_stored_request_is_refused(handler_env, fake_slack, change, field):
+    """The button value names the approval point and the task; the stored request of the clicked message
+    decides. Whatever field is changed, the click is refused before anyone's rights are even looked at."""
+    dsn = handler_env
+    _store_request(dsn)
+    forged = ApprovalRef(**{**REF.__dict__, **change})
+    body = form_body(block_actions(user_id=INTRUDER, value=forged.to_value(), channel_id=CHANNEL, message_ts=TS))
+    reply = _call(body, signed_headers(body, SECRET))
+    assert (reply.status, reply.body["error"]) == (200, "request_mismatch"), reply.body
+    assert f"{field} {change[field]!r} != stored {getattr(REF, field)!r}" in reply.body["message"]
+    assert query(dsn, "SELECT outcome, user_id, approval_key FROM migration_control.slack_requests") == [
+        ("request_mismatch", INTRUDER, forged.key)]
+    assert query(dsn, "SELECT decision FROM migration_control.slack_approvals") == [(None,)]
+    assert query(dsn, "SELECT count(*) FROM migration_control.audit_ledger")[0][0] == 0
+
+
+def test_no_stored_request_outdated_message_and_deadline_are_refused(handler_env, fake_slack):
+    from datetime import UTC, datetime, timedelta
+
+    dsn = handler_env
+
+    def click(ref=REF, ts=TS):
+        body = form_body(block_actions(user_id=APPROVER, value=ref.to_value(), channel_id=CHANNEL, message_ts=ts))
+        return _call(body, signed_headers(body, SECRET)).body["error"]
+
+    assert click() == "no_stored_request"  # nothing stored at all (the notifier could not record it)
+    _store_request(dsn, ts="1700000001.000200")  # a newer message for the same request
+    assert click() == "outdated_message"
+    other_try = ApprovalRef(**{**REF.__dict__, "ti_id": "0190aaaa-bbbb-7ccc-8ddd-111111111111"})
+    _store_request(dsn, other_try, expires_at=datetime.now(UTC) + timedelta(hours=1))
+    assert click() == "request_mismatch"  # the message is now a later try's
+    _store_request(dsn, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert click() == "timed_out"  # past the deadline, before the scheduler's sweep took the default
+    assert [o for (o,) in query(dsn, "SELECT outcome FROM migration_control.slack_requests ORDER BY received_at")] \
+        == ["no_stored_request", "outdated_message", "request_mismatch", "timed_out"]
 
 
 def test_handler_without_signing_secret_refuses_everything(handler_env, monkeypatch):
@@ -112,10 +178,50 @@ def test_config_refuses_non_slack_ids_and_unknown_approval_points(tmp_path):
     from migration_engine.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="approvers must be Slack user ids.*alice@example.com"):
-        load_config(write_config(tmp_path / "a.yaml", approvers={"default": ["alice@example.com"]}))
-    cfg = load_config(write_config(tmp_path / "b.yaml", approvers={"default": [], "write_cutvoer": [APPROVER]}))
+        load_config(write_config(tmp_path / "a.yaml",
+                                 approvers={"default": [{"slack": "alice@example.com", "airflow": "alice"}]}))
+    cfg = load_config(write_config(tmp_path / "b.yaml", approvers={
+        "default": [], "write_cutvoer": [{"slack": APPROVER, "airflow": "alice"}]}))
     with pytest.raises(ConfigError, match="unknown approval point.*write_cutvoer"):
         check_config_approval_points(cfg)
+
+
+def test_config_one_approver_model_and_the_old_form(tmp_path):
+    from migration_engine.approvals.points import approvers_for, assigned_users, person_for_slack
+    from migration_engine.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as old:  # the form before issue 14: Slack ids only
+        load_config(write_config(tmp_path / "old.yaml", approvers={"write_cutover": [APPROVER, "U0TWO"]}))
+    text = str(old.value)
+    assert "approvals.approvers.write_cutover[0] is 'UAPPROVER1': the old form" in text
+    assert "{slack: UAPPROVER1, airflow: <their Airflow user id>}" in text and "2 entries to change" in text
+    with pytest.raises(ConfigError, match="airflow"):  # a person without an Airflow user
+        load_config(write_config(tmp_path / "half.yaml", approvers={"write_cutover": [{"slack": APPROVER}]}))
+    with pytest.raises(ConfigError, match=r"slack id\(s\) \['UAPPROVER1'\] listed twice"):
+        load_config(write_config(tmp_path / "dup.yaml", approvers={"write_cutover": [
+            {"slack": APPROVER, "airflow": "a"}, {"slack": APPROVER, "airflow": "b"}]}))
+    with pytest.raises(ConfigError, match="unknown_key"):
+        load_config(write_config(tmp_path / "extra.yaml", approvers={"write_cutover": [
+            {"slack": APPROVER, "airflow": "a", "unknown_key": 1}]}))
+
+    cfg = load_config(write_config(tmp_path / "ok.yaml"))
+    assert approvers_for(cfg, "write_cutover") == [APPROVER]
+    assert assigned_users(cfg, "write_cutover") == [{"id": "approver1", "name": "Approver One"}]
+    assert assigned_users(cfg, "phase1_rollback") == [{"id": "intruder9", "name": "intruder9"}]
+    assert assigned_users(cfg, "drop_old_tables") is None  # default: nobody -> Airflow's own permissions
+    assert person_for_slack(cfg, "write_cutover", INTRUDER) is None
+    assert person_for_slack(cfg, "phase1_rollback", INTRUDER).airflow == "intruder9"
+
+
+def test_approval_task_assigns_the_configured_airflow_users(handler_env):
+    """HITL assigned_users come from approvals.approvers, so the Airflow UI/REST enforce the same people."""
+    from migration_engine.airflow.approvals import approval
+
+    task = approval("approve_write", "Switch writes?", approval_point="write_cutover")
+    assert task.assigned_users == [{"id": "approver1", "name": "Approver One"}]
+    assert approval("approve_drop", "Drop?", approval_point="drop_old_tables").assigned_users is None
+    with pytest.raises(ValueError, match="assigned_users come from approvals.approvers"):
+        approval("x", "s", approval_point="write_cutover", assigned_users=[{"id": "mallory", "name": "m"}])
 
 
 # --- the notifier's figures and its refusal to fail the task -------------------------------

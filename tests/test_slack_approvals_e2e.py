@@ -26,9 +26,12 @@ from tests.hitl_helpers import _fail_waiting
 from tests.slack_fixtures import (
     APPROVAL_CHANNEL,
     APPROVER,
+    APPROVER_AIRFLOW,
     CRIT_CHANNEL,
     INTRUDER,
+    INTRUDER_AIRFLOW,
     ONCALL,
+    TEST_APPROVERS,
     TEST_DAGS,
     AirflowProcess,
     ApiServer,
@@ -66,12 +69,14 @@ def stack(pg_cluster, airflow_db, tmp_path_factory):
     for key, value in env.items():
         mp.setenv(key, value)
     mp.delenv("SLACK_SIGNING_SECRET", raising=False)
-    server = ApiServer(dict(os.environ), tmp / "api-server.log").start()
+    server = ApiServer(dict(os.environ), tmp / "api-server.log",
+                       users={"admin": "admin", APPROVER_AIRFLOW: "user", INTRUDER_AIRFLOW: "user"}).start()
     try:
-        health = server.wait_ready()
-        assert health["signing_secret_configured"], health
+        server.wait_ready()
+        status, health = server.call("GET", "/slack/health", token=server.token("admin"))
+        assert status == 200 and health["signing_secret_configured"], health
         yield SimpleNamespace(dsn=dsn, fake=fake, server=server, url=server.url + "/slack/interactivity",
-                              env=dict(os.environ), tmp=tmp)
+                              env=dict(os.environ), tmp=tmp, config=tmp / "migration.yaml")
     finally:
         server.stop()
         fake.stop()
@@ -160,7 +165,7 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
         respond_to = slack.url + "respond/T1/42/secret-path"
 
         def click(user=APPROVER, *, ref=ref, action="migration_approval_approve", secret=SECRET, at=None,
-                  raw=None):
+                  raw=None, ts=ts):
             body = form_body(raw if raw is not None else block_actions(
                 user_id=user, value=ref.to_value(), action_id=action, channel_id=channel_id, message_ts=ts,
                 response_url=respond_to, blocks=message["blocks"], user_name=user.lower()))
@@ -171,9 +176,25 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
         out["bad_signature"] = click(secret="not-the-signing-secret")[2]
         out["stale"] = click(at=int(time.time()) - 400)[2]
         out["malformed"] = click(raw="{this is not json")[2]
-        out["unknown_point"] = click(ref=replace(ref, approval_point="drop_production"))[2]
-        out["unknown_run"] = click(ref=replace(ref, run_id="manual__1999-01-01T00:00:00+00:00"))[2]
+        out["unknown_point"] = click(ref=replace(ref, approval_point="drop_production"), ts="1.000001")[2]
+        # a message this migration never posted, for a run that has no stored request
+        out["no_stored_request"] = click(ref=replace(ref, run_id="manual__1999-01-01T00:00:00+00:00"),
+                                         ts="1.000001")[2]
+        out["other_message"] = click(ts="1.000001")[2]  # the right request, but not the message it was posted as
+        # issue 14's attack: INTRUDER may approve phase1_rollback; the value says so but points at write_cutover
+        out["mismatch"] = {field: click(INTRUDER, ref=replace(ref, **{field: value}))[2] for field, value in [
+            ("approval_point", "phase1_rollback"), ("dag_id", "migration_phase1_rollback"),
+            ("run_id", "manual__1999-01-01T00:00:00+00:00"), ("task_id", "cut_over"), ("map_index", 0),
+            ("ti_id", str(uuid.uuid4()))]}
         out["unauthorised"] = click(INTRUDER)[2]
+        # INTRUDER added to write_cutover after the request was created: the stored assigned_users decide
+        cfg_text = stack.config.read_text()
+        write_config(stack.config, approvers={**TEST_APPROVERS, "write_cutover": [
+            *TEST_APPROVERS["write_cutover"], {"slack": INTRUDER, "airflow": INTRUDER_AIRFLOW}]})
+        try:
+            out["added_later"] = click(INTRUDER)[2]
+        finally:
+            stack.config.write_text(cfg_text)
         out["still_pending"] = [p.task_id for p in approvals.pending_approvals(PROBE)]
         out["updates_before"] = len(slack.calls_to("chat.update"))
         out["ledger_before"] = _ledger(stack.dsn, ref.run_id)
@@ -204,8 +225,14 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
     assert "'payload' is not valid JSON" in out["malformed"][1]["message"]
     assert out["unknown_point"][1]["error"] == "unknown_approval_point"
     assert "unknown approval point 'drop_production'" in out["unknown_point"][1]["message"]
-    assert out["unknown_run"][1]["error"] == "unknown_approval"
+    assert out["no_stored_request"][1]["error"] == "no_stored_request", out["no_stored_request"]
+    assert out["other_message"][1]["error"] == "outdated_message", out["other_message"]
+    for field, (status, body) in out["mismatch"].items():
+        assert (status, body["error"]) == (200, "request_mismatch"), (field, body)
+        assert f"{field} " in body["message"] and f"!= stored {getattr(ref, field)!r}" in body["message"], body
     assert out["unauthorised"][1]["error"] == "not_authorised" and INTRUDER in out["unauthorised"][1]["message"]
+    assert out["added_later"][1]["error"] == "not_authorised", out["added_later"]
+    assert f"Airflow user '{INTRUDER_AIRFLOW}', who is not assigned" in out["added_later"][1]["message"]
     assert out["still_pending"] == ["approve_write_cutover"]
     assert out["updates_before"] == 0
     assert [e[1] for e in out["ledger_before"]] == ["approval.requested"]
@@ -234,6 +261,7 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
     assert slack_entry[2] == "approval_point:write_cutover"
     assert slack_entry[3]["decision"] == "Approve" and slack_entry[3]["user_id"] == APPROVER
     assert slack_entry[3]["task_resumed"] is True and slack_entry[3]["ti_id"] == ref.ti_id
+    assert slack_entry[3]["airflow_user"] == APPROVER_AIRFLOW
     assert f"slack:{APPROVER}" in ledger[2][0]  # MigrationApprovalOperator: responded_by from Airflow's record
 
     # Airflow's own record of the answer
@@ -257,11 +285,17 @@ def test_approve_from_slack_after_refused_clicks(stack, slack, caplog):
                            "WHERE run_id = %s", (dag_run.run_id,))
     assert row == [("Approve", APPROVER, "slack")]
     outcomes = query(stack.dsn, "SELECT outcome FROM migration_control.slack_requests "
-                                "WHERE approval_key LIKE %s OR approval_key IS NULL ORDER BY received_at",
+                                "WHERE approval_key LIKE %s OR approval_key LIKE 'migration_phase1_rollback/%%' "
+                                "OR approval_key IS NULL ORDER BY received_at",
                      (f"{PROBE}/%",))
-    assert [o for (o,) in outcomes] == ["malformed_payload", "unknown_approval_point", "unknown_approval",
-                                        "not_authorised",
-                                        "approved", "already_decided"]
+    assert [o for (o,) in outcomes] == ["malformed_payload", "unknown_approval_point", "no_stored_request",
+                                        "outdated_message", *["request_mismatch"] * 6, "not_authorised",
+                                        "not_authorised", "approved", "already_decided"]
+    mismatches = query(stack.dsn, "SELECT user_id, detail FROM migration_control.slack_requests "
+                                  "WHERE outcome = 'request_mismatch' ORDER BY received_at")
+    assert mismatches[0][0] == INTRUDER and "approval_point 'phase1_rollback' != stored 'write_cutover'" in \
+        mismatches[0][1]
+    assert "REFUSED request_mismatch" in stack.server.output()  # the API server's log names the refusal
 
     # secrets: never in our logs, the API server's, or the rendered templates Airflow stores
     from airflow.models.renderedtifields import RenderedTaskInstanceFields as RTIF
@@ -288,7 +322,7 @@ def test_timeout_pages_on_call_and_does_not_proceed(stack, slack):
                                stack.tmp / "scheduler.log")
 
     def helper():
-        _approval_message(slack)
+        message, ts = _approval_message(slack)
         pending = _pending(TIMEOUT_PROBE)
         with create_session() as session:  # paused: the scheduler must only sweep, never run these tasks
             assert session.scalar(select(DagModel.is_paused).where(DagModel.dag_id == TIMEOUT_PROBE)) is True
@@ -301,7 +335,7 @@ def test_timeout_pages_on_call_and_does_not_proceed(stack, slack):
                         TaskInstance.dag_id == TIMEOUT_PROBE, TaskInstance.run_id == pending.run_id,
                         TaskInstance.task_id == "approve_write_cutover"))
                 if state != "awaiting_input":
-                    return pending, state
+                    return pending, state, message, ts
                 if not scheduler.alive():
                     raise AssertionError(f"scheduler exited:\n{scheduler.output()[-3000:]}")
                 time.sleep(0.5)
@@ -309,7 +343,7 @@ def test_timeout_pages_on_call_and_does_not_proceed(stack, slack):
         finally:
             scheduler.stop()
 
-    dag_run, states, (pending, resumed_state) = _run(TIMEOUT_PROBE, helper)
+    dag_run, states, (pending, resumed_state, message, ts) = _run(TIMEOUT_PROBE, helper)
     assert resumed_state in ("scheduled", "running", "success"), resumed_state
     assert "AWAITING_INPUT timeout sweep: 1 resolved" in scheduler.output()
     assert states == {"evaluate_gate": "success", "approve_write_cutover": "success", "cut_over": "skipped"}
@@ -336,6 +370,16 @@ def test_timeout_pages_on_call_and_does_not_proceed(stack, slack):
     assert query(stack.dsn, "SELECT decision, decided_via FROM migration_control.slack_approvals WHERE run_id = %s",
                  (dag_run.run_id,)) == [("Reject", "timeout")]
 
+    # a click after the timeout, by an approver, on the very message: refused, nothing changes
+    body = form_body(block_actions(user_id=APPROVER, value=_buttons(message)["Approve"]["value"],
+                                   channel_id=slack.channel_id(APPROVAL_CHANNEL), message_ts=ts))
+    status, answer = post(stack.url, body, signed_headers(body, SECRET))
+    assert (status, answer["error"]) == (200, "timed_out"), answer
+    assert "Timed out" in answer["message"]
+    assert query(stack.dsn, "SELECT decision, decided_via FROM migration_control.slack_approvals WHERE run_id = %s",
+                 (dag_run.run_id,)) == [("Reject", "timeout")]
+    assert [e[1] for e in _ledger(stack.dsn, dag_run.run_id)] == ["approval.requested", "approval.rejected"]
+
 
 def test_slack_errors_never_fail_the_migration_task(stack, slack):
     """Slack rate-limits (429, Retry-After 1 s) and then answers 500 to every post: the notifier retries
@@ -348,7 +392,7 @@ def test_slack_errors_never_fail_the_migration_task(stack, slack):
         pending = _pending(PROBE)
         started = time.monotonic()
         answer = approvals.respond(PROBE, pending.run_id, pending.task_id, ["Approve"],
-                                   {"id": "admin", "name": "Airflow Admin"})
+                                   {"id": APPROVER_AIRFLOW, "name": "Approver One"})
         return pending, answer, time.monotonic() - started
 
     started = time.monotonic()
@@ -365,4 +409,49 @@ def test_slack_errors_never_fail_the_migration_task(stack, slack):
     assert row[0][:2] == (None, None) and "HTTP 500" in row[0][2] and row[0][3:] == ("Approve", "airflow")
     ledger = _ledger(stack.dsn, dag_run.run_id)
     assert [e[1] for e in ledger] == ["approval.requested", "approval.approved"]
-    assert ledger[1][0] == "Airflow Admin (admin)"
+    assert ledger[1][0] == f"Approver One ({APPROVER_AIRFLOW})"
+
+
+def test_airflow_rest_answers_only_from_assigned_users(stack, slack):
+    """One approver model: the HITL request of write_cutover is assigned to the Airflow user of its configured
+    approver, so the REST API (the UI's path) answers 403 to anyone else - admin and the approver of another
+    approval point included - and 200 to them."""
+    from urllib.parse import quote
+
+    from airflow.models.hitl import HITLDetail
+    from airflow.utils.session import create_session
+
+    server = stack.server
+
+    def helper():
+        pending = _pending(PROBE)
+        path = (f"/api/v2/dags/{PROBE}/dagRuns/{quote(pending.run_id, safe='')}/taskInstances/"
+                f"{pending.task_id}/{pending.map_index}/hitlDetails")
+        out = {"pending": pending}
+        status, detail = server.call("GET", path, token=server.token("admin"))
+        out["assigned"] = (status, detail)
+        for user in (INTRUDER_AIRFLOW, "admin"):
+            out[user] = server.call("PATCH", path, {"chosen_options": ["Approve"], "params_input": {}},
+                                    token=server.token(user))
+        out["still_pending"] = [p.task_id for p in approvals.pending_approvals(PROBE)]
+        out[APPROVER_AIRFLOW] = server.call("PATCH", path, {"chosen_options": ["Approve"], "params_input": {}},
+                                            token=server.token(APPROVER_AIRFLOW))
+        return out
+
+    dag_run, states, out = _run(PROBE, helper)
+    status, detail = out["assigned"]
+    assert status == 200 and detail["assigned_users"] == [{"id": APPROVER_AIRFLOW, "name": "Approver One"}], detail
+    for user in (INTRUDER_AIRFLOW, "admin"):
+        status, body = out[user]
+        assert status == 403, (user, status, body)
+        assert f"User={user} (id={user}) is not a respondent" in json.dumps(body)
+    assert out["still_pending"] == ["approve_write_cutover"]
+    assert out[APPROVER_AIRFLOW][0] == 200, out[APPROVER_AIRFLOW]
+    assert dag_run.state == "success", states
+    assert states == {"evaluate_gate": "success", "approve_write_cutover": "success", "cut_over": "success"}
+    with create_session() as session:
+        recorded = session.get(HITLDetail, uuid.UUID(out["pending"].ti_id))
+        assert recorded.responded_by == {"id": APPROVER_AIRFLOW, "name": APPROVER_AIRFLOW}
+    ledger = _ledger(stack.dsn, dag_run.run_id)
+    assert [e[1] for e in ledger] == ["approval.requested", "approval.approved"]
+    assert APPROVER_AIRFLOW in ledger[1][0]

@@ -83,6 +83,10 @@ class MigrationApprovalOperator(ApprovalOperator):
                              f"got {defaults!r}; a migration step never proceeds without a human")
         if kwargs.get("fail_on_reject"):
             raise ValueError("fail_on_reject is not supported: a rejection skips downstream tasks, it is not a failure")
+        if "assigned_users" in kwargs:
+            raise ValueError(f"approval point {approval_point!r}: assigned_users come from approvals.approvers in the "
+                             "config (one approver model for Slack and Airflow); do not pass them")
+        kwargs["assigned_users"] = _assigned_users(cfg, approval_point)
         kwargs.setdefault("response_timeout", cfg.approvals.response_timeout)
         kwargs.setdefault("ignore_downstream_trigger_rules", True)
         notifiers = list(kwargs.pop("notifiers", None) or [])
@@ -133,6 +137,21 @@ class MigrationApprovalOperator(ApprovalOperator):
         if decision.via == "timeout":
             outcome.timeout_page(cfg, ref, subject=subject, decision=decision.decision,
                                  timeout=getattr(self, "response_timeout", None), link=ui_link(self, ti, cfg))
+
+
+def _assigned_users(cfg, approval_point: str):
+    """HITL ``assigned_users`` from ``approvals.approvers``: the Airflow UI and REST API answer 403 to
+    anyone else. None (nobody configured): Airflow's own permissions decide, Slack answers nobody."""
+    from airflow.sdk.execution_time.hitl import HITLUser
+
+    from migration_engine.approvals.points import assigned_users
+
+    users = assigned_users(cfg, approval_point)
+    if users is None:
+        log.warning("approval point %r has no approvers in approvals.approvers: any Airflow user allowed to answer "
+                    "Required Actions can answer it, and nobody can from Slack", approval_point)
+        return None
+    return [HITLUser(id=u["id"], name=u["name"]) for u in users]
 
 
 def approval(
@@ -198,12 +217,15 @@ def respond(
     params_input: dict[str, Any] | None = None,
     map_index: int = -1,
     *,
+    assignee: str | None = None,
     session=None,
 ) -> RecordedAnswer:
     """Answer a pending HITL request and resume its task; raises an ApprovalError subclass otherwise.
 
     ``responder`` is a user id (also used as name) or ``{"id": ..., "name": ...}`` (e.g. the Slack
-    user). The caller checks *who* may answer beyond ``assigned_users`` (e.g. config approvers).
+    user). The request's stored ``assigned_users`` are enforced as the REST API does; ``assignee`` is
+    the Airflow user the responder acts as when it is not an Airflow login (the Slack endpoint passes
+    the approver's configured Airflow user), checked against them the same way.
     """
     from airflow.utils.session import create_session
 
@@ -213,12 +235,14 @@ def respond(
         chosen_options = [chosen_options]
     user = responder_user(responder)
     if session is not None:
-        return _respond(session, dag_id, run_id, task_id, list(chosen_options), user, params_input, map_index)
+        return _respond(session, dag_id, run_id, task_id, list(chosen_options), user, params_input, map_index,
+                        assignee)
     with create_session(scoped=False) as s:
-        return _respond(s, dag_id, run_id, task_id, list(chosen_options), user, params_input, map_index)
+        return _respond(s, dag_id, run_id, task_id, list(chosen_options), user, params_input, map_index, assignee)
 
 
-def _respond(session, dag_id, run_id, task_id, chosen_options, user, params_input, map_index) -> RecordedAnswer:
+def _respond(session, dag_id, run_id, task_id, chosen_options, user, params_input, map_index,
+             assignee=None) -> RecordedAnswer:
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import handle_event_submit
@@ -242,7 +266,7 @@ def _respond(session, dag_id, run_id, task_id, chosen_options, user, params_inpu
     if ti.state not in (TaskInstanceState.AWAITING_INPUT, TaskInstanceState.DEFERRED):
         raise NoPendingApproval(f"{place} is in state {ti.state}, not waiting for input")
     check_answer(place, chosen_options, user, options=list(detail.options or []), multiple=bool(detail.multiple),
-                 assignees=detail.assignees, params_input=params_input)
+                 assignees=detail.assignees, params_input=params_input, assignee=assignee)
 
     detail.responded_by = user
     detail.responded_at = datetime.now(UTC)

@@ -7,8 +7,10 @@ in ``migration_engine.airflow.dashboard_app`` and ``migration_engine.airflow.sla
 * The dashboard page: the api-server mounts ``fastapi_apps`` at ``url_prefix``; the external view
   with ``url_route`` shows ``href`` inside the UI at ``/plugin/migration-health`` (Browse). The app is
   built on its first request (``LazyASGIApp``) because every task process imports plugins too.
-* ``POST /slack/interactivity``: Slack cannot log in to Airflow, so that route has no Airflow auth;
-  every request must carry a valid Slack signature instead.
+* ``POST /slack/interactivity``: Slack cannot log in to Airflow, so that route - and only that one -
+  has no Airflow auth; it refuses from the headers before reading the body, reads at most 1 MB, and
+  every request must carry a valid Slack signature. Every other route of both apps (``/slack/health``
+  included) needs an Airflow login (``tests/test_slack_endpoint_e2e.py`` walks the route tables).
 
 Restart the api-server after changing this file.
 """

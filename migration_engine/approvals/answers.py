@@ -90,8 +90,14 @@ def check_not_answered(place: str, *, responded_at: datetime | None, responded_b
 
 
 def check_answer(place: str, chosen_options: list[str], user: Mapping[str, str], *, options: Sequence[str],
-                 multiple: bool, assignees: Sequence[Mapping] | None, params_input: Any = None) -> None:
-    """Raise the ``ApprovalError`` subclass that says why this answer cannot be recorded."""
+                 multiple: bool, assignees: Sequence[Mapping] | None, params_input: Any = None,
+                 assignee: str | None = None) -> None:
+    """Raise the ``ApprovalError`` subclass that says why this answer cannot be recorded.
+
+    ``assignee``: the Airflow user id the responder acts as (the Slack path: the approver's configured
+    Airflow user). It must be among the request's stored ``assignees``, and a request stored with
+    nobody assigned cannot be answered that way (only in Airflow, where its own permissions apply).
+    """
     allowed = list(options or [])
     invalid = sorted(set(chosen_options) - set(allowed))
     if not chosen_options or invalid:
@@ -99,7 +105,15 @@ def check_answer(place: str, chosen_options: list[str], user: Mapping[str, str],
     if not multiple and len(chosen_options) > 1:
         raise InvalidAnswer(f"{place} takes a single option, got {chosen_options}")
     assigned = {u.get("id") for u in (assignees or [])}
-    if assigned and user["id"] not in assigned:
+    if assignee is not None:
+        if not assigned:
+            raise NotAnApprover(f"{place} was created with no assigned users (nobody was configured in "
+                                "approvals.approvers), so it cannot be answered on behalf of a configured approver; "
+                                "answer it in the Airflow UI")
+        if assignee not in assigned:
+            raise NotAnApprover(f"{user['name']} acts as Airflow user {assignee!r}, who is not assigned to answer "
+                                f"{place} (assigned: {sorted(assigned)})")
+    elif assigned and user["id"] not in assigned:
         raise NotAnApprover(f"{user['name']} (id {user['id']}) is not assigned to answer {place}")
     if params_input is not None and not isinstance(params_input, dict):
         raise InvalidAnswer(f"params_input must be a mapping, got {type(params_input).__name__}")

@@ -6,10 +6,14 @@ Order matters - nothing from the request is trusted before its signature is:
 2. ``X-Slack-Signature`` valid, timestamp <= 5 min?  no  -> 401 ``bad_signature`` / ``stale_request``
 3. this exact (timestamp, signature) seen before?    yes -> 409 ``replayed``
 4. form field ``payload`` is JSON we understand?     no  -> 400 ``malformed_payload``
-5. approval point known? clicker one of its approvers? no -> 200, ephemeral answer in Slack, nothing changes
-6. the approval still pending, for this very try?    no  -> 200, ephemeral answer (already decided by X at T,
-                                                              outdated message, no such approval)
-7. record the answer in Airflow (``AirflowSide.respond``: the task resumes), mark the request decided and
+5. a stored request for the clicked message (channel + ts), agreeing with the button value in every
+   field (approval point, DAG, run, task, map index, try)?  no -> 200 ``no_stored_request`` /
+                                                        ``request_mismatch`` / ``outdated_message``, ephemeral
+6. clicker one of the *stored* approval point's approvers?  no -> 200 ``not_authorised``, ephemeral
+7. the approval still pending, for this very try, not past its deadline?  no -> 200, ephemeral answer
+                                                        (already decided by X at T, timed out, no such approval)
+8. record the answer in Airflow (``AirflowSide.respond``, as the approver's Airflow user, which Airflow checks
+   against the request's stored ``assigned_users``: the task resumes), mark the request decided and
    append the audit ledger entry in one control-DB transaction; then (after the HTTP answer) replace the
    message's buttons with "Approved by @x at T".
 
@@ -19,6 +23,12 @@ Slack wants an answer within 3 s, so Slack calls run after the response (``Reply
 No Airflow here: what needs Airflow's metadata DB (which task instance is current, recording the
 answer so the task resumes, masking the secret in the host's logs) comes in as an ``AirflowSide``,
 built by ``migration_engine.airflow.slack_endpoint``.
+
+Who may answer comes from server state only: the stored request's approval point (never the button
+value's) and the HITL ``assigned_users`` stored when the request was created, intersected with the
+current ``approvals.approvers`` (so removing someone from the config takes effect at once, and adding
+someone does not open requests already pending; a request created with nobody assigned cannot be
+answered from Slack at all).
 """
 
 from __future__ import annotations
@@ -151,14 +161,23 @@ def _tell(cfg, it: Interaction, text: str) -> Callable[[], Any]:
                                      channel_id=it.channel_id, user_id=it.user_id)
 
 
-def _refuse(cfg, it: Interaction, code: str, message: str, slack_text: str | None = None) -> _Outcome:
-    log.warning("slack interactivity: %s: %s (user %s)", code, message, it.user_id)
+def _refuse(cfg, it: Interaction, code: str, message: str, slack_text: str | None = None, *,
+            security: bool = True) -> _Outcome:
+    """A refused click: logged (a warning, with the clicker; ``security`` marks refusals that may be an
+    attack), answered ephemerally in Slack, stored with its outcome in ``slack_requests`` by the caller."""
+    log.warning("slack interactivity: %s%s: %s (Slack user %s, team %s)", "REFUSED " if security else "", code,
+                message, it.user_id, it.team_id)
     reply = Reply(200, {"ok": False, "error": code, "message": message}, [_tell(cfg, it, slack_text or message)])
     return _Outcome(reply, code, message)
 
 
 def _process(conn, cfg, body: bytes, airflow: AirflowSide) -> tuple[_Outcome, Interaction | None]:
-    from migration_engine.approvals.points import UnknownApprovalPoint, approvers_for, check_approval_point
+    from migration_engine.approvals.points import (
+        UnknownApprovalPoint,
+        approvers_for,
+        check_approval_point,
+        person_for_slack,
+    )
 
     try:
         it = parse_interaction(body)
@@ -169,13 +188,41 @@ def _process(conn, cfg, body: bytes, airflow: AirflowSide) -> tuple[_Outcome, In
         return _Outcome(Reply(200, {"ok": True, "outcome": "ignored", "message": "link button"}), "ignored"), it
     ref = it.ref
     assert ref is not None
-    point = ref.approval_point
+    # The button value is only a claim: the request stored when the message was posted (found by the
+    # message Slack says was clicked) decides which approval this is and so who may answer it.
+    stored = store.request_for_message(conn, cfg.control_schema, it.channel_id, it.message_ts)
+    conn.commit()
+    if stored is None:
+        try:
+            check_approval_point(ref.approval_point, cfg)
+        except UnknownApprovalPoint as exc:
+            return _refuse(cfg, it, "unknown_approval_point", f"{exc}; nothing was changed"), it
+        current = store.get_approval(conn, cfg.control_schema, ref)
+        conn.commit()
+        if current is not None and current.ti_id == ref.ti_id and current.approval_point == ref.approval_point:
+            return _refuse(cfg, it, "outdated_message",
+                           f"this message (channel {it.channel_id}, ts {it.message_ts}) is not the current request "
+                           f"for {ref.key}; use the newest approval message (or the Airflow UI). Nothing was changed",
+                           security=False), it
+        return _refuse(cfg, it, "no_stored_request",
+                       f"no approval request was posted as this message (channel {it.channel_id}, ts "
+                       f"{it.message_ts}) for {ref.key}; only clicks on requests this migration stored are "
+                       "accepted. Nothing was changed"), it
+    wrong = stored.mismatches(ref)
+    if wrong:
+        return _refuse(cfg, it, "request_mismatch",
+                       f"the button value disagrees with the stored request for this message "
+                       f"({'; '.join(wrong)}); the click was refused and nothing was changed",
+                       "Your click changed nothing: this button does not match the approval request it was posted "
+                       "with. Use the buttons on the newest approval message, or the Airflow UI."), it
+    point = stored.approval_point
     try:
         check_approval_point(point, cfg)
     except UnknownApprovalPoint as exc:
         return _refuse(cfg, it, "unknown_approval_point", f"{exc}; nothing was changed"), it
-    approvers = approvers_for(cfg, point)
-    if it.user_id not in approvers:
+    person = person_for_slack(cfg, point, it.user_id)
+    if person is None:
+        approvers = approvers_for(cfg, point)
         who = ", ".join(f"<@{u}>" for u in approvers) or "nobody (approvals.approvers is empty for this approval point)"
         return _refuse(
             cfg, it, "not_authorised",
@@ -183,7 +230,7 @@ def _process(conn, cfg, body: bytes, airflow: AirflowSide) -> tuple[_Outcome, In
             f":no_entry: <@{it.user_id}>, you are not an approver of the *{point}* approval point, so your click "
             f"changed nothing. Approvers: {who} (config approvals.approvers).",
         ), it
-    return _decide(conn, cfg, it, airflow), it
+    return _decide(conn, cfg, it, airflow, person), it
 
 
 def _decided_text(row: store.ApprovalRow) -> str:
@@ -191,50 +238,70 @@ def _decided_text(row: store.ApprovalRow) -> str:
                                  user_id=row.decided_by, user_name=row.decided_by_name, expires_at=row.expires_at)
 
 
-def _decide(conn, cfg, it: Interaction, airflow: AirflowSide) -> _Outcome:
+def _decide(conn, cfg, it: Interaction, airflow: AirflowSide, person) -> _Outcome:
     from migration_engine import control
     from migration_engine.approvals import outcome
 
     ref, decision, schema = it.ref, it.decision, cfg.control_schema
     try:
         row = store.get_approval(conn, schema, ref, for_update=True)  # held until commit/rollback
+        if row is None or row.ti_id != ref.ti_id or row.approval_point != ref.approval_point:
+            conn.rollback()  # changed since the message lookup (a new try re-recorded it): refuse, don't guess
+            return _refuse(cfg, it, "outdated_message",
+                           f"the stored request for {ref.key} changed while this click was checked; use the newest "
+                           "approval message (or the Airflow UI). Nothing was changed")
         if row is not None and row.decision is not None:
             conn.rollback()
             line = _decided_text(row)
-            result = _refuse(cfg, it, "already_decided", f"{ref.key} was already decided: {line}",
-                             f"This approval was already decided - {line}. Your click changed nothing.")
+            code = "timed_out" if row.decided_via == "timeout" else "already_decided"
+            result = _refuse(cfg, it, code, f"{ref.key} was already decided: {line}",
+                             f"This approval was already decided - {line}. Your click changed nothing.",
+                             security=False)
             result.reply.followups.append(_show(cfg, it, row, line))  # in case the message still has buttons
             return result
+        if row is not None and row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+            conn.rollback()  # the scheduler's timeout sweep takes the safe default; a late click must not race it
+            return _refuse(cfg, it, "timed_out",
+                           f"{ref.key} timed out at {row.expires_at.isoformat()}; the safe default applies and "
+                           "nothing was changed", security=False)
         current = airflow.current_ti_id(ref)
         if current is None:
             conn.rollback()
             return _refuse(cfg, it, "unknown_approval",
                            f"no approval {ref.key} exists in Airflow (unknown DAG run or task); nothing was changed")
-        if current != ref.ti_id or (row is not None and row.ti_id != ref.ti_id):
+        if current != ref.ti_id:
             conn.rollback()
             return _refuse(cfg, it, "outdated_message",
                            f"this message belongs to an earlier try of {ref.key}; use the newest approval message "
                            "(or the Airflow UI). Nothing was changed")
         responder = {"id": f"{SLACK_RESPONDER_PREFIX}{it.user_id}", "name": it.user_name or it.user_id}
         try:
+            # as the Airflow user this person is: Airflow checks it against the request's stored assigned_users
             answer = airflow.respond(ref.dag_id, ref.run_id, ref.task_id, [decision], responder,
-                                     map_index=ref.map_index)
+                                     map_index=ref.map_index, assignee=person.airflow)
         except answers.AlreadyAnswered as exc:
             conn.rollback()
             return _refuse(cfg, it, "already_decided", f"{exc}; your click changed nothing")
         except answers.NoPendingApproval as exc:
             conn.rollback()
             return _refuse(cfg, it, "not_pending", f"{exc}; nothing was changed")
+        except answers.NotAnApprover as exc:
+            conn.rollback()
+            return _refuse(cfg, it, "not_authorised",
+                           f"{exc} (the request's assigned users, stored when it was created); nothing was changed",
+                           f":no_entry: <@{it.user_id}>, your Airflow user {person.airflow!r} is not assigned to "
+                           "this request, so your click changed nothing.")
         except answers.ApprovalError as exc:
             conn.rollback()
             return _refuse(cfg, it, "refused_by_airflow", f"{exc}; nothing was changed")
         at = answer.responded_at
         store.decide(conn, schema, ref, decision=decision, decided_by=it.user_id, decided_by_name=it.user_name,
                      decided_via="slack", decided_at=at)
-        entry = outcome.audit_entry(ref, subject=row.subject if row else "", decision=decision, via="slack",
+        entry = outcome.audit_entry(ref, subject=row.subject, decision=decision, via="slack",
                                     user_id=it.user_id, user_name=it.user_name, at=at)
         entry["details"].update({"slack_team_id": it.team_id, "slack_channel_id": it.channel_id,
-                                 "slack_message_ts": it.message_ts, "task_resumed": answer.resumed})
+                                 "slack_message_ts": it.message_ts, "task_resumed": answer.resumed,
+                                 "airflow_user": person.airflow})
         control.append_audit(conn, schema, **entry)
         conn.commit()
     except Exception:

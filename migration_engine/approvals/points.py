@@ -54,10 +54,28 @@ def check_config_approval_points(cfg: MigrationConfig) -> None:
         )
 
 
+def people_for(cfg: MigrationConfig, point: str) -> list:
+    """The people (``config.Approver``: Slack id + Airflow user) who may answer ``point``."""
+    return cfg.approvers_for(point)
+
+
 def approvers_for(cfg: MigrationConfig, point: str) -> list[str]:
     """Slack user ids allowed to answer ``point`` (the point's own list, else ``default``)."""
-    return list(cfg.approvers_for(point))
+    return [p.slack for p in people_for(cfg, point)]
+
+
+def person_for_slack(cfg: MigrationConfig, point: str, slack_user_id: str):
+    """The configured approver of ``point`` with this Slack id, else None."""
+    return next((p for p in people_for(cfg, point) if slack_user_id and p.slack == slack_user_id), None)
 
 
 def is_approver(cfg: MigrationConfig, point: str, slack_user_id: str) -> bool:
-    return bool(slack_user_id) and slack_user_id in approvers_for(cfg, point)
+    return person_for_slack(cfg, point, slack_user_id) is not None
+
+
+def assigned_users(cfg: MigrationConfig, point: str) -> list[dict[str, str]] | None:
+    """HITL ``assigned_users`` for ``point`` (``{"id", "name"}`` per person): Airflow's UI and REST API
+    then refuse (403) anyone else. None when nobody is configured: Airflow's own permissions decide
+    (and nobody can answer from Slack) - see docs/oncall-slack.md section 3."""
+    people = people_for(cfg, point)
+    return [{"id": p.airflow, "name": p.label} for p in people] or None

@@ -109,6 +109,40 @@ def get_approval(conn, schema: str, ref: ApprovalRef, *, for_update: bool = Fals
     return ApprovalRow(*row) if row else None
 
 
+@dataclass(frozen=True)
+class StoredRequest:
+    """What was stored when the request was posted: the one source of truth a click is checked against."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    ti_id: str
+    approval_point: str  # column "gate"
+    expires_at: datetime | None
+    decision: str | None
+
+    def mismatches(self, ref: ApprovalRef) -> list[str]:
+        """Fields of the button value ``ref`` that disagree with this stored request, as ``field value != stored``."""
+        return [f"{name} {getattr(ref, name)!r} != stored {getattr(self, name)!r}"
+                for name in ("approval_point", "dag_id", "run_id", "task_id", "map_index", "ti_id")
+                if getattr(ref, name) != getattr(self, name)]
+
+
+def request_for_message(conn, schema: str, channel: str | None, message_ts: str | None) -> StoredRequest | None:
+    """The stored request posted as this Slack message (None: not a message we posted, or an old one)."""
+    if not channel or not message_ts:
+        return None
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "slack/approval_get_by_message.sql", {"schema": schema},
+                     {"channel": channel, "message_ts": message_ts})
+        rows = cur.fetchall()
+    if len(rows) != 1:  # (channel, ts) names one Slack message; two rows would be a corrupt store: trust neither
+        return None
+    dag_id, run_id, task_id, map_index, ti_id, point, expires_at, decision = rows[0]
+    return StoredRequest(dag_id, run_id, task_id, int(map_index), ti_id, point, expires_at, decision)
+
+
 def decide(conn, schema: str, ref: ApprovalRef, *, decision: str, decided_by: str | None,
            decided_by_name: str | None, decided_via: str, decided_at: datetime) -> bool:
     """Write the decision if the row has none (caller's transaction). True if this call decided."""

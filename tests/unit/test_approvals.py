@@ -212,3 +212,101 @@ def test_request_message_has_subject_figures_buttons_approvers_and_link():
     assert "Approved" in decided_text
 
 
+
+
+# --- the answer's assignee (the Slack path acts as the approver's Airflow user) -------------------
+def test_an_assignee_must_be_among_the_stored_assigned_users():
+    slack_user = {"id": "slack:UAPPROVER1", "name": "approver"}
+    kwargs = {"options": ["Approve", "Reject"], "multiple": False}
+    answers.check_answer("p", ["Approve"], slack_user, assignees=[{"id": "approver1"}], assignee="approver1", **kwargs)
+    with pytest.raises(answers.NotAnApprover, match="acts as Airflow user 'intruder9'.*assigned: \\['approver1'\\]"):
+        answers.check_answer("p", ["Approve"], slack_user, assignees=[{"id": "approver1"}], assignee="intruder9",
+                             **kwargs)
+    with pytest.raises(answers.NotAnApprover, match="created with no assigned users"):  # nobody stored: not from Slack
+        answers.check_answer("p", ["Approve"], slack_user, assignees=[], assignee="approver1", **kwargs)
+    with pytest.raises(answers.NotAnApprover, match="not assigned"):  # an Airflow login that is not listed
+        answers.check_answer("p", ["Approve"], {"id": "mallory", "name": "m"}, assignees=[{"id": "approver1"}],
+                             **kwargs)
+
+
+# --- the endpoint's checks before the body is read ------------------------------------------------
+def _headers(**change):
+    body = b"payload=%7B%7D"
+    headers = signed_headers(body, SECRET)
+    headers["Content-Length"] = str(len(body))
+    for key, value in change.items():
+        key = key.replace("_", "-")
+        if value is None:
+            headers.pop(key, None)
+        else:
+            headers[key] = value
+    return headers
+
+
+@pytest.mark.parametrize(("change", "status", "code"), [
+    ({"Content_Type": None}, 415, "unsupported_media_type"),
+    ({"Content_Type": "application/json"}, 415, "unsupported_media_type"),
+    ({"X_Slack_Signature": None}, 401, "missing_signature"),
+    ({"X_Slack_Request_Timestamp": None}, 401, "missing_signature"),
+    ({"X_Slack_Request_Timestamp": "12x"}, 401, "bad_timestamp"),
+    ({"X_Slack_Request_Timestamp": "9" * 13}, 401, "bad_timestamp"),
+    ({"X_Slack_Signature": "v0=" + "a" * 63}, 401, "malformed_signature"),
+    ({"X_Slack_Signature": "v1=" + "a" * 64}, 401, "malformed_signature"),
+    ({"X_Slack_Signature": "v0=" + "A" * 64}, 401, "malformed_signature"),
+    ({"X_Slack_Request_Timestamp": str(int(time.time()) - 301)}, 401, "stale_request"),
+    ({"Content_Length": "-1"}, 400, "bad_content_length"),
+    ({"Content_Length": "1e9"}, 400, "bad_content_length"),
+    ({"Content_Length": "1000001"}, 413, "body_too_large"),
+    ({"Content_Length": str(300 * 2**20)}, 413, "body_too_large"),
+])
+def test_headers_are_checked_before_the_body(change, status, code):
+    from migration_engine.approvals import guard
+
+    refusal = guard.check_headers(_headers(**change))
+    assert refusal is not None and (refusal.status, refusal.code) == (status, code), refusal
+    assert refusal.counts_as_failure is (status != 415)
+
+
+def test_well_formed_headers_pass_and_chunked_bodies_have_no_length():
+    from migration_engine.approvals import guard
+
+    assert guard.check_headers(_headers()) is None
+    assert guard.check_headers(_headers(Content_Length=None)) is None  # chunked: the capped read decides
+    assert guard.check_headers({k.lower(): v for k, v in _headers(Content_Type=guard.FORM_CONTENT_TYPE +
+                                                                  "; charset=utf-8").items()}) is None
+
+
+def test_the_body_is_read_with_a_cap_and_stops_when_it_is_passed():
+    import asyncio
+
+    from migration_engine.approvals import guard
+
+    pulled = []
+
+    async def chunks(n, size):
+        for i in range(n):
+            pulled.append(i)
+            yield b"x" * size
+
+    assert asyncio.run(guard.read_capped(chunks(4, 250), cap=1000)) == b"x" * 1000
+    with pytest.raises(guard.BodyTooLarge):
+        asyncio.run(guard.read_capped(chunks(10_000, 64 * 1024), cap=1_000_000))
+    assert len(pulled) == 4 + 16  # stopped at the first chunk over the cap, not after 10 000
+
+
+def test_failed_signatures_are_limited_per_source_in_a_window():
+    from migration_engine.approvals import guard
+
+    limiter = guard.FailureLimiter(limit=3, window=60, max_sources=2)
+    for t in (0, 1, 2):
+        assert limiter.refusal("10.0.0.1", now=t) is None
+        limiter.failed("10.0.0.1", now=t)
+    refusal = limiter.refusal("10.0.0.1", now=3)
+    assert (refusal.status, refusal.code) == (429, "rate_limited") and "try again in 57 s" in refusal.message
+    assert limiter.refusal("10.0.0.2", now=3) is None  # another source is not affected
+    assert limiter.refusal("10.0.0.1", now=60.5) is None  # the first failure left the window
+    limiter.failed("10.0.0.2", now=61)
+    limiter.failed("10.0.0.3", now=62)  # over max_sources: the least recently failing source is forgotten
+    assert set(limiter._failures) == {"10.0.0.2", "10.0.0.3"}
+    with pytest.raises(ValueError):
+        guard.FailureLimiter(limit=0)
