@@ -391,6 +391,7 @@ def _require_maintenance(s: Session, step: str) -> None:
                                     "miss rows; run maintenance_on first")
 
 
+PAST = {"delete": "deleted", "mark": "marked"}
 REMOVED = "removed_rows"  # umbrella details: {entity: [old keys deleted/marked by this rollback]}
 
 
@@ -411,10 +412,10 @@ def _remove_deleted(s: Session, name: str) -> dict[str, Any]:
         state = get_state(conn, s.schema, s.rid) or {"details": {}}
         done = dict(state["details"].get(REMOVED) or {})
         done[name] = sorted({*done.get(name, []), *removed}, key=str)
-        control.append_audit(conn, s.schema, actor=s.actor, action=f"rollback3.rows_{action}d", target=s.rid,
+        control.append_audit(conn, s.schema, actor=s.actor, action=f"rollback3.rows_{PAST[action]}", target=s.rid,
                              details={**s.context, "entity": name, "table": str(e.old_table), "keys": removed,
                                       "old_rows": rows if action == "delete" else []},
-                             reason=f"{len(removed)} rows of {e.old_table} {action}d: deleted in {e.new_table} "
+                             reason=f"{len(removed)} rows of {e.old_table} {PAST[action]}: deleted in {e.new_table} "
                                     "after the cutover")
         put_state(conn, s.schema, step_id=s.rid, phase=PHASE, status=state.get("status") or "pending",
                   details={REMOVED: done})  # commits the removal, the ledger entry and the record together
@@ -476,7 +477,7 @@ def _verify(s: Session) -> dict[str, Any]:
                                 "(is something still writing? maintenance mode should stop it)")
             if orphans.orphans:
                 problems.append(f"{name}: {orphans.orphans} rows of {e.old_table} in scope have no live row in "
-                                f"{e.new_table}: deleted there but not {e.rollback_deletes.action}d here, or "
+                                f"{e.new_table}: deleted there but not {PAST[e.rollback_deletes.action]} here, or "
                                 f"never migrated (e.g. {orphans.keys[:5]})")
             if stats.scope_rows_new is None:
                 out[name]["scope_check"] = "not comparable: the scope/mark column is not mapped"
