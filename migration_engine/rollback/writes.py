@@ -22,8 +22,13 @@ resumed by the next one - each step checks what is already done):
 4. ``forward_sync``: :class:`~migration_engine.rollback.sync.ReverseSync` per entity - every row
    created or changed in the new tables is written back (reverse mapping: ``active -> ACTIVE``,
    provider -> tenant); rows created after the cutover get a new old key, linked in the new table.
-5. ``verify``: a second full walk finds no difference (digests of both sides equal); every row of
-   the pre-cutover backup still exists in the old tables; counts recorded. Fails closed.
+   Then every old row in scope that no live new row links to (deleted in the new table after the
+   cutover) is deleted or marked (``entities.<name>.rollback_deletes``), at most
+   ``cutover.rollback_max_deletes``, its keys recorded (``removed_rows``) in the same commit.
+5. ``verify``: both directions - no new row differs from or lacks its old row (digests equal), no
+   old in-scope row lacks a live new row, the in-scope row counts and order-independent checksums
+   of both sides are equal; every row of the pre-cutover backup still exists in the old tables
+   unless this rollback deleted it; counts recorded. Fails closed.
 6. ``writes_to_old``: ``keep_old_sync = false``, ``write_to_new = false``, ``read_new_pct = 0``.
 7. ``maintenance_off``: ``maintenance_mode = false``; the rollback is recorded as completed.
 

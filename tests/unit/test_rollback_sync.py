@@ -184,3 +184,48 @@ def test_rollback_deletes_config_is_validated():
     entity["rollback_deletes"] = {"action": "mark", "column": "status", "value": "ACTIVE"}
     with pytest.raises(ValidationError, match="would still count as migrated"):
         type(load_config().entities["listings"]).model_validate(entity)
+
+
+def test_a_failed_record_leaves_nothing_removed(tables):
+    """The removal and its record commit together: if the record cannot be written, no row is removed."""
+    from migration_engine.rollback import sync
+
+    databases, writes = tables
+    cfg = _cfg()
+    _stats, orphans = _sync(cfg, databases)
+    legacy = databases.connect("legacy")
+
+    def record(conn, removed, rows):
+        raise RuntimeError("ledger unavailable")
+
+    try:
+        with pytest.raises(RuntimeError, match="ledger unavailable"):
+            sync.remove_orphans(cfg, "listings", legacy, orphans.keys, record)
+    finally:
+        legacy.close()
+    assert _old(databases, writes["deleted"]) == dict.fromkeys(writes["deleted"], "ACTIVE")
+
+
+def test_preflight_counts_the_deletes_and_refuses_a_bad_mark_or_too_many(tables, tmp_path, monkeypatch):
+    from migration_engine.config import RollbackDeletes
+    from migration_engine.rollback import writes
+    from tests.cutover_fixtures import prepare_control, set_flags, take_backup, write_config
+
+    databases, _writes = tables
+    cfg = write_config(tmp_path, monkeypatch, {"backup": {"dir": str(tmp_path / "backups"), "verify_restore": False},
+                                               "cutover": {"rollback_side_database": f"side_{databases.legacy_name}"}})
+    prepare_control(databases)
+    set_flags(databases, dual_write_enabled=True, read_new_pct=100)
+    take_backup(cfg)
+    set_flags(databases, write_to_new=True)
+    plan = writes.preflight(cfg, actor="test", context={})
+    info = plan["entities"]["listings"]
+    assert (info["deleted_in_new"], info["deleted_rows_become"]) == (3, "marked status = 'ARCHIVED'")
+
+    limited = cfg.model_copy(update={"cutover": cfg.cutover.model_copy(update={"rollback_max_deletes": 2})})
+    with pytest.raises(writes.RollbackWritesRefused, match="rollback_max_deletes = 2"):
+        writes.preflight(limited, actor="test", context={})
+    bad = cfg.entities["listings"].model_copy(update={"rollback_deletes": RollbackDeletes(
+        action="mark", column="no_such_column", value="X")})
+    with pytest.raises(writes.RollbackWritesRefused, match="cannot look for rows deleted.*no_such_column"):
+        writes.preflight(cfg.model_copy(update={"entities": {"listings": bad}}), actor="test", context={})
