@@ -16,16 +16,19 @@ if a step fails, maintenance mode stays on and re-running the DAG resumes where 
    checked against the manifest.
 5. **forward_sync** - every row created or changed in the new tables since the cutover is written
    back into the old tables (reverse column mapping, e.g. `active -> ACTIVE`); rows created after
-   the cutover get a new old-table id, set as their `legacy_id` in the new table.
-6. **verify** - no difference left between new and old (content digests equal), every row of the
-   pre-cutover backup still present, counts recorded.
+   the cutover get a new old-table id, set as their `legacy_id` in the new table; rows deleted in the
+   new tables are deleted or marked (listings: `status = ARCHIVED`) in the old ones.
+6. **verify** - both ways: no new row missing or different in the old tables, no old in-scope row
+   without a live new row, in-scope counts and checksums equal; every row of the pre-cutover backup
+   still present unless the rollback deleted it; counts recorded.
 7. **writes_to_old** - `keep_old_sync = false`, `write_to_new = false`, `read_new_pct = 0`.
 8. **maintenance_off** - `maintenance_mode = false`.
 
 See docs/rollbacks.md.
 
 **dry_run** (Param) runs the pre-flight without recording it and prints every step's plan (the flag
-UPDATEs, the side-database SQL and pg_restore commands, how many rows the sync would write); it
+UPDATEs, the side-database SQL and pg_restore commands, how many rows the sync would write, the
+DELETE/UPDATE for rows deleted in the new tables with their keys); it
 changes nothing and asks no approval.
 """
 
@@ -72,8 +75,9 @@ def migration_rollback_writes():
     approve = approval(
         "approve_rollback", "Roll back the write cutover? (maintenance mode: writes refused meanwhile)",
         "Approving turns maintenance mode on, restores the pre-cutover backup into a side database, writes every "
-        "row created or changed in the new tables since the cutover back into the old tables, verifies, and moves "
-        "reads and writes back to the old tables.",
+        "row created or changed in the new tables since the cutover back into the old tables, deletes or marks "
+        "(entities.<name>.rollback_deletes) the old rows deleted in the new tables (deleted_in_new below), "
+        "verifies both ways, and moves reads and writes back to the old tables.",
         approval_point="rollback_scenario_3", figures_from=["preflight"])
 
     mode = choose_mode()

@@ -163,6 +163,27 @@ class Scope(Strict):
     values: Annotated[list[str], Field(min_length=1)]
 
 
+class RollbackDeletes(Strict):
+    """Rollback scenario 3: what the old table gets for a row deleted in the new table after the cutover.
+
+    ``delete`` removes the old row; ``mark`` sets ``column = value`` (a text literal, cast by
+    Postgres to the column's type), for an old application that never hard-deletes or whose other
+    tables reference the row (``marketplace_listing_images``). A marked row counts as deleted.
+    """
+
+    action: Literal["delete", "mark"] = "delete"
+    column: Ident | None = None
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> RollbackDeletes:
+        if self.action == "mark" and (self.column is None or self.value is None):
+            raise ValueError("rollback_deletes: action 'mark' needs column and value (e.g. status: ARCHIVED)")
+        if self.action == "delete" and (self.column is not None or self.value is not None):
+            raise ValueError("rollback_deletes: column/value only apply to action 'mark'")
+        return self
+
+
 class Entity(Strict):
     old_table: TableRef
     new_table: TableRef
@@ -171,6 +192,7 @@ class Entity(Strict):
     legacy_id_column: Ident
     scope: Scope | None = None
     columns: Annotated[list[ColumnMap], Field(min_length=1)]
+    rollback_deletes: RollbackDeletes = RollbackDeletes()
 
     @model_validator(mode="after")
     def _unique_columns(self) -> Entity:
@@ -180,6 +202,13 @@ class Entity(Strict):
             raise ValueError(f"columns map the new column(s) {dupes} more than once")
         if self.legacy_id_column in names:
             raise ValueError(f"legacy_id_column {self.legacy_id_column!r} is filled by the engine; don't map it")
+        mark = self.rollback_deletes
+        if mark.action == "mark" and self.scope is not None and mark.column == self.scope.column \
+                and mark.value in self.scope.values:
+            raise ValueError(f"rollback_deletes marks deleted rows {mark.column} = {mark.value!r}, which is in the "
+                             f"scope {self.scope.values}: a marked row would still count as migrated")
+        if mark.action == "mark" and mark.column == self.key:
+            raise ValueError("rollback_deletes cannot mark the key column")
         return self
 
 
@@ -373,6 +402,10 @@ class Cutover(Strict):
     # Rollback scenario 3: database the pre-cutover backup is restored into (default
     # <legacy db>_pre_cutover); it must not exist or be one an earlier run of the rollback created.
     rollback_side_database: Ident | None = None
+    # Rollback scenario 3: at most this many old rows per entity are deleted (or marked) because
+    # their new row was deleted after the cutover; more refuses (pre-flight and sync) - an empty
+    # or wrong new table must not empty the old one. Raise it after reading the pre-flight count.
+    rollback_max_deletes: Annotated[int, Field(ge=0)] = 1000
 
     @model_validator(mode="after")
     def _rollout_order(self) -> Cutover:

@@ -218,3 +218,53 @@ def check_flag_rollback_dry_run(dag_id: str, databases, tmp_path, monkeypatch) -
     assert all(s == "skipped" for t, s in tasks.items() if t not in ("choose_mode", "show_plan")), tasks
     after = [snapshot(databases.legacy_dsn), snapshot(databases.new_dsn)]
     assert unchanged(before[0], after[0]) == [] and unchanged(before[1], after[1]) == []
+
+
+# --- rollback scenario 3: what the application did after the write cutover, checked independently ---------
+STATUS_BACK = {"active": "ACTIVE", "paused": "PAUSED", "sold": "SOLD", "archived": "ARCHIVED"}
+
+
+def post_cutover_writes(databases, *, creates: int = 3, updates: int = 3, deletes: int = 3) -> dict[str, list]:
+    """The application after the write cutover (keep_old_sync off): rows created, updated and deleted in the
+    new table only. Returns the new ids created, the old ids updated and the old ids deleted."""
+    provider = databases.query("new", "SELECT id FROM marketplace.providers ORDER BY id LIMIT 1")[0][0]
+    created = [r[0] for r in databases.query(
+        "new", "INSERT INTO marketplace.service_listings (provider_id, title, description, price_cents, status) "
+               "SELECT %s, 'created after cutover ' || g, NULL, 1000 + g, 'active' FROM generate_series(1, %s) g "
+               "RETURNING id", (provider, creates))]
+    linked = [r[0] for r in databases.query(
+        "new", "SELECT legacy_listing_id FROM marketplace.service_listings WHERE legacy_listing_id IS NOT NULL "
+               "ORDER BY legacy_listing_id LIMIT %s", (updates + deletes,))]
+    updated, deleted = linked[:updates], linked[updates:]
+    databases.query("new", "UPDATE marketplace.service_listings SET title = title || ' (edited)', "
+                           "price_cents = price_cents + 1, status = CASE WHEN legacy_listing_id = %s THEN 'sold' "
+                           "ELSE status END, updated_at = now() WHERE legacy_listing_id = ANY(%s)",
+                    (updated[0], updated))
+    databases.query("new", "DELETE FROM marketplace.service_listings WHERE legacy_listing_id = ANY(%s)", (deleted,))
+    return {"created": created, "updated": updated, "deleted": deleted}
+
+
+def old_vs_new(databases) -> list[tuple]:
+    """Every difference between the old table and the new table's state, per row, both ways (test-side SQL).
+
+    new -> old: each new row has an old key and the old row holds its reverse-mapped values; old -> new:
+    each old ACTIVE row (the migration's scope) is linked by a live new row, so a row deleted in the new
+    table must be gone from the old one or out of scope there (marked ARCHIVED)."""
+    new = {r[0]: r[1:] for r in databases.query(
+        "new", "SELECT s.id, s.legacy_listing_id, p.tenant_id, s.title, s.description, s.price_cents, s.status, "
+               "s.created_at, s.updated_at FROM marketplace.service_listings s "
+               "LEFT JOIN marketplace.providers p ON p.id = s.provider_id")}
+    old = {r[0]: r[1:] for r in databases.query(
+        "legacy", "SELECT id, tenant_id, title, description, price_cents, status, created_at, updated_at "
+                  "FROM public.marketplace_listings")}
+    problems: list[tuple] = []
+    linked = set()
+    for new_id, (legacy_id, tenant_id, title, desc, price, status, created, updated) in new.items():
+        want = (tenant_id, title, desc, price, STATUS_BACK.get(status, status), created, updated)
+        linked.add(legacy_id)
+        if legacy_id is None or old.get(legacy_id) != want:
+            problems.append(("new row not in old as it is in new", new_id, legacy_id, want, old.get(legacy_id)))
+    for old_id, row in old.items():
+        if row[4] == "ACTIVE" and old_id not in linked:
+            problems.append(("old in-scope row without a live new row", old_id, row))
+    return problems

@@ -14,26 +14,39 @@ batches) and, for every row, compares the old table's row with the reverse-mappe
   not overwrite an unrelated row); the sequence is moved past the largest key at the end.
 
 Comparing every row (instead of trusting ``updated_at > cutover``) finds every change, whatever
-the application did with its timestamps; it costs one read of both tables. Rows are never deleted
-from the old table: a row deleted in the new table after the cutover comes back (no row lost).
+the application did with its timestamps; it costs one read of both tables.
 
-``run(apply=False)`` is the verification: the same walk, counting differences and computing a
-digest of each side over the compared values (equal digests = identical content).
+Deletes travel back too. A row deleted in the new table after the cutover leaves an *orphan* in
+the old table: an old row in the entity's scope (the rows that were migrated) that no live new row
+links to. :func:`find_orphans` walks the old table's in-scope rows (keyset batches) and asks the
+new table which keys are still linked; :func:`remove_orphans` deletes them or marks them as the
+old application marks a deleted row (``entities.<name>.rollback_deletes``), all of an entity in
+one transaction together with the record of which keys it removed - a crash leaves either
+nothing removed or the removal recorded. At most ``cutover.rollback_max_deletes`` per entity: a
+new table that is empty or wrong must not empty the old one.
+
+``run(apply=False)`` is the verification of the new -> old direction: the same walk, counting
+differences and computing a digest of each side over the compared values (equal digests =
+identical content). The old -> new direction is :func:`find_orphans` (no orphan may be left);
+both walks also compute an order-independent checksum and count of the in-scope rows (the new
+side from the reverse-mapped values), which must be equal.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg2
 from psycopg2 import sql
 
 from migration_engine import sqlfiles
 from migration_engine.config import MigrationConfig, TableRef
 from migration_engine.cutover.activity import qualified
-from migration_engine.errors import MigrationError
+from migration_engine.errors import MigrationError, Refused
 from migration_engine.rollback.reverse import ReverseMapping
 
 log = logging.getLogger(__name__)
@@ -80,6 +93,8 @@ class SyncStats:
     batches: int = 0
     digest_new: str = ""
     digest_old: str = ""
+    scope_rows_new: int | None = None   # new rows whose reverse-mapped values are in scope (None: unknowable)
+    scope_checksum_new: str | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -90,7 +105,8 @@ class SyncStats:
         return {"entity": self.entity, "new_rows": self.new_rows, "unchanged": self.unchanged,
                 "updated": self.updated, "inserted": self.inserted, "linked_now": self.linked_now,
                 "unlinked": self.unlinked, "batches": self.batches, "digest_new": self.digest_new,
-                "digest_old": self.digest_old, "examples": self.examples}
+                "digest_old": self.digest_old, "scope_rows_new": self.scope_rows_new,
+                "scope_checksum_new": self.scope_checksum_new, "examples": self.examples}
 
 
 class ReverseSync:
@@ -212,6 +228,9 @@ class ReverseSync:
         e = self.entity
         stats = SyncStats(self.name)
         h_new, h_old = hashlib.md5(usedforsecurity=False), hashlib.md5(usedforsecurity=False)
+        scope = OldScope(self.entity)
+        knowable = scope.knowable(self.rev.old_columns)
+        scope_sum = scope_rows = 0
         after, first = None, True
         while True:
             rows = self._new_batch(after, first)
@@ -240,6 +259,9 @@ class ReverseSync:
                 have = old.get(key)
                 diff = self.rev.differs(want, have)
                 h_new.update(_line(key, want, self.rev.old_columns))
+                if knowable and scope.holds(want):
+                    scope_rows += 1
+                    scope_sum = (scope_sum + row_hash(key, want, self.rev.old_columns)) % _MOD
                 if diff:
                     if have is None:
                         stats.inserted += 1
@@ -259,6 +281,8 @@ class ReverseSync:
         if apply:
             self.sync_sequence()
         stats.digest_new, stats.digest_old = h_new.hexdigest(), h_old.hexdigest()
+        if knowable:
+            stats.scope_rows_new, stats.scope_checksum_new = scope_rows, f"{scope_sum:032x}"
         log.info("%s %s: %s", "sync" if apply else "verify", self.name, stats.as_dict())
         return stats
 
@@ -275,8 +299,14 @@ def _line(key: Any, values: dict[str, Any] | None, columns: list[str]) -> bytes:
 
 
 def missing_keys(cfg: MigrationConfig, entity_name: str, side, legacy, *, batch_size: int | None = None,
-                 max_examples: int | None = None) -> tuple[int, int, list[Any]]:
-    """(rows in the side copy, of them missing from the live old table, example keys)."""
+                 max_examples: int | None = None, deleted=()) -> tuple[int, int, list[Any], int]:
+    """(rows in the side copy, of them missing from the live old table, example keys, of them deleted).
+
+    ``deleted``: keys this rollback removed on purpose (their new row was deleted after the
+    cutover); they are counted apart, not as missing. Compared as text (the record is JSON).
+    """
+    excused = {str(k) for k in deleted}
+    deleted_gone = 0
     e = cfg.entities[entity_name]
     size = batch_size or cfg.backfill.batch_size
     max_examples = cfg.consistency.max_reported_keys if max_examples is None else max_examples
@@ -300,6 +330,170 @@ def missing_keys(cfg: MigrationConfig, entity_name: str, side, legacy, *, batch_
             present = {r[0] for r in cur.fetchall()}
         legacy.rollback()
         gone = [k for k in keys if k not in present]
+        deleted_gone += sum(1 for k in gone if str(k) in excused)
+        gone = [k for k in gone if str(k) not in excused]
         missing += len(gone)
         examples += gone[: max(0, max_examples - len(examples))]
-    return total, missing, examples
+    return total, missing, examples, deleted_gone
+
+
+# --- deletes: old rows whose new row is gone ----------------------------------------------------
+_MOD = 1 << 128
+
+
+def row_hash(key: Any, values: Mapping[str, Any] | None, columns: list[str]) -> int:
+    """One row's hash; summed mod 2**128 it is a checksum of a set of rows, whatever the walk order."""
+    return int.from_bytes(hashlib.md5(_line(key, dict(values) if values is not None else None, columns),
+                                      usedforsecurity=False).digest(), "big")
+
+
+def _text(value: Any) -> str:
+    """A value as Postgres ``::text`` writes it (booleans as true/false), for scope and mark tests."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class OldScope:
+    """Which old rows must have a live new row: in the entity's scope, not marked deleted.
+
+    The SQL side (``identifiers``/``params`` for ``old_scope_batch.sql`` and the delete/mark
+    statements) and the Python side (:meth:`holds` on reverse-mapped values) of one predicate.
+    """
+
+    def __init__(self, entity) -> None:
+        self.entity = entity
+        self.scope = entity.scope
+        self.mark = entity.rollback_deletes if entity.rollback_deletes.action == "mark" else None
+
+    def identifiers(self) -> dict[str, Any]:
+        e = self.entity
+        return {"table": _t(e.old_table), "key": e.key,
+                "scope_column": self.scope.column if self.scope else e.key,
+                "mark_column": self.mark.column if self.mark else e.key}
+
+    def params(self) -> dict[str, Any]:
+        return {"all_rows": self.scope is None, "scope_values": list(self.scope.values) if self.scope else [],
+                "no_mark": self.mark is None, "mark_value": self.mark.value if self.mark else ""}
+
+    def knowable(self, old_columns: list[str]) -> bool:
+        """Can :meth:`holds` decide from the mapped columns (the scope and mark columns are mapped)?"""
+        needed = {c for c in ((self.scope.column if self.scope else None), (self.mark.column if self.mark else None))
+                  if c is not None}
+        return needed <= set(old_columns)
+
+    def holds(self, values: Mapping[str, Any]) -> bool:
+        if self.scope is not None and _text(values.get(self.scope.column)) not in self.scope.values:
+            return False
+        return not (self.mark is not None and values.get(self.mark.column) is not None
+                    and _text(values.get(self.mark.column)) == self.mark.value)
+
+
+@dataclass
+class OrphanStats:
+    """The old -> new walk: in-scope old rows, those no live new row links to, a checksum of all."""
+
+    entity: str
+    scope_rows_old: int = 0
+    orphans: int = 0
+    keys: list[Any] = field(default_factory=list)   # orphan keys, at most ``keep`` of them
+    scope_checksum_old: str = ""
+    batches: int = 0
+
+    def as_dict(self, examples: int = 20) -> dict[str, Any]:
+        return {"entity": self.entity, "scope_rows_old": self.scope_rows_old, "orphans": self.orphans,
+                "orphan_examples": [str(k) for k in self.keys[:examples]],
+                "scope_checksum_old": self.scope_checksum_old, "batches": self.batches}
+
+
+def find_orphans(cfg: MigrationConfig, entity_name: str, legacy, new, *, keep: int,
+                 batch_size: int | None = None) -> OrphanStats:
+    """Walk the old table's in-scope rows; collect (up to ``keep``) and count those without a live new row."""
+    e = cfg.entities[entity_name]
+    rev = ReverseMapping(e, entity_name)
+    scope = OldScope(e)
+    size = batch_size or cfg.backfill.batch_size
+    stats = OrphanStats(entity_name)
+    total = 0
+    after, first = None, True
+    while True:
+        with legacy.cursor() as cur:
+            sqlfiles.run(cur, "rollback/old_scope_batch.sql",
+                         {**scope.identifiers(), "columns": _list(rev.old_columns)},
+                         {**scope.params(), "first_batch": first, "after": after, "batch_size": size})
+            rows = _fetch_dicts(cur)
+        legacy.rollback()
+        if not rows:
+            break
+        first, after = False, rows[-1][e.key]
+        stats.batches += 1
+        stats.scope_rows_old += len(rows)
+        keys = [r[e.key] for r in rows]
+        with new.cursor() as cur:
+            sqlfiles.run(cur, "rollback/linked_keys.sql",
+                         {"table": _t(e.new_table), "legacy_id": e.legacy_id_column}, {"keys": keys})
+            linked = {r[0] for r in cur.fetchall()}
+        new.rollback()
+        for r in rows:
+            total = (total + row_hash(r[e.key], r, rev.old_columns)) % _MOD
+            if r[e.key] not in linked:
+                stats.orphans += 1
+                if len(stats.keys) < keep:
+                    stats.keys.append(r[e.key])
+    stats.scope_checksum_old = f"{total:032x}"
+    return stats
+
+
+class TooManyDeletes(SyncError, Refused):
+    """More old rows would be deleted/marked than ``cutover.rollback_max_deletes`` allows."""
+
+
+def too_many(cfg: MigrationConfig, entity_name: str, orphans: int) -> str | None:
+    limit = cfg.cutover.rollback_max_deletes
+    if orphans <= limit:
+        return None
+    e = cfg.entities[entity_name]
+    return (f"{entity_name}: {orphans} rows of {e.old_table} in scope have no live row in {e.new_table} (deleted "
+            f"there after the cutover?), more than cutover.rollback_max_deletes = {limit}; check that the new "
+            "table is the right one and complete, then raise the limit to roll them back")
+
+
+def removal_sql(cfg: MigrationConfig, entity_name: str) -> tuple[str, dict[str, Any]]:
+    """The SQL file and identifiers that delete or mark an entity's orphans."""
+    e = cfg.entities[entity_name]
+    scope = OldScope(e)
+    name = "rollback/mark_old_rows.sql" if scope.mark else "rollback/delete_old_rows.sql"
+    return name, scope.identifiers()
+
+
+def remove_orphans(cfg: MigrationConfig, entity_name: str, legacy, keys: list[Any],
+                   record: Callable[[Any, list[Any], list[Any]], None]) -> list[Any]:
+    """Delete (or mark) ``keys`` in one transaction; ``record(conn, removed, rows)`` writes the evidence in it.
+
+    ``rows`` are the old rows as they were before the delete (as marked, for mark). All or nothing:
+    a row other tables still reference (delete mode) fails the whole entity with the constraint
+    named, and nothing is removed.
+    """
+    e = cfg.entities[entity_name]
+    if not keys:
+        return []
+    if len(keys) > cfg.cutover.rollback_max_deletes:
+        raise TooManyDeletes(too_many(cfg, entity_name, len(keys)))
+    name, idents = removal_sql(cfg, entity_name)
+    try:
+        with legacy.cursor() as cur:
+            sqlfiles.run(cur, name, idents, {**OldScope(e).params(), "keys": list(keys)})
+            got = sorted(cur.fetchall(), key=lambda r: r[0])
+        removed = [r[0] for r in got]
+        record(legacy, removed, [r[1] for r in got])
+        legacy.commit()
+    except psycopg2.errors.ForeignKeyViolation as exc:
+        legacy.rollback()
+        diag = exc.diag
+        raise SyncError(
+            f"{entity_name}: cannot delete rows of {e.old_table} whose new row was deleted after the cutover: "
+            f"{diag.message_detail or exc} (constraint {diag.constraint_name} on {diag.table_name}); nothing was "
+            f"deleted. Set entities.{entity_name}.rollback_deletes to {{action: mark, column: ..., value: ...}} "
+            "(as the old application marks a deleted row) or remove the referencing rows first") from exc
+    except Exception:
+        legacy.rollback()
+        raise
+    return removed

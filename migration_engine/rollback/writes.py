@@ -22,8 +22,13 @@ resumed by the next one - each step checks what is already done):
 4. ``forward_sync``: :class:`~migration_engine.rollback.sync.ReverseSync` per entity - every row
    created or changed in the new tables is written back (reverse mapping: ``active -> ACTIVE``,
    provider -> tenant); rows created after the cutover get a new old key, linked in the new table.
-5. ``verify``: a second full walk finds no difference (digests of both sides equal); every row of
-   the pre-cutover backup still exists in the old tables; counts recorded. Fails closed.
+   Then every old row in scope that no live new row links to (deleted in the new table after the
+   cutover) is deleted or marked (``entities.<name>.rollback_deletes``), at most
+   ``cutover.rollback_max_deletes``, its keys recorded (``removed_rows``) in the same commit.
+5. ``verify``: both directions - no new row differs from or lacks its old row (digests equal), no
+   old in-scope row lacks a live new row, the in-scope row counts and order-independent checksums
+   of both sides are equal; every row of the pre-cutover backup still exists in the old tables
+   unless this rollback deleted it; counts recorded. Fails closed.
 6. ``writes_to_old``: ``keep_old_sync = false``, ``write_to_new = false``, ``read_new_pct = 0``.
 7. ``maintenance_off``: ``maintenance_mode = false``; the rollback is recorded as completed.
 
@@ -39,6 +44,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg2
+
 from migration_engine import control, sqlfiles
 from migration_engine.config import MigrationConfig
 from migration_engine.control import current_flags
@@ -48,7 +55,18 @@ from migration_engine.cutover.flags import write_cutover_point
 from migration_engine.errors import Refused
 from migration_engine.flag_step import SetFlag
 from migration_engine.rollback.reverse import ReverseMapping
-from migration_engine.rollback.sync import ReverseSync, count_rows, key_sequence, missing_keys
+from migration_engine.rollback.sync import (
+    OldScope,
+    ReverseSync,
+    TooManyDeletes,
+    count_rows,
+    find_orphans,
+    key_sequence,
+    missing_keys,
+    removal_sql,
+    remove_orphans,
+    too_many,
+)
 from migration_engine.steps import Step, StepResult, StepRunner, get_state, put_state
 
 log = logging.getLogger(__name__)
@@ -223,6 +241,21 @@ def _preflight(s: Session, *, record: bool = True) -> dict[str, Any]:
         if info["created_after_cutover_unlinked"] and seq is None:
             problems.append(f"{info['created_after_cutover_unlinked']} rows of {e.new_table} have no old key and "
                             f"{e.old_table}.{e.key} has no sequence to give them one")
+        deletes = e.rollback_deletes
+        info["deleted_rows_become"] = ("deleted" if deletes.action == "delete"
+                                       else f"marked {deletes.column} = {deletes.value!r}")
+        try:
+            orphans = find_orphans(cfg, name, s.legacy, s.new, keep=cfg.consistency.max_reported_keys)
+        except psycopg2.Error as exc:
+            s.legacy.rollback()
+            s.new.rollback()
+            problems.append(f"{name}: cannot look for rows deleted in {e.new_table} since the cutover "
+                            f"(entities.{name}.scope / rollback_deletes): {str(exc).strip()}")
+        else:
+            info["deleted_in_new"] = orphans.orphans
+            info["deleted_in_new_examples"] = [str(k) for k in orphans.keys]
+            if (problem := too_many(cfg, name, orphans.orphans)) is not None:
+                problems.append(problem)
         if backup is not None and str(e.old_table) not in (backup.get("tables") or {}):
             problems.append(f"the pre-cutover backup {backup.get('file')} does not contain {e.old_table}")
     pg_restore = None
@@ -363,16 +396,54 @@ def _require_maintenance(s: Session, step: str) -> None:
                                     "miss rows; run maintenance_on first")
 
 
+PAST = {"delete": "deleted", "mark": "marked"}
+REMOVED = "removed_rows"  # umbrella details: {entity: [old keys deleted/marked by this rollback]}
+
+
+def removed_keys(s: Session, name: str) -> list[Any]:
+    return list((s.details.get(REMOVED) or {}).get(name, []))
+
+
+def _remove_deleted(s: Session, name: str) -> dict[str, Any]:
+    """Old rows whose new row was deleted after the cutover: deleted or marked, recorded in the same commit."""
+    cfg, e = s.cfg, s.cfg.entities[name]
+    limit = cfg.cutover.rollback_max_deletes
+    orphans = find_orphans(cfg, name, s.legacy, s.new, keep=limit + 1)
+    if (problem := too_many(cfg, name, orphans.orphans)) is not None:
+        raise TooManyDeletes(problem)
+    action = e.rollback_deletes.action
+
+    def record(conn, removed: list[Any], rows: list[Any]) -> None:
+        state = get_state(conn, s.schema, s.rid) or {"details": {}}
+        done = dict(state["details"].get(REMOVED) or {})
+        done[name] = sorted({*done.get(name, []), *removed}, key=str)
+        control.append_audit(conn, s.schema, actor=s.actor, action=f"rollback3.rows_{PAST[action]}", target=s.rid,
+                             details={**s.context, "entity": name, "table": str(e.old_table), "keys": removed,
+                                      "old_rows": rows if action == "delete" else []},
+                             reason=f"{len(removed)} rows of {e.old_table} {PAST[action]}: deleted in {e.new_table} "
+                                    "after the cutover")
+        put_state(conn, s.schema, step_id=s.rid, phase=PHASE, status=state.get("status") or "pending",
+                  details={REMOVED: done})  # commits the removal, the ledger entry and the record together
+
+    removed = remove_orphans(cfg, name, s.legacy, orphans.keys, record)
+    s.state = get_state(s.legacy, s.schema, s.rid)
+    s.legacy.rollback()
+    return {"action": action, "found": orphans.orphans, "removed_now": len(removed),
+            "removed_total": len(removed_keys(s, name)), "examples": [str(k) for k in removed[:20]]}
+
+
 def _forward_sync(s: Session) -> dict[str, Any]:
     _require_maintenance(s, "forward_sync")
     out = {}
     for name in s.cfg.entities:
         stats = ReverseSync(s.cfg, name, s.legacy, s.new).run(apply=True)
-        out[name] = stats.as_dict()
+        out[name] = {**stats.as_dict(), "deleted_in_new": _remove_deleted(s, name)}
     result = {"entities": out, "rows_written": sum(v["updated"] + v["inserted"] for v in out.values()),
-              "rows_linked": sum(v["linked_now"] for v in out.values())}
+              "rows_linked": sum(v["linked_now"] for v in out.values()),
+              "rows_removed": sum(v["deleted_in_new"]["removed_total"] for v in out.values())}
     s.record("forward_sync", result, reason=f"{result['rows_written']} rows written back to the old tables "
-             f"({result['rows_linked']} created after the cutover got an old key)")
+             f"({result['rows_linked']} created after the cutover got an old key); {result['rows_removed']} "
+             "old rows deleted or marked (deleted in the new tables)")
     return result
 
 
@@ -392,11 +463,34 @@ def _verify(s: Session) -> dict[str, Any]:
     try:
         for name, e in cfg.entities.items():
             stats = ReverseSync(cfg, name, s.legacy, s.new).run(apply=False)
-            backup_rows, missing, examples = missing_keys(cfg, name, side_conn, s.legacy)
+            orphans = find_orphans(cfg, name, s.legacy, s.new, keep=cfg.consistency.max_reported_keys)
+            removed = removed_keys(s, name)
+            deleted = removed if e.rollback_deletes.action == "delete" else ()
+            backup_rows, missing, examples, deleted_gone = missing_keys(cfg, name, side_conn, s.legacy,
+                                                                        deleted=deleted)
             old_total = count_rows(s.legacy, e.old_table)
+            new_total = count_rows(s.new, e.new_table)
             s.legacy.rollback()
-            out[name] = {**stats.as_dict(), "backup_rows": backup_rows, "backup_rows_missing": missing,
-                         "backup_rows_missing_examples": [str(k) for k in examples], "old_rows": old_total}
+            s.new.rollback()
+            out[name] = {**stats.as_dict(), **orphans.as_dict(), "new_rows_counted": new_total,
+                         "backup_rows": backup_rows, "backup_rows_missing": missing,
+                         "backup_rows_missing_examples": [str(k) for k in examples],
+                         "backup_rows_deleted_by_rollback": deleted_gone, "removed_by_rollback": len(removed),
+                         "old_rows": old_total}
+            if new_total != stats.new_rows:
+                problems.append(f"{name}: {e.new_table} has {new_total} rows but the walk compared {stats.new_rows} "
+                                "(is something still writing? maintenance mode should stop it)")
+            if orphans.orphans:
+                problems.append(f"{name}: {orphans.orphans} rows of {e.old_table} in scope have no live row in "
+                                f"{e.new_table}: deleted there but not {PAST[e.rollback_deletes.action]} here, or "
+                                f"never migrated (e.g. {orphans.keys[:5]})")
+            if stats.scope_rows_new is None:
+                out[name]["scope_check"] = "not comparable: the scope/mark column is not mapped"
+            elif (stats.scope_rows_new, stats.scope_checksum_new) != (orphans.scope_rows_old,
+                                                                       orphans.scope_checksum_old):
+                problems.append(f"{name}: in-scope rows differ: {stats.scope_rows_new} in {e.new_table} (checksum "
+                                f"{stats.scope_checksum_new}), {orphans.scope_rows_old} in {e.old_table} (checksum "
+                                f"{orphans.scope_checksum_old})")
             if stats.differences:
                 problems.append(f"{name}: {stats.differences} new-table rows are not in the old table as they are in "
                                 f"the new one (examples: {stats.examples[:5]})")
@@ -411,7 +505,8 @@ def _verify(s: Session) -> dict[str, Any]:
         raise RollbackWritesRefused("rollback verification failed (maintenance mode stays on):\n  - "
                                     + "\n  - ".join(problems))
     result = {"entities": out}
-    s.record("verify", result, reason="every new-table row is in the old tables; no pre-cutover row lost")
+    s.record("verify", result, reason="old tables equal the new ones both ways (rows, counts, checksums); no "
+             "pre-cutover row lost except those deleted in the new tables after the cutover")
     return result
 
 
@@ -530,8 +625,19 @@ def _describe_sync(s: Session, ex) -> list[str]:
             lines.append(f"-- {name}: {stats.differences} rows of {e.new_table} differ from {e.old_table} now: "
                          "one rollback/upsert_old_row.sql each (new rows first get an old key: "
                          "rollback/link_legacy_id.sql)")
+            orphans = find_orphans(s.cfg, name, s.legacy, s.new, keep=s.cfg.cutover.rollback_max_deletes + 1)
+            sqlfile, idents = removal_sql(s.cfg, name)
+            lines.append(f"-- {name}: {orphans.orphans} rows of {e.old_table} in scope have no live row in "
+                         f"{e.new_table} (deleted there after the cutover): "
+                         + ("more than cutover.rollback_max_deletes - the sync would refuse"
+                            if too_many(s.cfg, name, orphans.orphans) else
+                            ("nothing to remove" if not orphans.keys else "")))
+            if orphans.keys and not too_many(s.cfg, name, orphans.orphans):
+                lines.append(ex.render(sqlfile, idents, {**OldScope(e).params(), "keys": orphans.keys}) + ";")
         else:
             lines.append(f"-- {name}: upsert every row of {e.new_table} that differs from {e.old_table}")
+            lines.append(f"-- {name}: {e.rollback_deletes.action} the rows of {e.old_table} in scope with no live row "
+                         f"in {e.new_table} ({removal_sql(s.cfg, name)[0]})")
     return lines
 
 

@@ -134,6 +134,75 @@ def test_rollback_writes_end_to_end_resumes_after_a_failure(databases, airflow_d
     assert post > 0  # writes resumed on the old path after maintenance mode
 
 
+def test_rollback_writes_carries_creates_updates_and_deletes_back_and_verify_catches_a_miss(
+        databases, airflow_db, fake_slack, tmp_path, monkeypatch):
+    """Issue 13: 3 created, 3 updated, 3 deleted in the new table after the cutover. A sync that misses the
+    deletes fails verify (maintenance stays on); the resumed run makes the old table equal the new one, per
+    row, checked by test-side SQL - the deleted listings are ARCHIVED, not ACTIVE again."""
+    from devtools.demo_copy import copy_active_listings
+    from migration_engine.rollback import writes
+    from tests.cutover_fixtures import old_vs_new, post_cutover_writes, take_backup
+    from tests.hitl_helpers import Answer, run_dag_answering
+
+    side_db = f"side_{databases.legacy_name}"
+    cfg = write_config(tmp_path, monkeypatch, {
+        **FAST, "backup": {"dir": str(tmp_path / "backups"), "verify_restore": False},
+        "cleanup": {"quiet_period": "1s"},
+        "cutover": {**FAST["cutover"], "rollback_side_database": side_db}})
+    assert cfg.entities["listings"].rollback_deletes.action == "mark"  # the shipped config
+    prepare_control(databases)
+    legacy, new = databases.connect("legacy"), databases.connect("new")
+    copy_active_listings(legacy, new)
+    legacy.close()
+    new.close()
+    set_flags(databases, dual_write_enabled=True, read_new_pct=100)
+    take_backup(cfg)
+    set_flags(databases, write_to_new=True)
+    changed = post_cutover_writes(databases)
+    before = old_vs_new(databases)
+    assert len([p for p in before if p[0].startswith("old in-scope")]) == 3 and len(before) == 9, before
+
+    # Run 1: a sync that writes creates and updates back but misses the deletes (the bug of issue 13).
+    real_remove = writes._remove_deleted
+    monkeypatch.setattr(writes, "_remove_deleted", lambda s, name: {"action": "mark", "found": 0, "removed_now": 0,
+                                                                    "removed_total": 0, "examples": []})
+    first = run_dag_answering("migration_rollback_writes", Answer("approve_rollback", "Approve"), timeout=120)
+    assert first.state == "failed", first.tasks
+    assert first.tasks["forward_sync"] == "success" and first.tasks["verify"] == "failed", first.tasks
+    (plan,) = ledger(databases, "rollback3.plan")
+    assert plan[5]["entities"]["listings"]["deleted_in_new"] == 3
+    assert plan[5]["entities"]["listings"]["deleted_rows_become"] == "marked status = 'ARCHIVED'"
+    (failed,) = ledger(databases, "rollback3.step_failed")
+    assert failed[5]["step"] == "verify", failed
+    assert "3 rows of public.marketplace_listings in scope have no live row" in failed[6], failed[6]
+    assert "not marked here" in failed[6], failed[6]
+    assert "in-scope rows differ" in failed[6], failed[6]
+    assert flags(databases)["maintenance_mode"] is True and flags(databases)["write_to_new"] is True
+    assert [p[0] for p in old_vs_new(databases)] == ["old in-scope row without a live new row"] * 3
+
+    # Run 2 resumes with the real sync: the deletes are carried back, verify passes both ways.
+    monkeypatch.setattr(writes, "_remove_deleted", real_remove)
+    second = run_dag_answering("migration_rollback_writes", Answer("approve_rollback", "Approve"), timeout=120)
+    assert second.state == "success", second.tasks
+    assert old_vs_new(databases) == []
+    status = dict(databases.query("legacy", "SELECT id, status FROM public.marketplace_listings WHERE id = ANY(%s)",
+                                  (changed["deleted"] + changed["updated"],)))
+    assert [status[k] for k in changed["deleted"]] == ["ARCHIVED"] * 3   # not ACTIVE again
+    assert status[changed["updated"][0]] == "SOLD"
+    (marked,) = ledger(databases, "rollback3.rows_marked")
+    assert sorted(marked[5]["keys"]) == sorted(changed["deleted"])
+    verified = ledger(databases, "rollback3.verify")
+    assert len(verified) == 1, verified                                  # run 1's verify recorded nothing
+    stats = verified[0][5]["entities"]["listings"]
+    assert (stats["orphans"], stats["updated"], stats["inserted"], stats["unlinked"]) == (0, 0, 0, 0), stats
+    assert stats["scope_rows_new"] == stats["scope_rows_old"] and stats["removed_by_rollback"] == 3
+    assert stats["scope_checksum_new"] == stats["scope_checksum_old"]
+    assert stats["backup_rows_missing"] == 0 and stats["new_rows_counted"] == stats["new_rows"]
+    assert len(ledger(databases, "rollback3.restore_backup")) == 1       # resumed, not restored twice
+    f = flags(databases)
+    assert (f["maintenance_mode"], f["write_to_new"]) == (False, False)
+
+
 def test_rollback_writes_preflight_refuses_without_cutover_or_backup(databases, tmp_path, monkeypatch):
     from migration_engine.rollback import writes
 
@@ -170,6 +239,9 @@ def test_dry_run_prints_the_plan_and_changes_nothing(databases, airflow_db, fake
     set_flags(databases, write_to_new=True)
     databases.query("new", "UPDATE marketplace.service_listings SET title = title || ' (changed)' "
                            "WHERE id IN (SELECT id FROM marketplace.service_listings ORDER BY id LIMIT 3)")
+    gone = [r[0] for r in databases.query("new", "DELETE FROM marketplace.service_listings WHERE id IN (SELECT id "
+                                                 "FROM marketplace.service_listings ORDER BY id DESC LIMIT 2) "
+                                                 "RETURNING legacy_listing_id")]
     before = [snapshot(databases.legacy_dsn), snapshot(databases.new_dsn)]
     state, tasks = run_dag("migration_rollback_writes", {"dry_run": True})
     assert state == "success" and tasks["show_plan"] == "success", tasks
@@ -184,7 +256,10 @@ def test_dry_run_prints_the_plan_and_changes_nothing(databases, airflow_db, fake
     assert "UPDATE" in by_id["maintenance_on.maintenance_mode"]["executed"][0]
     restore = by_id["restore_backup"]["executed"][0]
     assert "CREATE DATABASE" in restore and "pg_restore" in restore and side_db in restore
-    assert "3 rows of marketplace.service_listings differ" in by_id["forward_sync"]["executed"][0]
+    sync_plan = by_id["forward_sync"]["executed"][0]
+    assert "3 rows of marketplace.service_listings differ" in sync_plan
+    assert "2 rows of public.marketplace_listings in scope have no live row" in sync_plan
+    assert "UPDATE" in sync_plan and "'ARCHIVED'" in sync_plan and all(str(k) in sync_plan for k in gone)
     assert by_id["verify"]["executed"] == []
     assert [k for k in by_id if k.startswith("writes_to_old")] == [
         "writes_to_old.keep_old_sync", "writes_to_old.write_to_new", "writes_to_old.read_new_pct"]
