@@ -24,7 +24,7 @@ from tests.snapshots import snapshot, unchanged
 pytestmark = pytest.mark.timeout(240)
 
 DAG = "migration_phase6_cleanup"
-RETENTION_S = 8
+RETENTION_S = 30  # long enough for steps 2-3 to run before the safe-drop date on a loaded machine
 OVERRIDES = {"cleanup": {"min_age_after_write_cutover": "1s", "archive_retention": f"{RETENTION_S}s",
                          "quiet_period": "1s"},
              "cutover": {"flag_propagation": "200ms", "quiesce_timeout": "20s"}}
@@ -90,7 +90,9 @@ def test_archive_rerun_noop_drop_refused_then_dropped(databases, airflow_db, fak
     assert _exists(databases, "public.marketplace_listings_archived")
 
     # 3. drop before the safe-drop date: refused, with the reason, and nothing dropped
+    assert datetime.now(UTC) < safe_at - timedelta(seconds=5), "too slow for RETENTION_S: raise it"
     early = run_dag_answering(DAG, Answer("approve_drop", "Approve"), conf={"action": "drop"}, timeout=60)
+    assert datetime.now(UTC) < safe_at, "the early drop ran past the safe-drop date: raise RETENTION_S"
     assert early.state == "failed", early.tasks
     assert early.tasks["check_drop_allowed"] == "failed"
     assert early.tasks["drop_archived"] != "success" and early.unanswered  # the approval was never asked
