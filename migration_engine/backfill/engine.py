@@ -278,9 +278,7 @@ class RangeWorker:
                                       "rows_total": rng.rows_total, "worker": self.worker},
                              reason="resumed from checkpoint" if rng.last_key > rng.key_lo else "started")
         legacy.commit()
-        with new.cursor() as cur:
-            cur.execute(self.es.create_stage())
-        new.commit()
+        self._create_stage(new)
         copy_in = self.es.copy_into_stage().as_string(new)
         write_sql = self.es.write_batch(self.s.version_column)
 
@@ -351,6 +349,30 @@ class RangeWorker:
                      result.rows_deleted, fmt_duration_s(result.seconds), f"{result.rows_per_second:,.0f}",
                      result.batches, result.retries, fmt_duration_s(result.paused_seconds))
         return result
+
+    def _create_stage(self, new) -> None:
+        """The session's stage table: ``CREATE TEMP TABLE ... AS SELECT ... WITH NO DATA`` takes ACCESS
+        SHARE on the new-side tables it reads its types from, so a long ALTER there meets the session's
+        lock_timeout - retried with jittered backoff like a batch, never a failed range at once."""
+        retries = 0
+        while True:
+            try:
+                with new.cursor() as cur:
+                    cur.execute(self.es.create_stage())
+                new.commit()
+                return
+            except psycopg2.Error as exc:
+                if new.closed:
+                    raise
+                new.rollback()
+                why = RETRYABLE.get(getattr(exc, "pgcode", None) or "")
+                if why is None or retries >= self.s.max_batch_retries:
+                    raise
+                retries += 1
+                delay = min(10.0, 0.2 * 2 ** (retries - 1)) * (1 + self._rng.random() / 2)
+                log.warning("%s: %s creating the stage table (try %d of %d); retrying in %.1fs", self.label, why,
+                            retries, self.s.max_batch_retries, delay)
+                self.sleep(delay)
 
     # -- one batch -----------------------------------------------------------------------------
     def _read(self, legacy, after: int, hi: int, size: int) -> tuple[bytes, int, int, int]:

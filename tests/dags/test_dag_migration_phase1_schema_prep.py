@@ -206,3 +206,88 @@ def test_failed_step_then_rerun_finishes(databases, airflow_db):
     dr, tasks = run(PREP)
     assert dr.state == "success", tasks
     assert_phase1_done(catalog_snapshot(databases))
+
+
+def test_a_long_transaction_makes_phase1_wait_from_an_empty_control_schema(databases, airflow_db, caplog):
+    """Issue 13 acceptance: a transaction that read tenants (a report, a pg_dump) stays open 20 s.
+    Phase 1 from an empty control schema (the control-schema upgrade's CREATE INDEX CONCURRENTLY waits
+    for every older transaction, the ALTERs on tenants for its lock) waits - lock_timeout, jittered
+    retry, the blocker named in the log - and succeeds with the shipped ddl settings; plain SELECTs
+    on tenants meanwhile never wait for a lock longer than lock_timeout (their own lock_timeout,
+    enforced by the server, turns a longer wait into a counted error)."""
+    cfg = load_config()
+    lock_timeout = cfg.ddl.lock_timeout.total_seconds()
+    assert not control_schema_exists(databases), "the test must start from an empty control schema"
+    hold_for = 20.0
+    stop = threading.Event()
+    latencies: list[tuple[float, float]] = []
+    errors: list[BaseException] = []
+    lock_waits_too_long: list[str] = []
+
+    blocker = databases.connect("legacy")
+    with blocker.cursor() as cur:  # an open transaction that read tenants: ACCESS SHARE until it ends
+        cur.execute("SELECT count(*) FROM tenants")
+        cur.execute("SELECT pg_backend_pid()")
+        blocker_pid = cur.fetchone()[0]
+    opened = time.monotonic()
+    released: dict = {}
+
+    def release():
+        blocker.rollback()
+        released["at"] = time.monotonic()
+
+    timer = threading.Timer(hold_for, release)
+
+    def read():
+        try:
+            conn = databases.connect("legacy")
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SET lock_timeout = %s", (f"{int((lock_timeout + 0.5) * 1000)}ms",))
+                while not stop.is_set():
+                    t0 = time.monotonic()
+                    try:
+                        cur.execute("SELECT count(*) FROM tenants")
+                        cur.fetchone()
+                    except psycopg2.errors.LockNotAvailable as exc:
+                        lock_waits_too_long.append(str(exc))
+                    latencies.append((t0, time.monotonic() - t0))
+                    time.sleep(0.02)
+            conn.close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    caplog.set_level("WARNING", logger="migration_engine")
+    timer.start()
+    reader.start()
+    try:
+        dr, tasks = run(PREP)
+        finished = time.monotonic()
+    finally:
+        stop.set()
+        timer.cancel()
+        if "at" not in released:
+            release()
+        reader.join(timeout=30)
+        blocker.close()
+    assert not errors, errors
+    assert dr.state == "success", tasks
+    assert set(tasks.values()) == {"success"}, tasks
+    assert control_schema_exists(databases)
+    assert_phase1_done(catalog_snapshot(databases))
+    # it waited: the run could only finish after the transaction ended (ALTER TABLE tenants needs it
+    # gone), and statements hit lock_timeout and were retried
+    assert released["at"] - opened >= hold_for and released["at"] <= finished
+    retries = databases.query("legacy", "SELECT coalesce(sum((details->>'lock_retries')::int), 0) "
+                                        "FROM migration_control.step_state")[0][0]
+    retry_lines = [m for m in (r.getMessage() for r in caplog.records) if "lock_timeout" in m and " hit" in m]
+    assert retries + len(retry_lines) >= 1, "nothing waited for the open transaction"
+    if retry_lines:  # the retry log names who blocks (pid and query)
+        assert any(f"pid {blocker_pid}" in line for line in retry_lines), retry_lines[:3]
+    held = [lat for t0, lat in latencies if t0 <= released["at"]]
+    assert len(held) >= 50, f"only {len(held)} SELECTs ran while the transaction was open"
+    assert not lock_waits_too_long, lock_waits_too_long
+    print(f"reader latency while the transaction was open: {len(held)} SELECTs, max {max(held):.3f}s "
+          f"(lock_timeout {lock_timeout:g}s); lock-timeout retries: {retries} in step_state, "
+          f"{len(retry_lines)} logged")

@@ -157,3 +157,29 @@ def test_a_bad_row_names_entity_key_column_and_constraint_and_the_run_resumes_af
     assert result.status == "done"
     c = compare(databases)
     assert c.equal and c.new_rows == c.in_scope, c
+
+
+def test_a_lock_on_the_new_table_makes_the_stage_creation_wait_not_fail(databases, conns, cfg, caplog):
+    """CREATE TEMP TABLE ... AS SELECT ... WITH NO DATA reads the new table's types (ACCESS SHARE): a
+    long ALTER holding it meets the session's lock_timeout and is retried, not a failed range."""
+    import threading
+
+    legacy, new = conns
+    s = backfill_settings(cfg, parallelism=1, lock_timeout="200ms")
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    (job,) = plan.jobs
+    holder = databases.connect("new")
+    with holder.cursor() as cur:
+        cur.execute("LOCK TABLE marketplace.service_listings IN ACCESS EXCLUSIVE MODE")
+    timer = threading.Timer(1.5, holder.rollback)
+    timer.start()
+    caplog.set_level("WARNING", logger="migration_engine.backfill")
+    lc, nc = _connectors(databases)
+    try:
+        result = RangeWorker(cfg, "listings", job.run_id, job.range_no, s, lc, nc).run()
+    finally:
+        timer.join()
+        holder.close()
+    assert result.status == "done"
+    assert "lock timeout creating the stage table (try 1 of" in caplog.text
+    assert compare(databases).equal
