@@ -15,6 +15,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from migration_engine.airflow.waits import resume, wait_retries
+
 
 class ReadRolloutStepOperator(BaseOperator):
     """Set ``read_new_pct`` to this step's percentage and hold it, checking every interval.
@@ -23,13 +25,18 @@ class ReadRolloutStepOperator(BaseOperator):
     breach (or no data) the trigger has already set ``read_new_pct = 0`` and written the reason to
     the ledger when this task resumes - ``execute_complete`` pages on-call (critical) and fails the
     run with the reason (no retry: a rolled-back rollout needs a human).
+
+    A retried try (``retries`` >= 1: a spurious failure of the deferred task) continues the hold: the
+    hold end comes from the first try's ``wait.started`` record, the flag is not flipped again (it
+    may have been changed by hand meanwhile: the watch then stops with ``flag_changed``), the watch
+    resumes its counters from the last check in ``gate_results``, and a rollback the trigger already
+    made is reported (one page) instead of being undone.
     """
 
     ui_color = "#f9e4b7"
 
     def __init__(self, *, pct: int, baseline_task_id: str = "measure_baseline", **kwargs: Any) -> None:
-        kwargs.setdefault("retries", 0)
-        super().__init__(**kwargs)
+        super().__init__(**wait_retries(kwargs.get("task_id"), kwargs))
         self.pct = int(pct)
         self.baseline_task_id = baseline_task_id
 
@@ -52,19 +59,29 @@ class ReadRolloutStepOperator(BaseOperator):
         actor = f"airflow:{ti.dag_id}"
         ctx = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id, "step_pct": self.pct}
         now = datetime.now(UTC)
-        hold_until = now + step.hold
         with db.connection(cfg.connections.legacy) as conn:
-            # the flip is a step (plan/apply/revert, state in step_state); a re-run finds it done
-            runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor, context=ctx)
-            (flip,) = runner.apply([rollout_flag(cfg, self.pct)])
-            change = flip.changed or None
+            wait = resume(conn, cfg.control_schema, self, ti, kind="read_rollout_hold", actor=actor,
+                          fresh={**ctx, "hold_until": (now + step.hold).isoformat(), "hold_started": now.isoformat()},
+                          reason=f"read rollout {step.label}: hold")
+            hold_until = datetime.fromisoformat(wait.details["hold_until"])
+            hold_started = wait.details["hold_started"]
+            if wait.resumed:
+                done = rolled_back_event(conn, cfg.control_schema, ti, self.pct, since=hold_started)
+                if done is not None:  # the trigger rolled back before the spurious failure: report it, once
+                    return self.execute_complete(context, done)
+            else:
+                # the flip is a step (plan/apply/revert, state in step_state); a re-run finds it done
+                runner = StepRunner(conn, schema=cfg.control_schema, ddl=cfg.ddl, actor=actor, context=ctx)
+                (flip,) = runner.apply([rollout_flag(cfg, self.pct)])
+                change = flip.changed or None
             snapshot = take_snapshot(conn, cfg, now=now)
-            control.audit(conn, cfg.control_schema, actor=actor, action="read_rollout.step_started",
-                          target=f"read_new_pct={self.pct}",
-                          details={**ctx, "hold": str(step.hold), "hold_until": hold_until.isoformat(),
-                                   "check_interval": str(co.check_interval), "baseline": baseline,
-                                   "flag_changed": change is not None},
-                          reason=f"read rollout {step.label}")
+            if not wait.resumed:
+                control.audit(conn, cfg.control_schema, actor=actor, action="read_rollout.step_started",
+                              target=f"read_new_pct={self.pct}",
+                              details={**ctx, "hold": str(step.hold), "hold_until": hold_until.isoformat(),
+                                       "check_interval": str(co.check_interval), "baseline": baseline,
+                                       "flag_changed": change is not None},
+                              reason=f"read rollout {step.label}")
         self.log.info("read_new_pct=%s; holding until %s, checking every %s", self.pct,
                       hold_until.isoformat(timespec="seconds"), co.check_interval)
         self.defer(
@@ -73,10 +90,11 @@ class ReadRolloutStepOperator(BaseOperator):
                 pct=self.pct, hold_until=hold_until.isoformat(), interval_s=co.check_interval.total_seconds(),
                 max_increase_points=co.error_rate_max_increase_points, min_requests=co.min_requests_per_check,
                 baseline_pct=baseline["baseline_pct"], max_inconclusive=co.max_inconclusive_checks,
-                snapshot=snapshot.as_dict(), dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id),
+                snapshot=snapshot.as_dict(), dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+                hold_started=hold_started),
             method_name="execute_complete",
-            # A stuck triggerer must surface: the hold plus a few intervals of slack.
-            timeout=step.hold + max(3 * co.check_interval, timedelta(minutes=10)),
+            # A stuck triggerer must surface: the (rest of the) hold plus a few intervals of slack.
+            timeout=max(hold_until - now, timedelta(0)) + max(3 * co.check_interval, timedelta(minutes=10)),
         )
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -140,7 +158,7 @@ class KeepOldSyncEndOperator(BaseOperator):
     ui_color = "#e0e7f9"
 
     def __init__(self, *, cutover_task_id: str = "write_cutover", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**wait_retries(kwargs.get("task_id"), kwargs))
         self.cutover_task_id = cutover_task_id
 
     def execute(self, context) -> dict[str, Any] | None:
@@ -183,14 +201,18 @@ class RecoveryWatchOperator(BaseOperator):
     The baseline is the DAG param ``baseline_pct`` if given, else the old path's error rate over
     ``cutover.baseline_window`` before the rollback. Not recovered in time -> critical page and the
     task fails with the last figures (the flag stays rolled back).
+
+    Retried (``retries`` >= 1) after a spurious failure, the watch keeps its deadline (it is derived
+    from the flag change, not from the try) and its baseline (read back from the first try's
+    ``wait.started`` record, so a retry does not re-measure it over a window the rollback already
+    moved past).
     """
 
     template_fields = ("baseline_pct",)
     ui_color = "#d6eaf8"
 
     def __init__(self, *, scenario: str, flag_task_id: str, baseline_pct: Any = None, **kwargs: Any) -> None:
-        kwargs.setdefault("retries", 0)
-        super().__init__(**kwargs)
+        super().__init__(**wait_retries(kwargs.get("task_id"), kwargs))
         self.scenario = scenario
         self.flag_task_id = flag_task_id
         self.baseline_pct = baseline_pct
@@ -211,6 +233,7 @@ class RecoveryWatchOperator(BaseOperator):
         changed_at = datetime.fromisoformat(applied["changed_at"])
         mode = SCENARIOS[self.scenario]["mode"]
         given = self.baseline_pct
+        actor = f"airflow:{ti.dag_id}"
         with db.connection(cfg.connections.legacy) as conn:
             if given not in (None, "", "None"):
                 try:
@@ -226,10 +249,18 @@ class RecoveryWatchOperator(BaseOperator):
                     f"cannot verify recovery: the old path served only {figures['baseline_requests']} requests in the "
                     f"{figures['baseline_window']} before the rollback (need {co.min_requests_per_check}); the flag IS "
                     "rolled back - re-run with the baseline_pct param (the normal error rate, in %) to verify")
-            control.audit(conn, cfg.control_schema, actor=f"airflow:{ti.dag_id}",
-                          action=f"rollback.{self.scenario}.verify_started", target=SCENARIOS[self.scenario]["flag"],
-                          details={"dag_id": ti.dag_id, "run_id": ti.run_id, "baseline_pct": baseline, **figures},
-                          reason="watching for recovery")
+            wait = resume(conn, cfg.control_schema, self, ti, kind="recovery_watch", actor=actor,
+                          fresh={"scenario": self.scenario, "changed_at": applied["changed_at"],
+                                 "baseline_pct": baseline, "figures": figures},
+                          reason=f"rollback {self.scenario}: watching for recovery")
+            if wait.resumed:  # the first try's baseline, so every try judges against the same figure
+                baseline, figures = float(wait.details["baseline_pct"]), dict(wait.details["figures"])
+            else:
+                control.audit(conn, cfg.control_schema, actor=actor,
+                              action=f"rollback.{self.scenario}.verify_started",
+                              target=SCENARIOS[self.scenario]["flag"],
+                              details={"dag_id": ti.dag_id, "run_id": ti.run_id, "baseline_pct": baseline, **figures},
+                              reason="watching for recovery")
         deadline = changed_at + co.rollback_verify_window
         self.log.info("baseline %.3f%% (%s); recovered needed by %s", baseline, figures["baseline_source"],
                       deadline.isoformat(timespec="seconds"))
@@ -237,7 +268,9 @@ class RecoveryWatchOperator(BaseOperator):
             trigger=RecoveryTrigger(
                 conn_id=cfg.connections.legacy, schema=cfg.control_schema, entities=list(cfg.entities), mode=mode,
                 deadline=deadline.isoformat(), interval_s=co.check_interval.total_seconds(),
-                propagation_s=co.flag_propagation.total_seconds(), baseline_pct=baseline,
+                # a retry after the propagation time does not wait it again
+                propagation_s=max(0.0, (changed_at + co.flag_propagation - datetime.now(UTC)).total_seconds()),
+                baseline_pct=baseline,
                 max_increase_points=co.error_rate_max_increase_points, min_requests=co.min_requests_per_check,
                 dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id),
             method_name="execute_complete",
@@ -270,3 +303,20 @@ class RecoveryWatchOperator(BaseOperator):
                    f"{event.get('reason', '')}\n\nThe flag stays rolled back. Investigate the old path itself.",
                    figures=figures, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, cfg=cfg)
         raise AirflowFailException(f"not recovered within {cfg.cutover.rollback_verify_window}: {event.get('reason')}")
+
+
+def rolled_back_event(conn, schema: str, ti, pct: int, *, since: str) -> dict[str, Any] | None:
+    """The trigger event of a rollback the hold's trigger already made (ledger), or None."""
+    from migration_engine import sqlfiles
+
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "cutover/hold_rolled_back.sql", {"schema": schema},
+                     {"target": f"read_new_pct={pct}", "run_id": ti.run_id, "task_id": ti.task_id, "since": since})
+        row = cur.fetchone()
+    conn.rollback()
+    if row is None:
+        return None
+    details, reason = row
+    return {"status": details.get("decision") or "breach", "reason": reason.removeprefix("automatic read-rollout "
+            "rollback: "), "figures": details.get("figures") or {}, "rolled_back": True,
+            "rolled_back_at": details.get("rolled_back_at"), "resumed": True}

@@ -24,6 +24,11 @@ operator argument (DAG Params), and the gate's name in ``gate_results`` is ``gat
 the gate name) because ``label`` is taken too. ``dry_run`` (templated, e.g. ``"{{ params.dry_run }}"``) evaluates
 once, records the result and returns without waiting or alerting. ``gate_timeout`` (templated,
 seconds or "48h") overrides ``timeout`` per run, e.g. from a DAG Param.
+
+Resilient: ``retries`` defaults to ``WAIT_RETRIES`` (at least 1, see ``migration_engine.airflow.waits``);
+a retried try keeps the first try's deadline (read back from the ledger's ``wait.started``), and
+the gate's alert state is read back from ``gate_results`` (no second page for a status already
+reported). A triggerer restart re-creates the trigger from its kwargs: same deadline, same state.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from migration_engine.airflow.triggers import GateTrigger
+from migration_engine.airflow.waits import resume, wait_retries
 from migration_engine.gates.runner import GateMonitor, resolve
 
 STATUSES = ("passed", "waiting", "warning", "critical", "failed")
@@ -76,7 +82,7 @@ class GateSensor(BaseSensorOperator):
         max_consecutive_errors: int = 5,
         **kwargs: Any,
     ) -> None:
-        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **wait_retries(kwargs.get("task_id"), kwargs))
         fail_on = tuple(fail_on)
         bad = [s for s in fail_on if s not in STATUSES or s == "passed"]
         if bad:
@@ -102,7 +108,8 @@ class GateSensor(BaseSensorOperator):
         if _truthy(self.dry_run):
             return self._evaluate_once(ti)
         wait = self._wait_seconds()
-        deadline = datetime.now(UTC) + timedelta(seconds=wait)
+        deadline = self._deadline(ti, datetime.now(UTC) + timedelta(seconds=wait))
+        wait = max((deadline - datetime.now(UTC)).total_seconds(), 0.0) + self.poke_interval
         self.log.info("gate %s: deferring (poke every %ss, deadline %s, fail on %s, params %s)",
                       self.gate_label or self.gate, self.poke_interval, deadline.isoformat(timespec="seconds"),
                       list(self.fail_on), self.gate_params)
@@ -115,6 +122,19 @@ class GateSensor(BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=wait),
         )
+
+    def _deadline(self, ti, fresh: datetime) -> datetime:
+        """This try's deadline: ``fresh``, or the first try's when this is a retry of the same wait."""
+        from migration_engine import db
+        from migration_engine.airflow.dags import config
+
+        cfg = config()
+        with db.connection(cfg.connections.legacy) as conn:
+            started = resume(conn, cfg.control_schema, self, ti, kind="gate", actor=f"airflow:{ti.dag_id}",
+                             fresh={"gate": self.gate_label or self.gate, "deadline": fresh.isoformat(),
+                                    "dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id},
+                             reason=f"gate {self.gate_label or self.gate}: waiting until it passes")
+        return datetime.fromisoformat(started.details["deadline"])
 
     def _wait_seconds(self) -> float:
         """``gate_timeout`` (templated: seconds or a duration like "48h") if given, else ``timeout``."""

@@ -130,14 +130,16 @@ class ReadRolloutHoldTrigger(PollingTrigger):
     def __init__(self, *, conn_id: str, schema: str, entities: list[str], pct: int, hold_until: str,
                  interval_s: float, max_increase_points: float, min_requests: int, baseline_pct: float | None,
                  max_inconclusive: int, snapshot: dict[str, Any], dag_id: str | None = None,
-                 run_id: str | None = None, task_id: str | None = None, max_errors: int = 3) -> None:
+                 run_id: str | None = None, task_id: str | None = None, max_errors: int = 3,
+                 hold_started: str | None = None) -> None:
         super().__init__(poll_interval=interval_s, deadline=hold_until)
         self.kwargs = {
             "conn_id": conn_id, "schema": schema, "entities": list(entities), "pct": int(pct),
             "hold_until": hold_until, "interval_s": float(interval_s),
             "max_increase_points": float(max_increase_points), "min_requests": int(min_requests),
             "baseline_pct": baseline_pct, "max_inconclusive": int(max_inconclusive), "snapshot": dict(snapshot),
-            "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "max_errors": int(max_errors)}
+            "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "max_errors": int(max_errors),
+            "hold_started": hold_started}
         # the hold's end is judged by the watch; a check that errored at the end is retried this often
         self.overrun_polls = int(max_errors)
 

@@ -14,10 +14,11 @@ overrides), :mod:`.throttle`, :mod:`.store` (control tables),
 is ``migration_engine.airflow.phase2``), ``python -m migration_engine.backfill`` (CLI).
 """
 
-from migration_engine.backfill.engine import RangeBusyError, RangeResult, RangeWorker
+from migration_engine.backfill.engine import BadRowError, ConnectionLostError, RangeBusyError, RangeResult, RangeWorker
 from migration_engine.backfill.plan import Plan, RangeJob, plan_entity
 from migration_engine.backfill.runs import finish_run, status
 from migration_engine.backfill.settings import BackfillError, BackfillSettingsError, backfill_settings, with_overrides
 
-__all__ = ["BackfillError", "BackfillSettingsError", "Plan", "RangeBusyError", "RangeJob", "RangeResult", "RangeWorker",
-           "backfill_settings", "finish_run", "plan_entity", "status", "with_overrides"]
+__all__ = ["BackfillError", "BackfillSettingsError", "BadRowError", "ConnectionLostError", "Plan", "RangeBusyError",
+           "RangeJob", "RangeResult", "RangeWorker", "backfill_settings", "finish_run", "plan_entity", "status",
+           "with_overrides"]

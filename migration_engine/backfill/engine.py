@@ -19,6 +19,14 @@ A kill at any point loses nothing: the checkpoint trails the data, and a batch r
 restart is a no-op (``ON CONFLICT`` with the version rule). Lock timeouts, deadlocks and
 serialization failures retry the batch with jittered backoff; the batch size adapts toward the
 target duration; the worker sleeps to honour the rows/s cap and pauses on health signals.
+
+Failure states say what happened (``backfill_ranges.status = 'failed'`` and ``error``, plus a
+``backfill_range_failed`` ledger entry): a dropped connection (either side: a restarted Postgres,
+``pg_terminate_backend``) is recorded on a *fresh* legacy connection when the worker's own one is
+the one that died, naming the side and the checkpoint a retry resumes from; a batch that violates a
+constraint of the new table (or holds a value its column type rejects) is bisected, all rolled
+back, to the first offending row, and :class:`BadRowError` names the entity, the legacy key, the
+column and the constraint. After the fix, re-running the range resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -51,6 +59,28 @@ RETRYABLE = {"55P03": "lock timeout", "40P01": "deadlock", "40001": "serializati
 
 class RangeBusyError(BackfillError):
     """Another worker holds this range (its advisory lock is taken)."""
+
+
+class BadRowError(BackfillError):
+    """A legacy row cannot be written to the new table as mapped (constraint violation, bad value).
+
+    Attributes name the row for the range's ``error`` and for tests: ``entity``, ``key`` (the legacy
+    key), ``column`` (new-side column(s), or None when Postgres does not say), ``constraint``.
+    """
+
+    def __init__(self, message: str, *, entity: str, key: int | None, column: str | None,
+                 constraint: str | None, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.entity, self.key, self.column, self.constraint, self.sqlstate = entity, key, column, constraint, sqlstate
+
+
+class ConnectionLostError(BackfillError):
+    """A database connection of the worker dropped mid-range (server restart, terminated backend)."""
+
+
+# SQLSTATE classes of a row the new table will not take: 22 data exception, 23 integrity violation
+_BAD_ROW_CLASSES = ("22", "23")
+_KINDS = {"23502": "NOT NULL", "23503": "foreign key", "23505": "unique", "23514": "check", "23P01": "exclusion"}
 
 
 @dataclass
@@ -154,6 +184,11 @@ class RangeWorker:
             try:
                 return self._run(legacy, new)
             except Exception as exc:
+                lost = _lost_side(exc, legacy, new)
+                if lost is not None:
+                    described = self._connection_lost(lost, legacy, exc)
+                    self._record_failure(legacy, described)
+                    raise described from exc
                 self._record_failure(legacy, exc)
                 raise
         finally:
@@ -180,17 +215,58 @@ class RangeWorker:
                                      "not starting a second one")
             self.sleep(0.5)
 
-    def _record_failure(self, legacy, exc: Exception) -> None:
+    def _connection_lost(self, side: str, legacy, exc: Exception) -> ConnectionLostError:
+        """Name the side whose connection dropped and where a retry resumes (read on a live connection)."""
+        checkpoint = None
         try:
-            legacy.rollback()
-            store.fail_range(legacy, self.schema, self.run_id, self.range_no, f"{type(exc).__name__}: {exc}")
-            control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_range_failed",
-                                 target=f"{self.es.name}#{self.range_no}",
-                                 details={"backfill_run": self.run_id, "error": str(exc)[:2000]},
-                                 reason="the worker stopped with an error; a retry resumes from the checkpoint")
-            legacy.commit()
-        except Exception:  # noqa: BLE001 - the original error is what matters
-            log.exception("%s: could not record the failure", self.label)
+            conn = legacy if side != "legacy" else self._legacy_connect()
+            try:
+                if conn is legacy:
+                    legacy.rollback()
+                rng = store.get_range(conn, self.schema, self.run_id, self.range_no)
+                conn.rollback()
+                checkpoint = rng.last_key if rng else None
+            finally:
+                if conn is not legacy:
+                    conn.close()
+        except Exception as read_exc:  # noqa: BLE001 - the message is still useful without the checkpoint
+            log.warning("%s: could not read the checkpoint after the connection dropped: %s", self.label, read_exc)
+        where = f"key {checkpoint}" if checkpoint is not None else "its last checkpoint"
+        return ConnectionLostError(
+            f"{self.label}: the connection to the {side} database dropped mid-range (server restart, "
+            f"terminated backend or network): {type(exc).__name__}: {str(exc).strip()}. Nothing committed is "
+            f"lost; a retry resumes after {where}")
+
+    def _record_failure(self, legacy, exc: Exception) -> None:
+        """status failed + error + ledger entry; on a fresh connection if the worker's own one is dead."""
+        error = f"{type(exc).__name__}: {exc}"
+        for attempt in ("own", "fresh"):
+            conn = legacy
+            try:
+                if attempt == "fresh":
+                    conn = self._legacy_connect()
+                elif legacy.closed:
+                    continue
+                conn.rollback()
+                store.fail_range(conn, self.schema, self.run_id, self.range_no, error)
+                control.append_audit(conn, self.schema, actor=self.actor, action="backfill_range_failed",
+                                     target=f"{self.es.name}#{self.range_no}",
+                                     details={"backfill_run": self.run_id, "error": error[:2000],
+                                              **_row_details(exc)},
+                                     reason="the worker stopped with an error; a retry resumes from the checkpoint")
+                conn.commit()
+                return
+            except Exception as rec_exc:  # noqa: BLE001 - the original error is what matters
+                log.warning("%s: could not record the failure on the %s connection: %s", self.label,
+                            attempt, rec_exc)
+            finally:
+                if conn is not legacy:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+        log.error("%s: the failure is NOT recorded in %s.backfill_ranges (legacy database unreachable): %s",
+                  self.label, self.schema, error)
 
     # -- the loop ------------------------------------------------------------------------------
     def _run(self, legacy, new) -> RangeResult:
@@ -211,9 +287,7 @@ class RangeWorker:
                                       "rows_total": rng.rows_total, "worker": self.worker},
                              reason="resumed from checkpoint" if rng.last_key > rng.key_lo else "started")
         legacy.commit()
-        with new.cursor() as cur:
-            cur.execute(self.es.create_stage())
-        new.commit()
+        self._create_stage(new)
         copy_in = self.es.copy_into_stage().as_string(new)
         write_sql = self.es.write_batch(self.s.version_column)
 
@@ -287,6 +361,30 @@ class RangeWorker:
                      result.batches, result.retries, fmt_duration_s(result.paused_seconds))
         return result
 
+    def _create_stage(self, new) -> None:
+        """The session's stage table: ``CREATE TEMP TABLE ... AS SELECT ... WITH NO DATA`` takes ACCESS
+        SHARE on the new-side tables it reads its types from, so a long ALTER there meets the session's
+        lock_timeout - retried with jittered backoff like a batch, never a failed range at once."""
+        retries = 0
+        while True:
+            try:
+                with new.cursor() as cur:
+                    cur.execute(self.es.create_stage())
+                new.commit()
+                return
+            except psycopg2.Error as exc:
+                if new.closed:
+                    raise
+                new.rollback()
+                why = RETRYABLE.get(getattr(exc, "pgcode", None) or "")
+                if why is None or retries >= self.s.max_batch_retries:
+                    raise
+                retries += 1
+                delay = min(10.0, 0.2 * 2 ** (retries - 1)) * (1 + self._rng.random() / 2)
+                log.warning("%s: %s creating the stage table (try %d of %d); retrying in %.1fs", self.label, why,
+                            retries, self.s.max_batch_retries, delay)
+                self.sleep(delay)
+
     # -- one batch -----------------------------------------------------------------------------
     def _read(self, legacy, after: int, hi: int, size: int) -> tuple[bytes, int, int, int]:
         """One page as COPY text: (data, rows, high-water key it reaches, all rows in that key range).
@@ -319,8 +417,13 @@ class RangeWorker:
                 new.commit()
                 return written, retries
             except psycopg2.Error as exc:
+                if new.closed:
+                    raise
                 new.rollback()
-                why = RETRYABLE.get(getattr(exc, "pgcode", None) or "")
+                code = getattr(exc, "pgcode", None) or ""
+                if code[:2] in _BAD_ROW_CLASSES:
+                    raise self._bad_row(new, copy_in, write_sql, data, exc) from exc
+                why = RETRYABLE.get(code)
                 if why is None or retries >= self.s.max_batch_retries:
                     raise
                 retries += 1
@@ -328,6 +431,66 @@ class RangeWorker:
                 log.warning("%s: %s writing a batch (try %d of %d); retrying in %.1fs", self.label, why,
                             retries, self.s.max_batch_retries, delay)
                 self.sleep(delay)
+
+    def _bad_row(self, new, copy_in: str, write_sql, data: bytes, exc: psycopg2.Error) -> BadRowError:
+        """Bisect the batch (every try rolled back) to the first row that fails alone; name it."""
+        lines = data.splitlines(keepends=True)
+
+        def fails(chunk: list[bytes]) -> psycopg2.Error | None:
+            try:
+                with new.cursor() as cur:
+                    cur.copy_expert(copy_in, io.BytesIO(b"".join(chunk)))
+                    cur.execute(write_sql)
+                return None
+            except psycopg2.Error as err:
+                return err
+            finally:
+                new.rollback()
+
+        culprit, err = lines, exc
+        while len(culprit) > 1:
+            half = len(culprit) // 2
+            first = fails(culprit[:half])
+            if first is not None:
+                culprit, err = culprit[:half], first
+                continue
+            second = fails(culprit[half:])
+            if second is None:  # only the combination fails (e.g. two rows with one unique value)
+                break
+            culprit, err = culprit[half:], second
+        key = _line_key(culprit[0]) if len(culprit) == 1 else None
+        diag = err.diag
+        constraint = diag.constraint_name
+        column = diag.column_name
+        if column is None and constraint and diag.schema_name and diag.table_name:
+            try:
+                with new.cursor() as cur:
+                    sqlfiles.run(cur, "backfill/constraint_columns.sql", params={
+                        "schema_name": diag.schema_name, "table_name": diag.table_name,
+                        "constraint_name": constraint})
+                    column = ", ".join(r[0] for r in cur.fetchall()) or None
+                new.rollback()
+            except psycopg2.Error:
+                new.rollback()
+        code = err.pgcode or ""
+        kind = _KINDS.get(code, "data" if code.startswith("22") else "integrity")
+        e = self.es.entity
+        table = f"{diag.schema_name or e.new_table.schema_name}.{diag.table_name or e.new_table.table}"
+        mapped = {c.new: c.old for c in e.columns}
+        source = ", ".join(f"{col} (from legacy column {mapped[col]})" if col in mapped else col
+                           for col in (column.split(", ") if column else []))
+        who = (f"legacy {e.key} {key}" if key is not None
+               else f"rows with legacy {e.key} {_line_key(culprit[0])}..{_line_key(culprit[-1])} together")
+        what = f"violates {kind} constraint {constraint}" if constraint else f"is rejected ({kind} error)"
+        detail = (diag.message_detail or "").strip()
+        detail = f" ({detail})" if detail.startswith("Key (") else ""  # no row dumps in errors: keys only
+        message = (f"{self.label}: bad row in entity {self.es.name}: {who}: column {source or 'unknown'} of "
+                   f"{table} {what} [SQLSTATE {code}]: {(diag.message_primary or str(err)).strip()}{detail}. "
+                   f"Fix the row in {e.old_table} (or the mapping / the constraint) and re-run the backfill: "
+                   f"the range resumes from its checkpoint")
+        log.error("%s", message)
+        return BadRowError(message, entity=self.es.name, key=key, column=column, constraint=constraint,
+                           sqlstate=code or None)
 
     def _recheck(self, legacy, new, data: bytes, after: int, last: int, count_at_read: int) -> int:
         """Re-delete copied rows whose old row vanished between our read and our commit.
@@ -477,6 +640,32 @@ class RangeWorker:
                              target=f"{self.es.name}#{self.range_no}",
                              details=self._progress(done, total, rate, eta, after, hi), reason="progress")
         legacy.commit()
+
+
+def _line_key(line: bytes) -> int:
+    """The key (first field) of one line of COPY text."""
+    return int(line.split(b"\t", 1)[0].strip())
+
+
+def _lost_side(exc: Exception, legacy, new) -> str | None:
+    """'legacy' / 'new' when ``exc`` is a dropped connection of that side, else None."""
+    if not isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+        return None
+    if legacy.closed:
+        return "legacy"
+    if new.closed:
+        return "new"
+    code = getattr(exc, "pgcode", None) or ""
+    if code.startswith("57P") or code.startswith("08"):  # admin shutdown / terminate, connection exception
+        return "new" if getattr(exc, "cursor", None) is not None and exc.cursor.connection is new else "legacy"
+    return None
+
+
+def _row_details(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, BadRowError):
+        return {"bad_row": {"entity": exc.entity, "key": exc.key, "column": exc.column,
+                            "constraint": exc.constraint, "sqlstate": exc.sqlstate}}
+    return {}
 
 
 def fmt_duration_s(seconds: float) -> str:

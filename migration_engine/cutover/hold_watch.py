@@ -13,9 +13,13 @@ The rollback itself (``read_new_pct = 0`` + ledger entries with the step and the
 must not depend on worker availability. Setting a flag to 0 is idempotent, so a watch that runs
 twice (triggerer failover) is harmless. The resumed task then alerts and fails the run.
 
-Every check is recorded in ``gate_results`` (gate ``read_error_rate``). A restarted trigger resumes
-from its serialized kwargs: same hold end, and its first interval reaches back to the last snapshot
-it was given (a longer interval, still judged correctly). If the hold ends while its last checks
+Every check is recorded in ``gate_results`` (gate ``read_error_rate``, with the hold's counters).
+A restarted trigger resumes from its serialized kwargs: same hold end, and its first interval
+reaches back to the last snapshot it was given (a longer interval, still judged correctly); with
+``hold_started`` (the hold's first start, kept across retries of the task) ``start`` also reads the
+last recorded check back, so the counters - checks, passed checks, the inconclusive streak -
+continue instead of starting from zero (a hold that ends needs at least one passed interval over
+the *whole* hold, not since the last restart). If the hold ends while its last checks
 fail, the trigger retries ``max_errors`` times an interval apart; still undecided (``expired``), it
 fails closed: roll back.
 """
@@ -26,7 +30,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from migration_engine import control, db
+from migration_engine import control, db, sqlfiles
 from migration_engine.cutover.rollout import Decision, HoldMonitor
 from migration_engine.gates.error_rate import Snapshot, evaluate_delta, path_totals
 from migration_engine.watch import Payload
@@ -38,7 +42,7 @@ class HoldWatch:
     def __init__(self, *, conn_id: str, schema: str, entities: list[str], pct: int, hold_until: str,
                  max_increase_points: float, min_requests: int, baseline_pct: float | None, max_inconclusive: int,
                  snapshot: dict[str, Any], dag_id: str | None = None, run_id: str | None = None,
-                 task_id: str | None = None, max_errors: int = 3) -> None:
+                 task_id: str | None = None, max_errors: int = 3, hold_started: str | None = None) -> None:
         self.conn_id, self.schema, self.entities = conn_id, schema, list(entities)
         self.pct, self.hold_until = int(pct), datetime.fromisoformat(hold_until)
         self.max_increase_points, self.min_requests = float(max_increase_points), int(min_requests)
@@ -47,6 +51,8 @@ class HoldWatch:
         self.dag_id, self.run_id, self.task_id = dag_id, run_id, task_id
         self.monitor = HoldMonitor(self.pct, self.hold_until, self.max_inconclusive)
         self.previous = Snapshot.from_dict(self.snapshot)
+        self.hold_started = hold_started
+        self.resumed_from: dict[str, Any] | None = None
 
     @property
     def actor(self) -> str:
@@ -57,6 +63,36 @@ class HoldWatch:
 
     # -- the watch protocol ----------------------------------------------------------------------
     def start(self) -> Payload | None:
+        """Resume the counters from the hold's last recorded check (best effort: a fresh count is safe)."""
+        if not self.hold_started:
+            return None
+        try:
+            conn = self._connect()
+        except Exception as exc:  # noqa: BLE001 - the first check will count the error
+            log.warning("read rollout %s%%: cannot read the last check back: %s", self.pct, exc)
+            return None
+        try:
+            with conn.cursor() as cur:
+                sqlfiles.run(cur, "cutover/hold_last_check.sql", {"schema": self.schema},
+                             {"dag_id": self.dag_id, "run_id": self.run_id, "task_id": self.task_id,
+                              "step_pct": str(self.pct), "since": self.hold_started})
+                row = cur.fetchone()
+            conn.rollback()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("read rollout %s%%: cannot read the last check back: %s", self.pct, exc)
+            return None
+        finally:
+            conn.close()
+        if row is not None:
+            figures, at = row
+            m = self.monitor
+            m.checks = int(figures.get("checks") or 0)
+            m.passed_checks = int(figures.get("passed_checks") or 0)
+            m.inconclusive_streak = int(figures.get("inconclusive_streak") or 0)
+            self.resumed_from = {"checks": m.checks, "passed_checks": m.passed_checks,
+                                 "inconclusive_streak": m.inconclusive_streak, "at": at.isoformat()}
+            log.info("read rollout %s%%: resuming the hold from its last check at %s: %s", self.pct,
+                     at.isoformat(timespec="seconds"), self.resumed_from)
         return None
 
     def poll(self) -> Payload | None:
