@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from migration_engine.approvals.payload import MAX_BODY_BYTES
-from migration_engine.approvals.signing import MAX_AGE_SECONDS
+from migration_engine.approvals.signing import MAX_AGE_SECONDS, header
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _SIGNATURE_RE = re.compile(r"^v0=[0-9a-f]{64}$")
@@ -51,25 +51,17 @@ class Refusal:
         return {"ok": False, "error": self.code, "message": self.message}
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
-
-
 def check_headers(headers: Mapping[str, str], *, now: float | None = None, max_body: int = MAX_BODY_BYTES,
                   max_age: int = MAX_AGE_SECONDS) -> Refusal | None:
     """The first reason to refuse this request from its headers alone, else None."""
     now = time.time() if now is None else now
-    content_type = (_header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
+    content_type = (header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
     if content_type != FORM_CONTENT_TYPE:
         return Refusal(415, "unsupported_media_type",
                        f"Content-Type must be {FORM_CONTENT_TYPE} (as Slack sends interactivity requests), got "
                        f"{content_type[:60] or 'none'!r}", counts_as_failure=False)
-    raw_ts = (_header(headers, "X-Slack-Request-Timestamp") or "").strip()
-    signature = (_header(headers, "X-Slack-Signature") or "").strip()
+    raw_ts = (header(headers, "X-Slack-Request-Timestamp") or "").strip()
+    signature = (header(headers, "X-Slack-Signature") or "").strip()
     if not raw_ts or not signature:
         return Refusal(401, "missing_signature", "missing X-Slack-Request-Timestamp or X-Slack-Signature header; "
                                                  "only signed requests from Slack are accepted")
@@ -85,7 +77,7 @@ def check_headers(headers: Mapping[str, str], *, now: float | None = None, max_b
         return Refusal(401, "stale_request",
                        f"request timestamp is {when}; requests more than {max_age} s from this server's clock are "
                        "refused (replay protection; check the server clock if this is unexpected)")
-    length = _header(headers, "Content-Length")
+    length = header(headers, "Content-Length")
     if length is not None:
         length = length.strip()
         if not _LENGTH_RE.match(length):

@@ -75,7 +75,8 @@ def _from_connection(conn_id: str) -> str | None:
     return None
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A request header by case-insensitive name (ASGI and WSGI spell them differently)."""
     wanted = name.lower()
     for key, value in headers.items():
         if key.lower() == wanted:
@@ -95,8 +96,8 @@ def verify_request(body: bytes, headers: Mapping[str, str], secret: str, *, now:
     from slack_sdk.signature import SignatureVerifier
 
     now = time.time() if now is None else now
-    raw_ts = _header(headers, "X-Slack-Request-Timestamp")
-    signature = _header(headers, "X-Slack-Signature")
+    raw_ts = header(headers, "X-Slack-Request-Timestamp")
+    signature = header(headers, "X-Slack-Signature")
     if not raw_ts or not signature:
         raise RequestRejected(401, "missing_signature",
                               "missing X-Slack-Request-Timestamp or X-Slack-Signature header; "
