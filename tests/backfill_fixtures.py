@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
 OLD_ROWS = """
 SELECT id, md5(concat_ws('|', title, coalesce(description, '<null>'), price_cents,
     CASE status WHEN 'ACTIVE' THEN 'active' WHEN 'PAUSED' THEN 'paused' WHEN 'SOLD' THEN 'sold'
@@ -71,3 +73,22 @@ def add_listings(databases, n: int) -> None:
         FROM generate_series(1, %s) AS g;
         ANALYZE public.marketplace_listings;
     """, (n,))
+
+
+@pytest.fixture(name="backfill_conns")
+def backfill_conns_fixture(databases):
+    """(legacy, new) connections of the test databases, with the control schema in place."""
+    from migration_engine import control
+
+    legacy, new = databases.connect("legacy"), databases.connect("new")
+    control.ensure_control_schema(legacy, "migration_control")
+    yield legacy, new
+    legacy.close()
+    new.close()
+
+
+def connectors(databases):
+    """Connection factories for RangeWorker (one fresh connection per call)."""
+    import psycopg2
+
+    return (lambda: psycopg2.connect(databases.legacy_dsn)), (lambda: psycopg2.connect(databases.new_dsn))

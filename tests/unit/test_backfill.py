@@ -12,7 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg2
 import pytest
 import yaml
 
@@ -20,7 +19,7 @@ from migration_engine import control
 from migration_engine.backfill import BackfillError, RangeBusyError, RangeWorker, backfill_settings, plan_entity, store
 from migration_engine.backfill.throttle import Health, next_batch_size, pause_reasons, rate_sleep
 from migration_engine.config import load_config, parse_config
-from tests.backfill_fixtures import add_listings, compare
+from tests.backfill_fixtures import add_listings, compare, connectors
 
 SCHEMA = "migration_control"
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,20 +32,12 @@ def cfg():
 
 
 @pytest.fixture
-def conns(databases):
-    legacy, new = databases.connect("legacy"), databases.connect("new")
-    control.ensure_control_schema(legacy, SCHEMA)
-    yield legacy, new
-    legacy.close()
-    new.close()
-
-
-def _connectors(databases):
-    return (lambda: psycopg2.connect(databases.legacy_dsn)), (lambda: psycopg2.connect(databases.new_dsn))
+def conns(backfill_conns):
+    return backfill_conns
 
 
 def _run_all(databases, cfg, s, plan, **kw):
-    lc, nc = _connectors(databases)
+    lc, nc = connectors(databases)
     return [RangeWorker(cfg, plan.entity, j.run_id, j.range_no, s, lc, nc, **kw).run() for j in plan.jobs
             if j.status != "done"]
 
@@ -210,7 +201,7 @@ def test_backfill_while_the_application_dual_writes(databases, conns, cfg):
     legacy, new = conns
     add_listings(databases, 30_000)
     control.set_flag(legacy, SCHEMA, "dual_write_enabled", True, actor="test", reason="phase 2 starts")
-    lc, nc = _connectors(databases)
+    lc, nc = connectors(databases)
     s = backfill_settings(cfg, parallelism=2, batch_size=1000, max_batch_size=1000, max_rows_per_second=6000)
     plan = plan_entity(legacy, new, cfg, "listings", s)
     keys = [r[0] for r in databases.query("legacy", "SELECT id FROM public.marketplace_listings ORDER BY id")]
@@ -279,7 +270,7 @@ def test_rows_deleted_during_the_copy_do_not_come_back(databases, conns, cfg):
     legacy, new = conns
     s = backfill_settings(cfg, parallelism=1)
     plan = plan_entity(legacy, new, cfg, "listings", s)
-    lc, nc = _connectors(databases)
+    lc, nc = connectors(databases)
     (job,) = plan.jobs
     result = _DeletingWorker(cfg, "listings", job.run_id, 0, s, lc, nc).run()
     assert result.rows_deleted == 1 and _DeletingWorker.victims
@@ -320,7 +311,7 @@ def test_one_worker_per_range(databases, conns, cfg):
     holder = databases.connect("legacy")
     with holder.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"backfill:{plan.run_id}:0",))
-    lc, nc = _connectors(databases)
+    lc, nc = connectors(databases)
     with pytest.raises(RangeBusyError, match="being copied by another worker"):
         RangeWorker(cfg, "listings", plan.run_id, 0, s, lc, nc, lock_wait_seconds=0.3).run()
     holder.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from migration_engine import control
 from migration_engine.backfill import (
     BadRowError,
     ConnectionLostError,
@@ -23,7 +22,7 @@ from migration_engine.backfill import (
     store,
 )
 from migration_engine.config import load_config
-from tests.backfill_fixtures import add_listings, compare
+from tests.backfill_fixtures import add_listings, compare, connectors
 
 SCHEMA = "migration_control"
 pytestmark = pytest.mark.timeout(180)
@@ -35,16 +34,8 @@ def cfg():
 
 
 @pytest.fixture
-def conns(databases):
-    legacy, new = databases.connect("legacy"), databases.connect("new")
-    control.ensure_control_schema(legacy, SCHEMA)
-    yield legacy, new
-    legacy.close()
-    new.close()
-
-
-def _connectors(databases):
-    return (lambda: psycopg2.connect(databases.legacy_dsn)), (lambda: psycopg2.connect(databases.new_dsn))
+def conns(backfill_conns):
+    return backfill_conns
 
 
 def _ledger(databases, action):
@@ -87,7 +78,7 @@ def test_a_dropped_connection_fails_the_range_with_the_error_and_a_rerun_resumes
     s = backfill_settings(cfg, parallelism=1, batch_size=500, max_batch_size=500)
     plan = plan_entity(legacy, new, cfg, "listings", s)
     (job,) = plan.jobs
-    lc, nc = _connectors(databases)
+    lc, nc = connectors(databases)
     worker = type("W", (_Terminating,), {"side": side,
                                           "dsn": databases.legacy_dsn if side == "legacy" else databases.new_dsn})
     with pytest.raises(ConnectionLostError, match=f"connection to the {side} database dropped mid-range"):
@@ -126,7 +117,7 @@ def test_a_bad_row_names_entity_key_column_and_constraint_and_the_run_resumes_af
     s = backfill_settings(cfg, parallelism=1, batch_size=200, max_batch_size=200, min_batch_size=200)
     plan = plan_entity(legacy, new, cfg, "listings", s)
     (job,) = plan.jobs
-    lc, nc = _connectors(databases)
+    lc, nc = connectors(databases)
 
     with pytest.raises(BadRowError) as caught:
         RangeWorker(cfg, "listings", job.run_id, job.range_no, s, lc, nc).run()
@@ -174,7 +165,7 @@ def test_a_lock_on_the_new_table_makes_the_stage_creation_wait_not_fail(database
     timer = threading.Timer(1.5, holder.rollback)
     timer.start()
     caplog.set_level("WARNING", logger="migration_engine.backfill")
-    lc, nc = _connectors(databases)
+    lc, nc = connectors(databases)
     try:
         result = RangeWorker(cfg, "listings", job.run_id, job.range_no, s, lc, nc).run()
     finally:
