@@ -179,8 +179,8 @@ def reminder_message(cfg: MigrationConfig, request: ApprovalRequest, pct: float,
                      ) -> tuple[str, str, dict[str, Any]]:
     assert request.expires_at is not None
     approvers = cfg.approvers_for(request.approval_point)
-    who = (" ".join(f"<@{u}>" for u in approvers) if approvers else
-           "nobody is listed in approvals.approvers for it: answer in Airflow")
+    who = ("mentioned above" if approvers else
+           "nobody is listed in approvals.approvers for this approval point: answer in Airflow")
     left = request.expires_at - now
     subject = request.subject or request.task_id
     title = f"Approval still unanswered: {subject}"
@@ -260,7 +260,8 @@ def sweep_approval_reminders(cfg: MigrationConfig, conn, *, dag_id: str, run_id:
         result = alerts.send_alert(severity, title, text, figures=figures, dag_id=dag_id, run_id=run_id,
                                    task_id=request.task_id,
                                    map_index=request.map_index if request.map_index >= 0 else None,
-                                   cfg=cfg, dedup_key=key, conn=conn)
+                                   cfg=cfg, dedup_key=key, conn=conn,
+                                   mentions=cfg.approvers_for(request.approval_point))
         log.info("approval reminder %s: %s", key, result.action)
         sent.append(key)
     return SweepResult(sent, resolved)
