@@ -6,9 +6,10 @@ Airflow's Deadline Alerts (set on every migration DAG by the layer's DAG header,
 decide *what on-call reads*. Everything goes through the one Slack path (``alerts.send_alert``),
 deduplicated in the control schema's ``alerts`` table:
 
-* ``deadline:<dag_id>`` - one open page per DAG: a hung hourly run pages once; each later run that
-  misses its deadline behind it (max_active_runs=1) updates that message ("Seen N times") instead of
-  paging again. When a run that paged ends, its watcher resolves the page in the thread.
+* ``deadline:<dag_id>`` - one open page per DAG: a hung hourly run pages once; a run triggered
+  behind it (max_active_runs=1: the scheduler creates no scheduled run meanwhile) that misses its
+  deadline too updates that message ("Seen N times") instead of paging again. When a run that
+  paged ends, its watcher resolves the page in the thread.
 * ``approval_reminder:<dag>.<task>[i]@<run>/<requested epoch>:<pct>`` - one reminder per approval
   request and percentage of its response timeout (``deadlines.approval_reminders``); the last
   percentage pages (critical), earlier ones are warnings. Answered or timed-out requests get their
@@ -96,8 +97,8 @@ def overdue_message(run: OverdueRun, limit: timedelta | None, now: datetime | No
     if run.dag_id == HOURLY_DAG_ID:
         title = f"Hourly consistency run overdue: {run.dag_id}"
         text = (f"Run `{run.run_id}` has not finished {human(limit)} after it was queued (state *{state}*). "
-                f"This DAG runs one run at a time: every later hourly run queues behind it, so no "
-                f"consistency checks are running.\n"
+                f"This DAG runs one run at a time: while this run is unfinished no later hourly run starts "
+                f"(the scheduler creates none; a triggered one waits queued), so no consistency checks run.\n"
                 f"*Next:* open the run in Airflow and read the log of the task still running (a check "
                 f"waiting on a lock or a dead database connection). If it cannot finish, mark the run "
                 f"failed: the next hourly run starts and checks everything again. If the run is still "

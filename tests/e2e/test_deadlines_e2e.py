@@ -9,9 +9,10 @@ config), a fake Slack Web API and a real control database.
 
 "Hung": the DAG is paused, so the queued run never finishes - to the deadline machinery that is
 the same as a run stuck in a task (the deadline counts from ``queued_at`` and is dropped only
-when the run ends), and the scheduler executes nothing of ours. A second run queued behind it
-(max_active_runs=1) misses its deadline too: the same Slack message is updated, not a second
-page. When the hung run is ended, its watcher resolves the page in the thread.
+when the run ends), and the scheduler executes nothing of ours. A second run triggered behind it
+(max_active_runs=1: the scheduler itself creates no scheduled run while one is active; a triggered
+one waits queued) misses its deadline too: the same Slack message is updated, not a second page.
+When the hung run is ended, its watcher resolves the page in the thread.
 """
 
 from __future__ import annotations
@@ -71,19 +72,22 @@ def _sync_paused_hourly_dag():
         session.execute(update(DagModel).where(DagModel.dag_id == HOURLY).values(is_paused=True))
 
 
-def _queue_run(hour: datetime) -> str:
-    """A scheduled run, queued as the scheduler queues one (this creates its deadlines)."""
+def _queue_run(hour: datetime, *, triggered: bool = False) -> str:
+    """A run queued as the scheduler queues a scheduled one, or as a trigger (REST/UI) queues one;
+    creating it creates its deadlines."""
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
 
-    run_id = f"scheduled__{hour.isoformat()}"
+    kind = DagRunType.MANUAL if triggered else DagRunType.SCHEDULED
+    run_id = f"{kind.value}__{hour.isoformat()}"
     with create_session() as session:
         dag = SerializedDagModel.get_dag(HOURLY, session=session)
         dag.create_dagrun(run_id=run_id, logical_date=hour, data_interval=(hour, hour + timedelta(hours=1)),
-                          run_after=hour + timedelta(hours=1), run_type=DagRunType.SCHEDULED,
-                          triggered_by=DagRunTriggeredByType.TIMETABLE, state=DagRunState.QUEUED, session=session)
+                          run_after=hour + timedelta(hours=1), run_type=kind,
+                          triggered_by=DagRunTriggeredByType.REST_API if triggered else DagRunTriggeredByType.TIMETABLE,
+                          state=DagRunState.QUEUED, session=session)
     return run_id
 
 
@@ -146,15 +150,15 @@ def test_hung_hourly_run_pages_within_its_deadline(deadline_env, fake_slack):
         text, blocks = page["text"], json.dumps(page["blocks"])
         assert ONCALL in text and f"Hourly consistency run overdue: {HOURLY}" in text
         assert f"Run `{hung}` has not finished 4s after it was queued (state *queued*)" in blocks
-        assert "every later hourly run queues behind it" in blocks
+        assert "no later hourly run starts" in blocks
         assert "*Next:* open the run in Airflow" in blocks and "mark the run failed" in blocks
         assert f"{AIRFLOW_BASE_URL}/dags/{HOURLY}/runs/" in blocks  # the link to the run
         assert query(deadline_env.dsn, "SELECT status, occurrences FROM migration_control.alerts "
                                        "WHERE dedup_key = %s", (KEY,)) == [("open", 1)]
 
-        # the next hourly run queues behind the hung one and misses its deadline too: one page, updated
-        later = _queue_run(hour + timedelta(hours=1))
-        updates = _wait("the update for the queued run", lambda: [
+        # a run triggered behind the hung one waits queued and misses its deadline too: one page, updated
+        later = _queue_run(hour + timedelta(hours=1), triggered=True)
+        updates = _wait("the update for the triggered run", lambda: [
             u for u in fake_slack.messages("chat.update") if later in json.dumps(u["blocks"])], procs)
         assert "Seen 2 times" in json.dumps(updates[-1]["blocks"])
         assert len(crit_pages()) == 1  # no second page
