@@ -163,13 +163,16 @@ def watch_once(dag_id: str, run_id: str, state: str | None) -> dict[str, Any]:
 WATCH_MAX_UNKNOWN = 10  # consecutive polls without the run's state (deleted run): stop watching
 
 
-async def run_watch(poll_seconds: float = 60, context: Any = None) -> dict[str, Any]:
+async def run_watch(poll_seconds: float = 60, context: Any = None) -> str:
     """``AsyncCallback`` of the "watch" Deadline Alert, fired as soon as a run is queued.
 
     Lives in the triggerer for as long as the run does (no worker slot): every ``poll_seconds``
     it sends the approval reminders that are due (``deadlines.approval_reminders``) and, when the
     run ends, resolves its overdue page. A restarted triggerer runs it again from the start; the
     alerts table keeps it from sending anything twice.
+
+    Returns a one-line summary: the triggerer stores the return value in a text column (a dict
+    there crashes the whole triggerer in 3.3.2).
     """
     import asyncio
 
@@ -179,7 +182,7 @@ async def run_watch(poll_seconds: float = 60, context: Any = None) -> dict[str, 
     dag_id, run_id = f["dag_id"], f["run_id"]
     if not dag_id or not run_id:
         log.error("deadline watch: the callback context names no DAG run: %r", context)
-        return {"watched": False}
+        return "not watched: the callback context names no DAG run"
     totals: dict[str, list] = {"sent": [], "resolved": []}
     unknown = 0
     while True:
@@ -189,5 +192,6 @@ async def run_watch(poll_seconds: float = 60, context: Any = None) -> dict[str, 
         for key in totals:
             totals[key].extend(out.get(key, []))
         if state in deadlines.FINISHED_STATES or unknown >= WATCH_MAX_UNKNOWN:
-            return {"watched": True, "state": state, **totals}
+            return (f"watched {dag_id}/{run_id} until {state or 'its state was unknown'}; "
+                    f"sent {sorted(totals['sent'])}; resolved {sorted(totals['resolved'])}")
         await asyncio.sleep(max(float(poll_seconds), 1.0))

@@ -54,7 +54,7 @@ def deadline_env(pg_cluster, airflow_db, fake_slack, tmp_path, monkeypatch):
     return SimpleNamespace(dsn=dsn, tmp=tmp_path)
 
 
-def _sync_paused_hourly_dag():
+def _sync_paused_hourly_dag(overdue: timedelta = timedelta(seconds=4)):
     """Parse dags/migration_consistency_hourly.py with the test config and store it, paused."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
@@ -65,7 +65,7 @@ def _sync_paused_hourly_dag():
     bag = DagBag(dag_folder=str(ROOT / "dags" / f"{HOURLY}.py"))
     assert not bag.import_errors, bag.import_errors
     assert [(a.name, a.interval) for a in bag.dags[HOURLY].deadline] == [
-        ("watch", timedelta(0)), ("overdue", timedelta(seconds=4))]
+        ("watch", timedelta(0)), ("overdue", overdue)]
     DagBundlesManager().sync_bundles_to_db()
     sync_bag_to_db(bag, "dags-folder", None)
     with create_session() as session:
@@ -102,6 +102,16 @@ def _deadlines(run_id: str) -> list[tuple[str, bool]]:
                                .join(DagRun, DagRun.id == Deadline.dagrun_id)
                                .where(DagRun.dag_id == HOURLY, DagRun.run_id == run_id)).all()
     return [(round((d - q).total_seconds()), missed) for d, missed, q in rows]
+
+
+def _callback_outputs() -> list[tuple[str | None, str | None]]:
+    """(state, output) of every deadline callback the triggerer finished."""
+    from airflow.models.callback import Callback
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return [tuple(r) for r in session.execute(select(Callback.state, Callback.output)).all()]
 
 
 def _end_run(run_id: str, state: str = "failed") -> None:
@@ -173,9 +183,72 @@ def test_hung_hourly_run_pages_within_its_deadline(deadline_env, fake_slack):
         assert replies[0]["thread_ts"] == fake_slack.calls_to("chat.postMessage")[0].response["ts"]
         assert query(deadline_env.dsn, "SELECT status FROM migration_control.alerts WHERE dedup_key = %s",
                      (KEY,)) == [("resolved",)]
+        # the watch ended with its run, and the triggerer recorded it (and is still running)
+        _wait("the watch's result", lambda: [o for st, o in _callback_outputs()
+                                             if st == "success" and o and f"{HOURLY}/{hung} until failed" in o], procs)
+        assert all(p.alive() for p in procs)
     finally:
         for proc in procs:
             proc.stop()
         for run_id in (hung, locals().get("later")):
             if run_id:
                 _end_run(run_id)
+
+
+def test_unanswered_approval_gets_reminders_from_the_run_watch(deadline_env, fake_slack):
+    """The run's watch (in the real triggerer) reminds of an approval request nobody answers: a
+    warning at 50 % mentioning the approvers, a page at 80 %, both resolved once it is answered."""
+    import os
+
+    import psycopg2
+
+    from migration_engine.approvals import store
+    from migration_engine.approvals.payload import ApprovalRef
+    from tests.slack_fixtures import APPROVER, WARN_CHANNEL
+
+    cfg_path = os.environ["MIGRATION_CONFIG"]
+    data = yaml.safe_load(open(cfg_path).read())
+    data["deadlines"]["consistency_hourly"] = "1h"  # this test is about the reminders only
+    open(cfg_path, "w").write(yaml.safe_dump(data))
+    _sync_paused_hourly_dag(overdue=timedelta(hours=1))
+    run_id = _queue_run(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5))
+
+    env = {**os.environ, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "1"}
+    procs = [AirflowProcess(["triggerer"], env, deadline_env.tmp / "triggerer2.log"),
+             AirflowProcess(["scheduler"], env, deadline_env.tmp / "scheduler2.log")]
+    for proc in procs:
+        proc.start()
+    try:
+        _wait("the run's watch to start", lambda: (0, True) in _deadlines(run_id), procs)
+        conn = psycopg2.connect(deadline_env.dsn)
+        try:  # the request row, as the approval task's Slack notifier writes it
+            ref = ApprovalRef(HOURLY, run_id, "approve_probe", -1, "ti-probe", "write_cutover")
+            store.save_request(conn, "migration_control", ref, subject="Probe approval?", channel="C1",
+                               message_ts="1.1", blocks=[], delivery_error=None,
+                               expires_at=datetime.now(UTC) + timedelta(seconds=20))
+        finally:
+            conn.close()
+
+        (warning,) = _wait("the 50 % reminder", lambda: [m for m in fake_slack.messages()
+                                                         if m["channel"] == WARN_CHANNEL], procs)
+        assert "Approval still unanswered: Probe approval?" in warning["text"] and f"<@{APPROVER}>" in warning["text"]
+        assert "50% of its 20s response timeout" in json.dumps(warning["blocks"])
+        (page,) = _wait("the 80 % reminder", lambda: [m for m in fake_slack.messages()
+                                                      if m["channel"] == CRIT_CHANNEL], procs)
+        assert ONCALL in page["text"] and "80% of its 20s response timeout" in json.dumps(page["blocks"])
+
+        with psycopg2.connect(deadline_env.dsn) as conn, conn.cursor() as cur:
+            cur.execute("UPDATE migration_control.slack_approvals SET decision = 'Approve', decided_via = 'airflow', "
+                        "decided_at = now() WHERE run_id = %s", (run_id,))
+        conn.close()
+        replies = _wait("both reminders resolved", lambda: (lambda r: r if len(r) == 2 else None)(
+            [m for m in fake_slack.messages() if m.get("thread_ts") and "answered: Approve in Airflow" in m["text"]]),
+            procs)
+        assert {r["thread_ts"] for r in replies} == {c.response["ts"] for c in fake_slack.calls_to("chat.postMessage")
+                                                     if c.body.get("channel") in (WARN_CHANNEL, CRIT_CHANNEL)
+                                                     and not c.body.get("thread_ts")}
+        assert len([m for m in fake_slack.messages() if not m.get("thread_ts")]) == 2  # nothing else was sent
+    finally:
+        for proc in procs:
+            proc.stop()
+        _end_run(run_id)

@@ -125,7 +125,7 @@ def test_missed_deadline_pages_once_per_dag_and_the_run_watch_resolves_it(contro
     states = iter(["running", "failed"])
     monkeypatch.setattr(callbacks, "_dagrun_state", lambda dag_id, run_id: next(states))
     out = asyncio.run(callbacks.run_watch(poll_seconds=0, context=_context(HOURLY, "scheduled__10")))
-    assert out == {"watched": True, "state": "failed", "sent": [], "resolved": [f"deadline:{HOURLY}"]}
+    assert out == f"watched {HOURLY}/scheduled__10 until failed; sent []; resolved ['deadline:{HOURLY}']"
     reply = fake_slack.messages()[-1]
     assert reply["thread_ts"] and "run scheduled__10 ended (failed)" in reply["text"]
     assert _alert(dsn, f"deadline:{HOURLY}") == [("resolved", "critical", 2)]
@@ -145,7 +145,7 @@ def test_a_broken_context_or_slack_outage_never_raises(control_env, fake_slack, 
     assert callbacks.deadline_missed_sync(60, {"deadline": {}}) == "failed"
     assert callbacks.deadline_missed_sync(60, None) == "failed"
     assert fake_slack.calls == [] and "names no DAG run" in caplog.text
-    assert asyncio.run(callbacks.run_watch(context={"dag_run": {}})) == {"watched": False}
+    assert asyncio.run(callbacks.run_watch(context={"dag_run": {}})).startswith("not watched")
     fake_slack.fail_always(status=500)
     assert callbacks.deadline_missed_sync(60, _context("migration_setup", "manual__y")) == "failed"
     # recorded as undelivered in the dedup row, so the next occurrence still pages
