@@ -75,6 +75,7 @@ _MAX_FIGURES = 40
 _FALLBACK_MAX = 3000
 _EXCEPTION_MAX = 1500
 
+_USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _TOKEN_RE = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9-]+")
 _BEARER_RE = re.compile(r"(?i)\bbearer\s+\S+")
 
@@ -137,8 +138,13 @@ def build_message(
     link_text: str = "Details",
     notes: list[str] | None = None,
     resolved: bool = False,
+    mentions: list[str] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The fallback text and Block Kit blocks of one alert (no I/O; used by send and update)."""
+    """The fallback text and Block Kit blocks of one alert (no I/O; used by send and update).
+
+    ``mentions``: Slack user ids (``U012ABCDEF``) to notify, e.g. the approvers an approval reminder
+    is for; anything that is not a user id is dropped (text is escaped, so it cannot mention).
+    """
     if slack is None:
         from migration_engine.config import Slack
 
@@ -147,6 +153,9 @@ def build_message(
     label = "RESOLVED" if resolved else severity.upper()
     emoji = EMOJI["resolved" if resolved else severity]
     mention = slack.oncall_mention.strip() if severity == "critical" and not resolved else ""
+    if mentions and not resolved:
+        users = " ".join(f"<@{u}>" for u in mentions if isinstance(u, str) and _USER_ID_RE.match(u))
+        mention = " ".join(filter(None, [mention, users]))
     run_url = airflow_url(slack.airflow_base_url, dag_id, run_id, task_id, map_index)
     body = _esc(text).strip() or "_(no details)_"
 
@@ -379,6 +388,7 @@ def send_alert(
     dedup_key: str | None = None,
     conn: Any = None,
     schema: str | None = None,
+    mentions: list[str] | None = None,
 ) -> AlertResult:
     """Post one alert to Slack; never raises.
 
@@ -396,7 +406,7 @@ def send_alert(
         settings = _settings(cfg)
         target = channel or route(sev, settings.slack)
         render = dict(figures=figures, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index,
-                      link=link, link_text=link_text)
+                      link=link, link_text=link_text, mentions=mentions)
         if dedup_key and conn is not None:
             return _send_dedup(sev, title, text, target, settings, dedup_key, conn, schema or settings.schema,
                                render)

@@ -551,6 +551,51 @@ class Approvals(Strict):
         return self
 
 
+HOURLY_DAG_ID = "migration_consistency_hourly"
+_DAG_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+
+
+class Deadlines(Strict):
+    """When time runs out silently, page (docs/runbook.md "Deadlines"; read by the DAG header).
+
+    Each duration is measured from the moment a DAG run was queued (Airflow Deadline Alerts, fired
+    by the scheduler, paged by the triggerer). ``null`` switches one off.
+    """
+
+    # A run of the hourly consistency DAG not finished this long after it was queued pages: with
+    # max_active_runs=1 later runs queue behind it. Shorter than the schedule, so it pages before
+    # the next run is due.
+    consistency_hourly: Window | None = timedelta(minutes=45)
+    # Any other migration DAG run not finished this long after it was queued pages; keys are DAG
+    # ids, ``default`` covers the rest.
+    phase_runs: dict[str, Window | None] = {"default": timedelta(hours=12)}
+    # An approval nobody answered gets a reminder at these percentages of its response timeout;
+    # the last one pages on-call (critical), earlier ones are warnings. [] switches reminders off.
+    approval_reminders: list[Annotated[float, Field(gt=0, lt=100)]] = [50, 80]
+    # How often a run's approval watcher looks for unanswered approvals (not scaled).
+    reminder_poll: Timeout = timedelta(minutes=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Deadlines:
+        if "default" not in self.phase_runs:
+            raise ValueError("phase_runs needs a 'default' entry (a duration, or null for no deadline)")
+        bad = sorted(k for k in self.phase_runs if not _DAG_ID_RE.match(k))
+        if bad:
+            raise ValueError(f"phase_runs keys must be DAG ids or 'default', got {bad}")
+        if HOURLY_DAG_ID in self.phase_runs:
+            raise ValueError(f"{HOURLY_DAG_ID} is set by deadlines.consistency_hourly, not phase_runs")
+        if self.approval_reminders != sorted(set(self.approval_reminders)):
+            raise ValueError(f"approval_reminders must be strictly increasing percentages, got "
+                             f"{self.approval_reminders}")
+        return self
+
+    def run_deadline(self, dag_id: str) -> timedelta | None:
+        """How long a run of ``dag_id`` may take from being queued before it pages (None: never)."""
+        if dag_id == HOURLY_DAG_ID:
+            return self.consistency_hourly
+        return self.phase_runs.get(dag_id, self.phase_runs["default"])
+
+
 class AlertThresholds(Strict):
     """The seed's alert table rows that are not covered by a phase section."""
 
@@ -580,6 +625,7 @@ class MigrationConfig(Strict):
     slack: Slack = {}
     approvals: Approvals = {}
     alerts: AlertThresholds = {}
+    deadlines: Deadlines = {}
 
     @property
     def new_conn_id(self) -> str:
