@@ -262,7 +262,7 @@ def sweep_approval_reminders(cfg: MigrationConfig, conn, *, dag_id: str, run_id:
                                    task_id=request.task_id,
                                    map_index=request.map_index if request.map_index >= 0 else None,
                                    cfg=cfg, dedup_key=key, conn=conn,
-                                   mentions=cfg.approvers_for(request.approval_point))
+                                   mentions=[a.slack for a in cfg.approvers_for(request.approval_point)])
         log.info("approval reminder %s: %s", key, result.action)
         sent.append(key)
     return SweepResult(sent, resolved)
