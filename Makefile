@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser test test-quick lint wheel demo demo-stop demo-status bench clean
+.PHONY: venv browser redis test test-quick lint wheel demo demo-stop demo-status bench clean
 
 venv: $(STAMP)
 
@@ -29,7 +29,14 @@ browser:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
 		echo "warning: chromium not installed; the dashboard browser test will be skipped"
 
-test: venv browser
+# The Celery test (tests/e2e/test_celery.py) starts Debian's redis-server as a plain process (the
+# broker); install it where we may (root + apt). Without it that test is skipped, saying why.
+redis:
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } ; } || \
+		echo "warning: redis-server not installed; the Celery test will be skipped"
+
+test: venv browser redis
 	$(PY) -m pytest -q
 
 # The quick loop: everything but the tests that bring up Airflow services or a browser.

@@ -11,9 +11,6 @@ covers the brief lock waits).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +21,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from devtools.pgcluster import free_port
+from devtools.services import Service
 from migration_engine.approvals.signing import sign
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,39 +78,13 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 30) ->
 
 
 # --- Airflow processes ---------------------------------------------------------------------
-class AirflowProcess:
-    """``airflow <args>`` as a subprocess with its output in a log file; stopped with SIGTERM."""
+class AirflowProcess(Service):
+    """``airflow <args>`` as a subprocess with its output in a log file; stopped with SIGTERM
+    (its process group and every descendant: devtools/services.py)."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
-        self.args, self.env, self.log_path = args, env, log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> AirflowProcess:
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "airflow", *self.args], env=self.env, cwd=str(ROOT),
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)  # the group we started (uvicorn workers, executor)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log.close()
+        super().__init__(f"airflow {args[0]}", [sys.executable, "-m", "airflow", *args], env, log_path)
+        self.args = args
 
 
 class ApiServer(AirflowProcess):
