@@ -11,6 +11,7 @@ covers the brief lock waits).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
