@@ -25,7 +25,8 @@ from tests.session import _AIRFLOW_HOME, _SESSION_DIR, ARTIFACTS, ROOT, SeededDa
 os.environ.setdefault("PG_BINDIR", str(find_bindir()))
 
 # Fixture modules, registered once for the whole suite (tests import only their helper functions).
-pytest_plugins = ["tests.fake_slack", "tests.gate_fixtures", "tests.consistency_fixtures", "tests.backfill_fixtures"]
+pytest_plugins = ["tests.airflow_stack", "tests.fake_slack", "tests.gate_fixtures", "tests.consistency_fixtures",
+                  "tests.backfill_fixtures"]
 
 TEST_LISTINGS = 2000  # small: every test gets its own copy of the seeded databases
 

@@ -16,24 +16,15 @@ from the range's checkpoint, and old == new at the end, row by row.
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-import psycopg2
 import pytest
 
 from devtools.pgcluster import free_port
-from devtools.rehearsal import Airflow
-from devtools.services import HOSTNAME_ENV, Redis, ServiceError, airflow, redis_server_binary, stop_all
+from devtools.services import HOSTNAME_ENV, Redis, ServiceError, redis_server_binary
+from tests.airflow_stack import meta_rows, wait_until
 from tests.backfill_fixtures import add_listings, compare
 from tests.gate_fixtures import SCHEMA, gate_rows, write_stats
 
@@ -45,110 +36,40 @@ HEARTBEAT_TIMEOUT = 20  # seconds; the default is 300 (docs/deployment.md says w
 pytestmark = pytest.mark.timeout(480)
 
 
-def _meta(dsn: str, text: str, params=None) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(text, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
-def _wait(what: str, check, timeout: float, services, interval: float = 0.5):
-    """Poll ``check`` until it returns something truthy; a dead service or the timeout fails with its log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for service in services:
-            service.check_alive()
-        result = check()
-        if result:
-            return result
-        time.sleep(interval)
-    tails = "\n".join(f"--- {s.name} ---\n{s.output(2500)}" for s in services)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
-
-
 @pytest.fixture
-def celery_stack(pg_cluster, databases, fake_slack, tmp_path, artifacts_dir):
+def celery_stack(airflow_stack, databases, fake_slack, tmp_path, artifacts_dir):  # env: their connections
     if redis_server_binary() is None:
         pytest.skip("redis-server is not installed (make test installs Debian's redis-server as root with apt)")
-    home = tmp_path / "airflow"
-    logs = tmp_path / "logs"
-    home.mkdir()
-    logs.mkdir()
-    pg_cluster.create_database("airflow_celery", drop_existing=True)
-    meta_dsn = pg_cluster.dsn("airflow_celery")
-    sqla = meta_dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
     redis = Redis(free_port(), tmp_path / "redis")
-    config = _config(tmp_path / "migration.yaml")
-    api_port = free_port()
-    env = {
-        **os.environ,  # the session's dags folder, MIGRATION_CONFIG, PYTHONPATH, test connections, fake Slack
-        "AIRFLOW_HOME": str(home),
-        "MIGRATION_CONFIG": str(config),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqla,
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devtools.services.hostname",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),  # one secret for every component
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
-        "AIRFLOW__CELERY__BROKER_URL": redis.url,
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{sqla}",
-        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
-        # as in docker-compose.yaml: longer than any task runs, so Redis never hands a running task to a
-        # second worker; a lost worker is the scheduler's heartbeat timeout's job
-        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",  # parse once: 2 shared cores
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600",
-        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
-    }
-    env.pop("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", None)  # only the project's dags folder
-    services = []
+    stack = airflow_stack("airflow_celery", executor="CeleryExecutor", config=_config(tmp_path / "migration.yaml"),
+                          env={
+                              "AIRFLOW__CELERY__BROKER_URL": redis.url,
+                              "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+                              # as in docker-compose.yaml: longer than any task runs, so Redis never hands a
+                              # running task to a second worker; a lost worker is the scheduler's heartbeat
+                              # timeout's job
+                              "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+                              "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+                              "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+                          })
+    stack.env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+{stack.sqla}"
     try:
         redis.start()
-        services.append(redis)
         redis.wait_ready()
-        migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
-                                 text=True, timeout=300)
-        assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
-        api = airflow("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(api_port), "--workers", "1"],
-                      env, logs)
-        components = [
-            api,
-            airflow("scheduler", ["scheduler"], env, logs),
-            airflow("triggerer", ["triggerer", "--skip-serve-logs"], env, logs),
-            airflow("dag-processor", ["dag-processor"], env, logs),
-        ] + [
-            airflow(name, ["celery", "worker", "--celery-hostname", name, "--concurrency", "2", "--skip-serve-logs",
-                           "--pid", str(tmp_path / f"{name}.pid")], {**env, HOSTNAME_ENV: name}, logs)
-            for name in WORKERS
-        ]
-        for service in components:
-            service.start()
-            services.append(service)
-        _wait("the api-server", lambda: _health(api_port), 180, services)
+        stack.migrate()
+        stack.start_core()
         for name in WORKERS:
-            worker = next(s for s in services if s.name == name)
-            _wait(f"{name} to join", lambda w=worker: f"{w.name} ready." in w.output(), 180, services)
-        creds = _wait("the generated admin password", lambda: _password(home), 60, services)
-        yield SimpleNamespace(api=Airflow(f"http://127.0.0.1:{api_port}", "admin", creds), meta_dsn=meta_dsn,
-                              services={s.name: s for s in services}, redis=redis, env=env, logs=logs,
-                              home=home)
+            stack.start(name, ["celery", "worker", "--celery-hostname", name, "--concurrency", "2",
+                               "--skip-serve-logs", "--pid", str(tmp_path / f"{name}.pid")], {HOSTNAME_ENV: name})
+        for name in WORKERS:
+            worker = stack.services[name]
+            wait_until(f"{name} to join", lambda w=worker: f"{w.name} ready." in w.output(), 180,
+                       [redis, *stack.alive()])
+        yield SimpleNamespace(api=stack.api, meta_dsn=stack.meta_dsn, services={"redis": redis, **stack.services},
+                              redis=redis, env=stack.env, logs=stack.logs, home=stack.home)
     finally:
-        stop_all([s for s in services if s is not redis])
+        stack.close(artifacts_dir)  # the Airflow processes first, then their broker
         redis.stop()
-        # kept after every run (tmp dirs rotate): what each process, task and trigger said
-        kept = artifacts_dir / "celery-e2e-logs"
-        shutil.rmtree(kept, ignore_errors=True)
-        shutil.copytree(logs, kept)
-        if (home / "logs").is_dir():
-            shutil.copytree(home / "logs", kept / "tasks")
 
 
 def _config(path: Path) -> Path:
@@ -164,29 +85,13 @@ def _config(path: Path) -> Path:
     return path
 
 
-def _health(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=3) as resp:
-            return json.loads(resp.read())
-    except Exception:  # noqa: BLE001 - not up yet
-        return None
-
-
-def _password(home: Path) -> str | None:
-    path = home / "simple_auth_manager_passwords.json.generated"
-    try:
-        return json.loads(path.read_text()).get("admin")
-    except (OSError, ValueError):
-        return None
-
-
 def _tries(meta_dsn: str, run_id: str, task_id: str) -> list[tuple]:
     """Every try of a task (map_index, try_number, hostname, state): history plus the current one."""
     cols = "map_index, try_number, hostname, state"
-    return sorted(_meta(meta_dsn, f"SELECT {cols} FROM task_instance_history WHERE dag_id = %(d)s AND run_id = %(r)s "
-                                  f"AND task_id = %(t)s UNION ALL SELECT {cols} FROM task_instance "
-                                  "WHERE dag_id = %(d)s AND run_id = %(r)s AND task_id = %(t)s",
-                        {"d": DAG_ID, "r": run_id, "t": task_id}))
+    return sorted(meta_rows(meta_dsn, f"SELECT {cols} FROM task_instance_history WHERE dag_id = %(d)s "
+                                      f"AND run_id = %(r)s AND task_id = %(t)s UNION ALL SELECT {cols} "
+                                      "FROM task_instance WHERE dag_id = %(d)s AND run_id = %(r)s AND task_id = %(t)s",
+                            {"d": DAG_ID, "r": run_id, "t": task_id}))
 
 
 def _ranges(databases) -> dict[int, dict]:
@@ -231,7 +136,7 @@ def test_phase2_on_two_celery_workers_survives_a_killed_worker(celery_stack, dat
     write_stats(control_conn, end=datetime.now(UTC) + timedelta(minutes=20), minutes=100, attempts=1000,
                 success_pct=99.5, p95_ms=35)
 
-    _wait(f"{DAG_ID} to be parsed", lambda: DAG_ID in api.dag_ids(), 180, services, interval=2)
+    wait_until(f"{DAG_ID} to be parsed", lambda: DAG_ID in api.dag_ids(), 180, services, interval=2)
     api.unpause(DAG_ID)
     # a cap for the whole backfill shared by the ranges (~150 rows/s each) and small batches: every range
     # lasts ~10 s and checkpoints often, so a worker can be killed mid-range
@@ -252,11 +157,11 @@ def test_phase2_on_two_celery_workers_survives_a_killed_worker(celery_stack, dat
                 return m, jobs
         return None
 
-    killed_map_index, jobs = _wait("a range of worker-a to be mid-way", victim, 240, services, interval=0.3)
+    killed_map_index, jobs = wait_until("a range of worker-a to be mid-way", victim, 240, services, interval=0.3)
     backends = _backends_of(stack.services["worker-a"], databases)
     stack.services["worker-a"].kill()
     # a COMMIT the killed worker had already sent still lands: let its server sessions end, then read the checkpoints
-    _wait("the killed worker's sessions to end", lambda: not backends & _backend_pids(databases), 60,
+    wait_until("the killed worker's sessions to end", lambda: not backends & _backend_pids(databases), 60,
           [s for s in services if s.name != "worker-a"], interval=0.2)
     at_kill = _ranges(databases)
     lost = {m for m, _t, h, s in _tries(stack.meta_dsn, run_id, "backfill_range") if h == "worker-a" and s == "running"}
@@ -268,7 +173,7 @@ def test_phase2_on_two_celery_workers_survives_a_killed_worker(celery_stack, dat
         state = api.run_state(DAG_ID, run_id)
         return state if state in ("success", "failed") else None
 
-    state = _wait("the run to finish", finished, 300, survivors, interval=2)
+    state = wait_until("the run to finish", finished, 300, survivors, interval=2)
     tis = {(t["task_id"], t["map_index"]): t for t in api.task_instances(DAG_ID, run_id)}
     assert state == "success", {k: v["state"] for k, v in tis.items()}
 
@@ -280,7 +185,7 @@ def test_phase2_on_two_celery_workers_survives_a_killed_worker(celery_stack, dat
         mine = [(t, h, s) for mm, t, h, s in tries if mm == m]
         assert mine[0][:2] == (1, "worker-a") and mine[0][2] in ("failed", "up_for_retry"), mine
         assert mine[-1] == (2, "worker-b", "success"), mine
-    heartbeat_events = _meta(stack.meta_dsn, "SELECT map_index FROM log WHERE event = 'heartbeat timeout' "
+    heartbeat_events = meta_rows(stack.meta_dsn, "SELECT map_index FROM log WHERE event = 'heartbeat timeout' "
                                              "AND dag_id = %s AND run_id = %s", (DAG_ID, run_id))
     assert {m for (m,) in heartbeat_events} == lost, heartbeat_events
 
@@ -310,7 +215,7 @@ def test_phase2_on_two_celery_workers_survives_a_killed_worker(celery_stack, dat
     assert all(r["status"] == "done" and r["rows_read"] == r["rows_total"] for r in final.values()), final
 
     # the gates waited in the triggerer (deferred, no worker slot): their trigger logs carry its job id
-    (triggerer_job,) = _meta(stack.meta_dsn, "SELECT id FROM job WHERE job_type = 'TriggererJob'")[0]
+    (triggerer_job,) = meta_rows(stack.meta_dsn, "SELECT id FROM job WHERE job_type = 'TriggererJob'")[0]
     run_logs = stack.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
     for gate_task in ("dual_write_healthy", "dual_write_healthy_after_backfill"):
         assert tis[(gate_task, -1)]["state"] == "success"
@@ -329,7 +234,7 @@ def test_phase2_on_two_celery_workers_survives_a_killed_worker(celery_stack, dat
     assert states == {"phase2.flag.dual_write_enabled": "verified", "phase2.backfill.listings": "verified"}, states
 
     # the broker and the result backend were the real ones: Celery's task results sit in the Postgres metadata DB
-    (celery_results,) = _meta(stack.meta_dsn, "SELECT count(*) FROM celery_taskmeta")[0]
+    (celery_results,) = meta_rows(stack.meta_dsn, "SELECT count(*) FROM celery_taskmeta")[0]
     assert celery_results > 0
     assert stack.redis.alive()
     with pytest.raises(ServiceError):
