@@ -485,7 +485,7 @@ class Rehearsal:
         say(f"    write-cutover age: {age.get('status')} - {_short(age.get('reason'))}")
         say(f"    stop_old_writes: {_short(api.xcom(run.dag_id, run.run_id, 'stop_old_writes'), 300)}")
         result = api.xcom(run.dag_id, run.run_id, "archive_tables") or {}
-        for entry in result.get("archived") or []:
+        for entry in (s.get("details") or {} for s in result.get("steps") or []):
             say(f"    {entry.get('table')} -> {entry.get('archived')}, safe to drop after {entry.get('safe_drop_at')}")
             if entry.get("safe_drop_at"):
                 at = datetime.fromisoformat(entry["safe_drop_at"])

@@ -103,6 +103,13 @@ class ArchiveTableStep(Step):
     def before_state(self, ex: DdlExecutor) -> dict[str, Any]:
         return {"old_exists": ex.relation_exists(self.table), "archived_exists": ex.relation_exists(self.archived)}
 
+    def report(self, ex: DdlExecutor) -> dict[str, Any]:
+        """The archive and its dates as the table comment states them (the source of truth for drop)."""
+        dates = parse_archive_comment(_table_comment(ex, self.archived)) if ex.relation_exists(self.archived) else None
+        return {"table": str(self.table), "archived": str(self.archived),
+                "archived_at": dates[0].isoformat() if dates else None,
+                "safe_drop_at": dates[1].isoformat() if dates else None}
+
     def apply(self, ex: DdlExecutor) -> list[str]:
         old, arch = ex.relation_exists(self.table), ex.relation_exists(self.archived)
         if old and arch:

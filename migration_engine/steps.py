@@ -76,6 +76,11 @@ class Step(ABC):
     def problems(self, ex: DdlExecutor) -> list[str]:
         """Everything that is not as the step promises (empty = verified)."""
 
+    def report(self, ex: DdlExecutor) -> dict[str, Any]:
+        """Facts about the applied result worth returning to the caller (XCom), read from the database
+        after apply (so a re-run that sent nothing reports the same facts). Default: nothing."""
+        return {}
+
     def revert(self, ex: DdlExecutor, before: dict[str, Any]) -> list[str]:
         """Restore ``before`` through ``ex``; returns human notes. Steps without one refuse."""
         raise RevertRefused(f"{self.step_id} ({self.title}) has no automatic revert")
@@ -227,7 +232,8 @@ class StepRunner:
                                                   "lock_retries": ex.lock_retries})
                 raise
             result = StepResult(step.step_id, "apply", ex.recorded, notes, {
-                "lock_retries": ex.lock_retries, "invalid_indexes_rebuilt": ex.invalid_indexes_rebuilt})
+                "lock_retries": ex.lock_retries, "invalid_indexes_rebuilt": ex.invalid_indexes_rebuilt,
+                **step.report(self.executor(planning=True))})
             put_state(self.conn, self.schema, step_id=step.step_id, phase=step.phase, status="applied",
                       last_sql=_sql_text(ex.recorded) if result.changed else "",
                       details={**result.details, "error": None, "changed": result.changed})

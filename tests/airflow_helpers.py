@@ -41,3 +41,14 @@ def run_dag(dag_id: str, conf: dict | None = None):
     states = {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": ti.state
               for ti in dr.get_task_instances()}
     return dr.state, states
+
+
+def xcom(dag_run, task_id: str, map_index: int = -1):
+    """A task's return value in a finished (dag.test) run, read from the metadata DB."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id,
+                                                 map_indexes=map_index, key="return_value")).first()
+        return XComModel.deserialize_value(row) if row is not None else None

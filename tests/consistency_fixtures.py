@@ -18,6 +18,7 @@ import yaml
 from devtools.demo_copy import copy_active_listings
 from migration_engine import control
 from migration_engine.config import DEFAULT_CONFIG_PATH, MigrationConfig, parse_config
+from tests.airflow_helpers import xcom
 
 SCHEMA = "migration_control"
 EXTRA_KEY = 9_000_001  # a legacy id that no old row has
@@ -176,14 +177,6 @@ def run_dag_run(dag_id: str, conf: dict | None = None):
                 for ti in dr.get_task_instances()}
 
 
-def xcom(dag_run, task_id: str, map_index: int = -1):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id,
-                                                 map_indexes=map_index, key="return_value")).first()
-        return XComModel.deserialize_value(row) if row is not None else None
 
 
 def dry_run_changes_nothing(dbs, dag_id: str, conf: dict | None = None, *, ignore: tuple[str, ...] = ()):

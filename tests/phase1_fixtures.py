@@ -85,14 +85,6 @@ def run(dag_id: str, conf: dict | None = None):
     return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
 
 
-def xcom(dag_run, task_id: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id,
-                                                 key="return_value")).first()
-        return XComModel.deserialize_value(row) if row is not None else None
 
 
 def ledger(databases, action_prefix: str = "") -> list[tuple]:

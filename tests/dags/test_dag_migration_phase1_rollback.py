@@ -14,8 +14,9 @@ import pytest
 
 from migration_engine.airflow import approvals
 from migration_engine.config import load_config
+from tests.airflow_helpers import xcom
 from tests.hitl_helpers import Answer, ApprovalNeverRequested, UnexpectedApproval, run_dag_answering
-from tests.phase1_fixtures import PREP, ROLLBACK, apply_phase1, catalog_snapshot, diff, ledger, run, xcom
+from tests.phase1_fixtures import PREP, ROLLBACK, apply_phase1, catalog_snapshot, diff, ledger, run
 from tests.snapshots import snapshot, unchanged
 
 # method="thread": a hung dag.test() is not interrupted by the signal method

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from migration_engine.consistency import store
+from tests.airflow_helpers import xcom
 from tests.consistency_fixtures import (
     SCHEMA,
     dry_run_changes_nothing,
@@ -12,7 +13,6 @@ from tests.consistency_fixtures import (
     planned_sql,
     plant_faults,
     run_dag_run,
-    xcom,
 )
 
 pytestmark = pytest.mark.timeout(240)

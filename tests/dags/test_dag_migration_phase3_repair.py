@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.airflow_helpers import xcom
 from tests.backfill_fixtures import compare
 from tests.consistency_fixtures import (
     ROWS,
@@ -16,7 +17,6 @@ from tests.consistency_fixtures import (
     plant_repair_faults,
     run_dag_run,
     write_config,
-    xcom,
 )
 from tests.hitl_helpers import Answer, run_dag_answering
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from migration_engine.consistency import store
+from tests.airflow_helpers import xcom
 from tests.consistency_fixtures import (
     SCHEMA,
     SUITES,
@@ -12,7 +13,6 @@ from tests.consistency_fixtures import (
     make_config,
     planned_sql,
     run_dag_run,
-    xcom,
 )
 
 pytestmark = pytest.mark.timeout(300)

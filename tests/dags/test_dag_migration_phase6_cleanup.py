@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from migration_engine import cleanup
-from tests.airflow_helpers import run_dag
+from tests.airflow_helpers import run_dag, xcom
 from tests.cutover_fixtures import (
     flags,
     gate_rows,
@@ -68,6 +68,10 @@ def test_archive_rerun_noop_drop_refused_then_dropped(databases, airflow_db, fak
     assert [r[4] for r in records] == ["public.marketplace_listings_archived",
                                        "public.marketplace_listing_images_archived"]
     assert records[0][5]["safe_drop_at"] == safe_at.isoformat()
+    # the task reports each archive with the dates its comment states (what an operator or driver reads)
+    reported = {s["details"]["archived"]: s["details"] for s in xcom(run.dag_run, "archive_tables")["steps"]}
+    assert reported["public.marketplace_listings_archived"]["safe_drop_at"] == safe_at.isoformat()
+    assert set(reported) == {"public.marketplace_listings_archived", "public.marketplace_listing_images_archived"}
 
     # 2. re-run: a no-op - no approval asked, nothing renamed, no date or ledger entry changed
     before = ledger(databases)

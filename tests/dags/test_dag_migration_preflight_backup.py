@@ -17,7 +17,8 @@ import pytest
 from migration_engine import backup, backup_steps
 from migration_engine.config import load_config
 from migration_engine.steps import StepRunner
-from tests.phase1_fixtures import legacy_conn, run, xcom
+from tests.airflow_helpers import xcom
+from tests.phase1_fixtures import legacy_conn, run
 from tests.snapshots import snapshot, unchanged
 
 # method="thread": a hung dag.test() is not interrupted by the signal method
