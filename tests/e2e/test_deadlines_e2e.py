@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -49,6 +50,9 @@ def deadline_env(pg_cluster, airflow_db, fake_slack, tmp_path, monkeypatch):
     data["deadlines"] = {"consistency_hourly": "4s", "phase_runs": {"default": "12h"}, "reminder_poll": "1s"}
     path.write_text(yaml.safe_dump(data))
     monkeypatch.setenv("MIGRATION_CONFIG", str(path))
+    # each test stores the hourly DAG with its own deadlines: Airflow skips a serialized-DAG write within
+    # 30 s of the last one, so a second test would create its run from the first test's DAG version
+    monkeypatch.setenv("AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL", "0")
     monkeypatch.setenv("AIRFLOW_CONN_BREEDERHQ_DB", dsn)
     monkeypatch.setenv("AIRFLOW_CONN_MARKETPLACE_DB", dsn)
     return SimpleNamespace(dsn=dsn, tmp=tmp_path)
@@ -68,6 +72,14 @@ def _sync_paused_hourly_dag(overdue: timedelta = timedelta(seconds=4)):
         ("watch", timedelta(0)), ("overdue", overdue)]
     DagBundlesManager().sync_bundles_to_db()
     sync_bag_to_db(bag, "dags-folder", None)
+    from airflow.models.deadline_alert import DeadlineAlert as DeadlineAlertModel
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    with create_session() as session:  # the runs this test creates come from exactly this version
+        stored = SerializedDagModel.get_dag(HOURLY, session=session)
+        alerts = [session.get(DeadlineAlertModel, uuid.UUID(a)) if isinstance(a, str) else a for a in stored.deadline]
+        got = {a.name: (a.interval.get("__data__") if isinstance(a.interval, dict) else a.interval) for a in alerts}
+        assert got == {"watch": 0, "overdue": overdue.total_seconds()}, got
     with create_session() as session:
         session.execute(update(DagModel).where(DagModel.dag_id == HOURLY).values(is_paused=True))
 
