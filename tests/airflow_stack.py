@@ -26,23 +26,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from devtools.pgcluster import free_port
 from devtools.rehearsal import Airflow
 from devtools.services import Service, airflow, stop_all
-
-
-def meta_rows(dsn: str, text: str, params=None) -> list[tuple]:
-    """Rows of one query on a database (Airflow's metadata DB, typically)."""
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(text, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
+from tests.slack_fixtures import query
 
 
 def wait_until(what: str, check, timeout: float, services, interval: float = 0.5):
@@ -168,7 +157,7 @@ class AirflowStack:
         return wait_until(what, check, timeout, self.alive(), interval)
 
     def query(self, text: str, params=None) -> list[tuple]:
-        return meta_rows(self.meta_dsn, text, params)
+        return query(self.meta_dsn, text, params)
 
     # -- teardown ----------------------------------------------------------------------------------
     def close(self, artifacts_dir: Path) -> None:

@@ -24,9 +24,10 @@ import pytest
 
 from devtools.pgcluster import free_port
 from devtools.services import HOSTNAME_ENV, Redis, ServiceError, redis_server_binary
-from tests.airflow_stack import meta_rows, wait_until
+from tests.airflow_stack import wait_until
 from tests.backfill_fixtures import add_listings, compare
 from tests.gate_fixtures import SCHEMA, gate_rows, write_stats
+from tests.slack_fixtures import query
 
 DAG_ID = "migration_phase2_dual_write"
 WORKERS = ("worker-a", "worker-b")
@@ -88,7 +89,7 @@ def _config(path: Path) -> Path:
 def _tries(meta_dsn: str, run_id: str, task_id: str) -> list[tuple]:
     """Every try of a task (map_index, try_number, hostname, state): history plus the current one."""
     cols = "map_index, try_number, hostname, state"
-    return sorted(meta_rows(meta_dsn, f"SELECT {cols} FROM task_instance_history WHERE dag_id = %(d)s "
+    return sorted(query(meta_dsn, f"SELECT {cols} FROM task_instance_history WHERE dag_id = %(d)s "
                                       f"AND run_id = %(r)s AND task_id = %(t)s UNION ALL SELECT {cols} "
                                       "FROM task_instance WHERE dag_id = %(d)s AND run_id = %(r)s AND task_id = %(t)s",
                             {"d": DAG_ID, "r": run_id, "t": task_id}))
@@ -185,7 +186,7 @@ def test_phase2_on_two_celery_workers_survives_a_killed_worker(celery_stack, dat
         mine = [(t, h, s) for mm, t, h, s in tries if mm == m]
         assert mine[0][:2] == (1, "worker-a") and mine[0][2] in ("failed", "up_for_retry"), mine
         assert mine[-1] == (2, "worker-b", "success"), mine
-    heartbeat_events = meta_rows(stack.meta_dsn, "SELECT map_index FROM log WHERE event = 'heartbeat timeout' "
+    heartbeat_events = query(stack.meta_dsn, "SELECT map_index FROM log WHERE event = 'heartbeat timeout' "
                                              "AND dag_id = %s AND run_id = %s", (DAG_ID, run_id))
     assert {m for (m,) in heartbeat_events} == lost, heartbeat_events
 
@@ -215,7 +216,7 @@ def test_phase2_on_two_celery_workers_survives_a_killed_worker(celery_stack, dat
     assert all(r["status"] == "done" and r["rows_read"] == r["rows_total"] for r in final.values()), final
 
     # the gates waited in the triggerer (deferred, no worker slot): their trigger logs carry its job id
-    (triggerer_job,) = meta_rows(stack.meta_dsn, "SELECT id FROM job WHERE job_type = 'TriggererJob'")[0]
+    (triggerer_job,) = query(stack.meta_dsn, "SELECT id FROM job WHERE job_type = 'TriggererJob'")[0]
     run_logs = stack.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
     for gate_task in ("dual_write_healthy", "dual_write_healthy_after_backfill"):
         assert tis[(gate_task, -1)]["state"] == "success"
@@ -234,7 +235,7 @@ def test_phase2_on_two_celery_workers_survives_a_killed_worker(celery_stack, dat
     assert states == {"phase2.flag.dual_write_enabled": "verified", "phase2.backfill.listings": "verified"}, states
 
     # the broker and the result backend were the real ones: Celery's task results sit in the Postgres metadata DB
-    (celery_results,) = meta_rows(stack.meta_dsn, "SELECT count(*) FROM celery_taskmeta")[0]
+    (celery_results,) = query(stack.meta_dsn, "SELECT count(*) FROM celery_taskmeta")[0]
     assert celery_results > 0
     assert stack.redis.alive()
     with pytest.raises(ServiceError):

@@ -17,7 +17,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg2
 import pytest
 import yaml
 
@@ -25,6 +24,7 @@ from devtools.pgcluster import free_port
 from devtools.rehearsal import REHEARSAL_CONFIG
 from migration_engine.config import load_config, read_config_data
 from tests.session import _SESSION_DIR, ROOT
+from tests.slack_fixtures import query
 
 # What include/migration.rehearsal.yaml may change, and nothing else (each line says "rehearsal:").
 REHEARSAL_KEYS = {
@@ -95,16 +95,6 @@ def test_demo_application_flags_the_invoices_behind_marketplace_transactions(dat
     assert flagged == expected
 
 
-def _query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 @pytest.mark.timeout(600, method="thread")
 def test_rehearsal_runs_the_whole_migration_on_the_demo():
     demo_dir = _SESSION_DIR / "rehearsal-demo"  # traversable by the postgres user (pytest's tmp_path is not)
@@ -131,43 +121,43 @@ def test_rehearsal_runs_the_whole_migration_on_the_demo():
 
         legacy = f"postgresql://postgres@127.0.0.1:{pg_port}/breederhq"
         new = f"postgresql://postgres@127.0.0.1:{pg_port}/marketplace"
-        flags = dict(_query(legacy, "SELECT name, value FROM migration_control.feature_flags"))
+        flags = dict(query(legacy, "SELECT name, value FROM migration_control.feature_flags"))
         assert flags == {"write_to_new": True, "read_new_pct": 100, "dual_write_enabled": False,
                          "keep_old_sync": False, "shadow_read_pct": 0, "maintenance_mode": False}, flags
 
-        actions = dict(_query(legacy, "SELECT action, count(*) FROM migration_control.audit_ledger GROUP BY 1"))
+        actions = dict(query(legacy, "SELECT action, count(*) FROM migration_control.audit_ledger GROUP BY 1"))
         for action, n in {"backup.manifest": 1, "phase1.completed": 1, "phase2_backfill_complete": 1,
                           "phase4_validated": 1, "read_rollout.baseline": 1, "read_rollout.step_passed": 4,
                           "approval.approved": 4, "cleanup.archived": 2, "cleanup.dropped": 1}.items():
             assert actions.get(action) == n, (action, actions)
         assert "read_rollout.rolled_back" not in actions and "approval.rejected" not in actions
-        approvers = _query(legacy, "SELECT DISTINCT actor FROM migration_control.audit_ledger "
+        approvers = query(legacy, "SELECT DISTINCT actor FROM migration_control.audit_ledger "
                                    "WHERE action = 'approval.approved'")
         assert approvers == [("admin (admin)",)]  # answered over the REST API as the demo's admin
-        changes = _query(legacy, "SELECT target, details->>'new' FROM migration_control.audit_ledger "
+        changes = query(legacy, "SELECT target, details->>'new' FROM migration_control.audit_ledger "
                                  "WHERE action = 'set_flag' ORDER BY id")
         assert ("shadow_read_pct", "100") in changes and ("write_to_new", "true") in changes
         assert [c[1] for c in changes if c[0] == "read_new_pct"] == ["10", "25", "50", "100"]
 
-        runs = _query(legacy, "SELECT kind, status, dag_id FROM migration_control.consistency_runs ORDER BY id")
+        runs = query(legacy, "SELECT kind, status, dag_id FROM migration_control.consistency_runs ORDER BY id")
         assert runs == [("diff", "passed", "migration_phase3_data_migration"),
                         ("full", "passed", "migration_phase4_validation")]
-        gates = _query(legacy, "SELECT gate, status FROM migration_control.gate_results "
+        gates = query(legacy, "SELECT gate, status FROM migration_control.gate_results "
                                "WHERE gate = 'drop_archived_tables' ORDER BY id")
         assert [g[1] for g in gates] == ["failed", "passed"]  # refused before the safe-drop date, then allowed
 
         # the old tables were archived (renamed) and, after the retention, dropped with the legacy column
-        archived = _query(legacy, "SELECT details->>'table', details->>'archived_table' FROM "
+        archived = query(legacy, "SELECT details->>'table', details->>'archived_table' FROM "
                                   "migration_control.audit_ledger WHERE action = 'cleanup.archived' ORDER BY id")
         assert archived == [("public.marketplace_listings", "public.marketplace_listings_archived"),
                             ("public.marketplace_listing_images", "public.marketplace_listing_images_archived")]
         for name in ("public.marketplace_listings", "public.marketplace_listings_archived",
                      "public.marketplace_listing_images_archived"):
-            assert _query(legacy, "SELECT to_regclass(%s)", (name,)) == [(None,)], name
-        assert _query(legacy, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'invoices' "
+            assert query(legacy, "SELECT to_regclass(%s)", (name,)) == [(None,)], name
+        assert query(legacy, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'invoices' "
                               "AND column_name = 'legacy_marketplace_id'") == [(0,)]
         # the application kept working on the new tables: listings written after the old ones went away
-        (after,) = _query(new, "SELECT count(*) FROM marketplace.service_listings WHERE legacy_listing_id IS NULL")
+        (after,) = query(new, "SELECT count(*) FROM marketplace.service_listings WHERE legacy_listing_id IS NULL")
         assert after[0] > 0
 
         slack = [json.loads(line) for line in (demo_dir / "slack-messages.jsonl").read_text().splitlines()]
