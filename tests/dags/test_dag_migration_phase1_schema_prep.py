@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 
 from migration_engine.config import load_config
+from tests.airflow_helpers import xcom
 from tests.phase1_fixtures import (
     PREP,
     apply_phase1,
@@ -27,7 +28,6 @@ from tests.phase1_fixtures import (
     plan_sql,
     run,
     write_config,
-    xcom,
 )
 from tests.snapshots import snapshot, unchanged
 
