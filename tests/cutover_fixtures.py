@@ -268,3 +268,24 @@ def old_vs_new(databases) -> list[tuple]:
         if row[4] == "ACTIVE" and old_id not in linked:
             problems.append(("old in-scope row without a live new row", old_id, row))
     return problems
+
+
+# --- phase 5: fast windows shared by the checklist and cutover tests --------------------------
+INTERVAL_S = 1.0
+
+
+def cutover_overrides(tmp_path) -> dict:
+    """Windows, holds and intervals of seconds: the phase-5 checklist and rollout in a test's time."""
+    return {
+        "backup": {"dir": str(tmp_path / "backups"), "verify_restore": False},
+        "dual_write": {"poke_interval": "1s", "min_attempts": 50, "max_gap": "10m"},
+        "cutover": {
+            "dual_write_window": "10m", "shadow_window": "10m", "shadow_min_reads": 100,
+            "consistency_max_age": "10m", "backup_max_age": "10m", "checklist_timeout": "30s",
+            "check_interval": f"{int(INTERVAL_S * 1000)}ms", "min_requests_per_check": 4,
+            "baseline_window": "2m", "max_inconclusive_checks": 3, "flag_propagation": "300ms",
+            "rollout": [{"pct": 10, "hold": "4s"}, {"pct": 25, "hold": "3s"}, {"pct": 50, "hold": "3s"},
+                        {"pct": 100, "hold": "3s"}],
+            "keep_old_sync": "2s",
+        },
+    }

@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.cutover_fixtures import (
+    INTERVAL_S,
     Traffic,
+    cutover_overrides,
     flags,
     gate_rows,
     ledger,
@@ -38,23 +40,6 @@ def _read_heavy():
 
 
 READ_HEAVY = _read_heavy()
-INTERVAL_S = 1.0
-
-
-def overrides(tmp_path) -> dict:
-    return {
-        "backup": {"dir": str(tmp_path / "backups"), "verify_restore": False},
-        "dual_write": {"poke_interval": "1s", "min_attempts": 50, "max_gap": "10m"},
-        "cutover": {
-            "dual_write_window": "10m", "shadow_window": "10m", "shadow_min_reads": 100,
-            "consistency_max_age": "10m", "backup_max_age": "10m", "checklist_timeout": "30s",
-            "check_interval": f"{int(INTERVAL_S * 1000)}ms", "min_requests_per_check": 4,
-            "baseline_window": "2m", "max_inconclusive_checks": 3, "flag_propagation": "300ms",
-            "rollout": [{"pct": 10, "hold": "4s"}, {"pct": 25, "hold": "3s"}, {"pct": 50, "hold": "3s"},
-                        {"pct": 100, "hold": "3s"}],
-            "keep_old_sync": "2s",
-        },
-    }
 
 
 # --- the DAG -------------------------------------------------------------------------------
@@ -87,7 +72,7 @@ def _pct_changes(databases) -> list:
 
 def test_healthy_rollout_reaches_100_and_writes_move_after_approval(databases, airflow_db, fake_slack, tmp_path,
                                                                     monkeypatch):
-    cfg = write_config(tmp_path, monkeypatch, overrides(tmp_path))
+    cfg = write_config(tmp_path, monkeypatch, cutover_overrides(tmp_path))
     prepare_for_cutover(databases, cfg)
     traffic = Traffic(databases, rate=150, mix=READ_HEAVY).start()
     try:
@@ -119,7 +104,7 @@ def test_healthy_rollout_reaches_100_and_writes_move_after_approval(databases, a
 
 def test_error_spike_at_25_percent_rolls_back_within_one_interval(databases, airflow_db, fake_slack, tmp_path,
                                                                    monkeypatch):
-    cfg = write_config(tmp_path, monkeypatch, overrides(tmp_path))
+    cfg = write_config(tmp_path, monkeypatch, cutover_overrides(tmp_path))
     prepare_for_cutover(databases, cfg)
     traffic = Traffic(databases, rate=150, mix=READ_HEAVY).start()
     injected: dict = {}
@@ -181,7 +166,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(databases, airflow_db, fake
     from tests.airflow_helpers import run_dag
     from tests.snapshots import snapshot, unchanged
 
-    cfg = write_config(tmp_path, monkeypatch, overrides(tmp_path))
+    cfg = write_config(tmp_path, monkeypatch, cutover_overrides(tmp_path))
     prepare_control(databases)
     set_flags(databases, dual_write_enabled=True)
     before = {side: snapshot(dsn) for side, dsn in (("legacy", databases.legacy_dsn), ("new", databases.new_dsn))}

@@ -6,25 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.cutover_fixtures import prepare_control, take_backup, write_config
-
-INTERVAL_S = 1.0
-
-
-def overrides(tmp_path) -> dict:
-    return {
-        "backup": {"dir": str(tmp_path / "backups"), "verify_restore": False},
-        "dual_write": {"poke_interval": "1s", "min_attempts": 50, "max_gap": "10m"},
-        "cutover": {
-            "dual_write_window": "10m", "shadow_window": "10m", "shadow_min_reads": 100,
-            "consistency_max_age": "10m", "backup_max_age": "10m", "checklist_timeout": "30s",
-            "check_interval": f"{int(INTERVAL_S * 1000)}ms", "min_requests_per_check": 4,
-            "baseline_window": "2m", "max_inconclusive_checks": 3, "flag_propagation": "300ms",
-            "rollout": [{"pct": 10, "hold": "4s"}, {"pct": 25, "hold": "3s"}, {"pct": 50, "hold": "3s"},
-                        {"pct": 100, "hold": "3s"}],
-            "keep_old_sync": "2s",
-        },
-    }
+from tests.cutover_fixtures import cutover_overrides, prepare_control, take_backup, write_config
 
 
 def test_read_error_rate_gate_window_mode_and_backup_gate(databases, tmp_path, monkeypatch):
@@ -33,7 +15,7 @@ def test_read_error_rate_gate_window_mode_and_backup_gate(databases, tmp_path, m
     from migration_engine.cutover.checklist import pre_cutover_backup
     from migration_engine.gates.runner import resolve
 
-    cfg = write_config(tmp_path, monkeypatch, overrides(tmp_path))
+    cfg = write_config(tmp_path, monkeypatch, cutover_overrides(tmp_path))
     prepare_control(databases)
     evaluator, _ = resolve("read_error_rate")
     now = datetime.now(UTC)
