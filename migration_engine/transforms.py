@@ -3,9 +3,9 @@
 One model (``ColumnMap``'s ``cast``/``scale``/``default``/``concat``/``json_object``/``expression``,
 shapes in :mod:`migration_engine.transform_settings`) drives:
 
-* the backfill's legacy SELECT list (``backfill/sqlgen.py``: :func:`forward`, mode ``write``);
-* the consistency diff's old-side values (``consistency/plan.py``: :func:`forward`, mode
-  ``compare``, cast to the new column's type so both sides render alike);
+* the backfill's legacy SELECT list (``backfill/sqlgen.py``: :func:`forward`);
+* the consistency diff's old-side values (``consistency/plan.py``: :func:`forward`, cast to the
+  new column's type so both sides render alike);
 * shadow comparisons (``consistency/shadow.py``: the diff's own row queries for given keys);
 * rollback scenario 3's reverse sync (``rollback/reverse.py``/``sync.py``): :func:`inverse`
   computes old values from a new row on the new server, :func:`forward` on the legacy server
@@ -41,7 +41,7 @@ from migration_engine import transform_settings as ts
 from migration_engine.config import ColumnMap, Entity
 from migration_engine.errors import MigrationError
 
-Mode = Literal["write", "compare"]
+Mode = Literal["write", "exact"]
 TRANSFORM_KEYS = ("cast", "scale", "default", "concat", "json_object", "expression")
 
 
@@ -113,7 +113,7 @@ def _scaled(value: sql.Composable, scale: ts.Scale, who: str, slot: str, mode: M
     if r == "half_even":
         return Expr(sql.SQL("CASE WHEN abs({v} - trunc({v})) = 0.5 THEN trunc({v}) + CASE WHEN mod(trunc({v}), 2) = 0 "
                             "THEN 0 ELSE sign({v}) END ELSE round({v}) END").format(v=v))
-    if mode == "compare":   # the exact product: a fraction never equals a whole new value, so it is reported
+    if mode == "exact":     # the unrounded product: the backfill plan lists the rows with a fraction
         return Expr(v)
     # rounding: error. Plain SQL has no RAISE; a failing cast of a message is the error, and it names the column.
     msg = f"{slot}_msg"
@@ -129,7 +129,8 @@ def forward(cm: ColumnMap, alias: str, slot: str, *, base: sql.Composable | None
     ``base``: the caller's expression for a mapped column (the backfill raises on an unmapped
     value, the diff yields NULL); otherwise :func:`source`. ``slot`` prefixes the parameter names
     (start it with ``zdm_`` for the diff). ``mode``: ``write`` refuses a fraction under
-    ``rounding: error``; ``compare`` keeps it, so it shows up as a difference.
+    ``rounding: error`` (in every user: a row the mapping refuses cannot be copied, compared or
+    synced back); ``exact`` gives the unrounded product instead (the backfill plan's check).
     """
     src = source(cm, alias, slot) if base is None else Expr(base)
     value, params = src.sql, dict(src.params)
@@ -222,7 +223,7 @@ def _probe_value(cm: ColumnMap, alias: str, slot: str) -> Expr:
     col = sql.Identifier(alias, cm.old)
     if cm.lookup is not None:
         return Expr(col)
-    return forward(cm, alias, slot, mode="compare",
+    return forward(cm, alias, slot,
                    base=sql.SQL("CAST({} AS text)").format(col) if cm.map is not None else None)
 
 

@@ -137,7 +137,7 @@ def _check_fractions(legacy, es: EntitySql) -> None:
             continue
         tpl = sqlfiles.load("backfill/fractional_values.sql")
         value = transforms.forward(c.model_copy(update={"cast": None, "default": None}), "src", f"zdm_t{i}",
-                                   mode="compare")
+                                   mode="exact")
         with legacy.cursor() as cur:
             cur.execute(tpl.compose(**es.old_ids(), value=value.sql), {**es.scope_params, **value.params})
             rows = cur.fetchall()

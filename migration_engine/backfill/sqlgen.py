@@ -98,7 +98,7 @@ class EntitySql:
                                            name=sql.Placeholder(f"map_name_{i}"))
         if c.lookup is not None or not transforms.has_transform(c):
             return transforms.Expr(base)
-        return transforms.forward(c, "src", f"zdm_t{i}", base=None if c.map is None else base, mode="write")
+        return transforms.forward(c, "src", f"zdm_t{i}", base=None if c.map is None else base)
 
     def select_list(self) -> sql.Composed:
         return sql.SQL(", ").join(self._value(i, c).sql for i, c in enumerate(self.entity.columns))

@@ -234,13 +234,13 @@ def build_entity_plan(cfg: MigrationConfig, name: str, old_conn, new_conn) -> En
         columns.append(cm.new)
         if cm.lookup is None and transforms.has_transform(cm):
             # The transform's value (map first, if any), cast to the new column's type: both sides
-            # then render equal values identically. A fraction under rounding: error stays a fraction.
+            # then render equal values identically. A fraction under rounding: error is refused, naming the column.
             base = None
             if cm.map is not None:
                 placeholder = f"zdm_value_map_{len(maps)}"
                 maps[placeholder] = json.dumps(cm.map, sort_keys=True)
                 base = fragment("consistency/expr/value_map.sql", column=cm.old, value_map=sql.Placeholder(placeholder))
-            expr = transforms.as_type(transforms.forward(cm, "t", f"zdm_t{i}", base=base, mode="compare"),
+            expr = transforms.as_type(transforms.forward(cm, "t", f"zdm_t{i}", base=base),
                                       new_types[cm.new])
             maps.update(expr.params)
             problem = _probe(old_conn, e, expr, maps)

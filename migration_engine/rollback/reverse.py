@@ -120,7 +120,7 @@ class ReverseMapping:
         params: dict[str, Any] = {}
         for c in self.transformed:
             i = self._index[c.new]
-            fwd = transforms.forward(c, "t", f"zdm_f{i}", base=_value_map(c, i, params), mode="compare")
+            fwd = transforms.forward(c, "t", f"zdm_f{i}", base=_value_map(c, i, params))
             if c.new in new_types:
                 fwd = transforms.as_type(fwd, new_types[c.new])
             items.append(sql.SQL("{} AS {}").format(fwd.sql, sql.Identifier(self._fwd_alias(c))))
