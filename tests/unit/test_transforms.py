@@ -390,3 +390,22 @@ def test_the_backfill_plan_refuses_a_cast_the_server_cannot_do_naming_the_column
         legacy.close()
         new.close()
     assert orders.query("legacy", "SELECT count(*) FROM migration_control.backfill_runs")[0][0] == 0
+
+
+def test_constants_are_bound_values_even_with_percent_signs_and_quotes(databases):
+    from psycopg2 import sql
+
+    from migration_engine import transforms
+    from migration_engine.config import ColumnMap
+
+    cm = ColumnMap.model_validate({"new": "label", "concat": {"columns": ["a", "b"], "separator": "% '"},
+                                   "default": "100%"})
+    e = transforms.forward(cm, "src", "zdm_t0")
+    q = sql.SQL("SELECT {} FROM (VALUES ('x', 'y'), ('x', NULL), (NULL, NULL)) AS src(a, b)").format(e.sql)
+    conn = databases.connect("legacy")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(q, e.params)
+            assert [r[0] for r in cur.fetchall()] == ["x% 'y", "x", "100%"]
+    finally:
+        conn.close()
