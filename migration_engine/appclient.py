@@ -136,6 +136,14 @@ class ControlClient:
             if not matched and key is not None and len(self._mismatch_examples) < 100:
                 self._mismatch_examples.append((entity, str(key), cohort, diffs or {}))
 
+    def record_shadow_reads(self, entity: str, keys: list[Any], diffs: dict[Any, dict], *,
+                            cohort: str = "all") -> None:
+        """Record one shadow comparison per key from ``consistency.shadow.ShadowComparer.compare``
+        (``diffs``: the keys that differ -> what differs), so the application compares with the
+        config's transforms computed by the servers instead of a copy of the mapping of its own."""
+        for key in keys:
+            self.record_shadow_read(entity, matched=key not in diffs, cohort=cohort, key=key, diffs=diffs.get(key))
+
     def record_request(self, entity: str, *, operation: str, path: str, ok: bool,
                        latency_ms: float | None = None) -> None:
         if operation not in ("read", "write") or path not in ("old", "new"):

@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from migration_engine import paths
+from migration_engine import transform_settings as ts
 from migration_engine.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = paths.default_config_path()
@@ -144,16 +145,30 @@ class Lookup(Strict):
 
 
 class ColumnMap(Strict):
+    """One new column and how its value comes from the old row; the transforms are described in
+    ``transform_settings`` (shapes, order, combination rules) and docs/transforms.md."""
+
     new: Ident
-    old: Ident
+    old: Ident | None = Field(None, description=ts.FIELD_DESCRIPTIONS["old"])
     map: dict[str, str] | None = None
     lookup: Lookup | None = None
+    cast: ts.CastType | None = Field(None, description=ts.FIELD_DESCRIPTIONS["cast"])
+    scale: ts.Scale | None = Field(None, description=ts.FIELD_DESCRIPTIONS["scale"])
+    default: str | int | float | bool | None = Field(None, description=ts.FIELD_DESCRIPTIONS["default"])
+    concat: ts.Concat | None = Field(None, description=ts.FIELD_DESCRIPTIONS["concat"])
+    json_object: dict[ts.JsonKey, ts.Ident] | None = Field(None, description=ts.FIELD_DESCRIPTIONS["json_object"])
+    expression: ts.ExpressionRef | None = Field(None, description=ts.FIELD_DESCRIPTIONS["expression"])
+    inverse: dict[ts.Ident, ts.ExpressionRef] | ts.ExpressionName | None = Field(
+        None, description=ts.FIELD_DESCRIPTIONS["inverse"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_old(cls, value: Any) -> Any:
+        return ts.fill_old(value)
 
     @model_validator(mode="after")
     def _one_transform(self) -> ColumnMap:
-        if self.map is not None and self.lookup is not None:
-            raise ValueError(f"column {self.new!r}: use either 'map' or 'lookup', not both")
-        return self
+        return ts.check(self)
 
 
 class Scope(Strict):

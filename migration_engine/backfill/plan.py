@@ -22,7 +22,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from migration_engine import control, control_schema, sqlfiles
+from migration_engine import control, control_schema, sqlfiles, transforms
 from migration_engine.backfill import store
 from migration_engine.backfill.settings import BackfillError, as_record
 from migration_engine.backfill.sqlgen import EntitySql
@@ -119,6 +119,38 @@ def _check_maps(legacy, es: EntitySql) -> None:
                             "(add them to the column's map):\n  " + "\n  ".join(problems))
 
 
+def _check_transforms(legacy, es: EntitySql) -> None:
+    """The legacy server can compute every transformed column (planned with WHERE false, nothing read)."""
+    if not any(transforms.has_transform(c) for c in es.entity.columns):
+        return
+    try:
+        transforms.probe_output_types(legacy, es.entity, path=f"entities.{es.name}")
+    except transforms.TransformError as exc:
+        raise BackfillError(f"entity {es.name}: {exc}") from None
+
+
+def _check_fractions(legacy, es: EntitySql) -> None:
+    """A ``scale`` with ``rounding: error`` refuses fractions: name the in-scope rows that have one."""
+    problems = []
+    for i, c in enumerate(es.entity.columns):
+        if c.scale is None or c.scale.rounding != "error":
+            continue
+        tpl = sqlfiles.load("backfill/fractional_values.sql")
+        value = transforms.forward(c.model_copy(update={"cast": None, "default": None}), "src", f"zdm_t{i}",
+                                   mode="exact")
+        with legacy.cursor() as cur:
+            cur.execute(tpl.compose(**es.old_ids(), value=value.sql), {**es.scope_params, **value.params})
+            rows = cur.fetchall()
+        if rows:
+            problems.append(f"column {c.old} -> {c.new} (scale by {c.scale.by}, rounding: error): "
+                            + ", ".join(f"{es.entity.key} {k} gives {v}" for k, v in rows)
+                            + (" (first 20)" if len(rows) == 20 else ""))
+    legacy.commit()
+    if problems:
+        raise BackfillError(f"entity {es.name}: in-scope values do not scale to whole numbers (fix the rows or "
+                            "choose a rounding):\n  " + "\n  ".join(problems))
+
+
 def _check_lookups(legacy, new, es: EntitySql) -> list[str]:
     warnings = []
     for c in es.entity.columns:
@@ -211,6 +243,8 @@ def propose(legacy, new, cfg: MigrationConfig, entity_name: str, s: Backfill, *,
     _check_key(legacy, es)
     _check_version_column(es, s)
     _check_maps(legacy, es)
+    _check_transforms(legacy, es)
+    _check_fractions(legacy, es)
     warnings = _check_lookups(legacy, new, es)
     for w in warnings:
         log.warning("backfill plan %s: %s", entity_name, w)

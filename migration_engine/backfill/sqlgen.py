@@ -5,7 +5,9 @@ on the entity's mapping in the config (which columns, which are value-mapped, wh
 Those lists are built from ``psycopg2.sql`` objects only - identifiers quoted by
 ``sql.Identifier``, values bound as named placeholders - exactly like the application simulator's
 column lists. The only SQL text in this module are the three expression shapes a mapping can
-have (a column, a mapped column, a looked-up column) and the join that resolves a lookup.
+have (a column, a mapped column, a looked-up column) and the join that resolves a lookup; value
+transforms (cast, scale, default, concat, json_object, expression) are composed by
+``migration_engine.transforms`` into the legacy SELECT, so the stage receives finished values.
 
 Stage layout (legacy COPY output = stage table columns, in this order):
     legacy id | one column per config column (new name): plain -> the old value,
@@ -20,7 +22,7 @@ from typing import Any
 
 from psycopg2 import sql
 
-from migration_engine import sqlfiles
+from migration_engine import sqlfiles, transforms
 from migration_engine.config import Entity
 
 STAGE_PREFIX = "backfill_stage_"
@@ -67,7 +69,7 @@ class EntitySql:
         not mapped plainly (then every new row counts as in scope, the consistency diff's rule)."""
         scope = self.entity.scope
         for c in self.entity.columns if scope else ():
-            if c.old == scope.column and c.lookup is None:
+            if c.old == scope.column and c.lookup is None and not transforms.has_transform(c):
                 values = [c.map.get(v, v) for v in scope.values] if c.map is not None else list(scope.values)
                 return {"scoped": True, "scope_values": values, "new_scope_column": c.new}
         return {"scoped": False, "scope_values": [], "new_scope_column": self.entity.legacy_id_column}
@@ -76,25 +78,30 @@ class EntitySql:
         return [(i, c) for i, c in enumerate(self.entity.columns) if c.lookup is not None]
 
     def map_params(self) -> dict[str, Any]:
+        """Bound values of the select list: value maps and the transforms' constants."""
         out: dict[str, Any] = {}
         for i, c in enumerate(self.entity.columns):
             if c.map is not None:
                 out[f"map_{i}"] = json.dumps(c.map)
                 out[f"map_name_{i}"] = c.old
+            out.update(self._value(i, c).params)
         return out
 
     # -- legacy side ---------------------------------------------------------------------------
+    def _value(self, i: int, c) -> transforms.Expr:
+        """One column's value in the legacy SELECT: the old column, its value map, then its transform."""
+        col = sql.Identifier("src", c.old)
+        base: sql.Composable = col
+        if c.map is not None:
+            base = sql.SQL(_MAPPED).format(col=col, map=sql.Placeholder(f"map_{i}"),
+                                           unmapped=sql.Identifier(self.control_schema, "backfill_unmapped"),
+                                           name=sql.Placeholder(f"map_name_{i}"))
+        if c.lookup is not None or not transforms.has_transform(c):
+            return transforms.Expr(base)
+        return transforms.forward(c, "src", f"zdm_t{i}", base=None if c.map is None else base)
+
     def select_list(self) -> sql.Composed:
-        unmapped = sql.Identifier(self.control_schema, "backfill_unmapped")
-        items = []
-        for i, c in enumerate(self.entity.columns):
-            col = sql.Identifier("src", c.old)
-            if c.map is not None:
-                items.append(sql.SQL(_MAPPED).format(col=col, map=sql.Placeholder(f"map_{i}"),
-                                                     unmapped=unmapped, name=sql.Placeholder(f"map_name_{i}")))
-            else:
-                items.append(col)
-        return sql.SQL(", ").join(items)
+        return sql.SQL(", ").join(self._value(i, c).sql for i, c in enumerate(self.entity.columns))
 
     def read_batch(self, cur, *, after_key: int, range_hi: int, limit: int) -> str:
         """The exact ``COPY (SELECT ...) TO STDOUT`` text for one page (values inlined by mogrify)."""

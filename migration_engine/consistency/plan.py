@@ -18,9 +18,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg2
 from psycopg2 import sql
 
-from migration_engine import sqlfiles
+from migration_engine import sqlfiles, transform_settings, transforms
 from migration_engine.config import Entity, MigrationConfig, TableRef
 from migration_engine.consistency.results import ConsistencyError
 
@@ -55,6 +56,19 @@ def primary_key(conn, table: TableRef) -> list[tuple[str, str]]:
         sqlfiles.run(cur, "consistency/primary_key.sql",
                      params={"schema_name": table.schema_name, "table_name": table.table})
         return [(name, udt) for name, udt in cur.fetchall()]
+
+
+def _probe(conn, e: Entity, expr: transforms.Expr, params: dict[str, Any]) -> str | None:
+    """Can the legacy server compute this transformed value (``WHERE false``: planned, nothing read)?"""
+    tpl = sqlfiles.load("common/probe_expression.sql")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(tpl.compose(value=expr.sql, table=ident(e.old_table), alias="t"), {**params, **expr.params})
+    except psycopg2.Error as exc:
+        return f"the legacy server refuses its transform: {(exc.diag.message_primary or str(exc)).strip()}"
+    finally:
+        conn.rollback()
+    return None
 
 
 def _phase1_hint(cfg: MigrationConfig, table: TableRef, column: str) -> str:
@@ -175,6 +189,8 @@ def _new_scope(entity: Entity) -> tuple[Scope | None, str | None]:
     for cm in entity.columns:
         if cm.old != entity.scope.column:
             continue
+        if transforms.has_transform(cm):
+            break
         if cm.lookup is not None:
             break
         if cm.map is None:
@@ -194,7 +210,8 @@ def build_entity_plan(cfg: MigrationConfig, name: str, old_conn, new_conn) -> En
     if name not in cfg.entities:
         raise ConsistencyError(f"unknown entity {name!r}; the config has {sorted(cfg.entities)}")
     e = cfg.entities[name]
-    old_needed = [e.key] + [c.old for c in e.columns] + ([e.scope.column] if e.scope else [])
+    old_needed = [e.key] + [s for c in e.columns for s in transform_settings.sources(c)] + (
+        [e.scope.column] if e.scope else [])
     new_needed = [e.new_key, e.legacy_id_column] + [c.new for c in e.columns]
     old_cols = require_columns(old_conn, cfg, "legacy", e.old_table, old_needed)
     new_cols = require_columns(new_conn, cfg, "new", e.new_table, new_needed)
@@ -212,8 +229,26 @@ def build_entity_plan(cfg: MigrationConfig, name: str, old_conn, new_conn) -> En
     lookups: dict[str, str] = {}
     maps: dict[str, str] = {}  # placeholder -> the value map as JSON (bound, not inlined)
     problems = []
-    for cm in e.columns:
+    new_types = transforms.column_types(new_conn, e.new_table)
+    for i, cm in enumerate(e.columns):
         columns.append(cm.new)
+        if cm.lookup is None and transforms.has_transform(cm):
+            # The transform's value (map first, if any), cast to the new column's type: both sides
+            # then render equal values identically. A fraction under rounding: error is refused, naming the column.
+            base = None
+            if cm.map is not None:
+                placeholder = f"zdm_value_map_{len(maps)}"
+                maps[placeholder] = json.dumps(cm.map, sort_keys=True)
+                base = fragment("consistency/expr/value_map.sql", column=cm.old, value_map=sql.Placeholder(placeholder))
+            expr = transforms.as_type(transforms.forward(cm, "t", f"zdm_t{i}", base=base),
+                                      new_types[cm.new])
+            maps.update(expr.params)
+            problem = _probe(old_conn, e, expr, maps)
+            if problem:
+                problems.append(f"column {cm.new} (entities.{name}.columns[{i}]): {problem}")
+            old_values.append(expr.sql)
+            new_values.append(sql.Identifier("n", cm.new))
+            continue
         if cm.map is not None:
             if family(new_cols[cm.new]) != "text":
                 problems.append(f"{e.new_table}.{cm.new} is {new_cols[cm.new]} but its value map produces text")

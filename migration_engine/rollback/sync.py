@@ -43,7 +43,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from migration_engine import sqlfiles
+from migration_engine import sqlfiles, transforms
 from migration_engine.config import MigrationConfig, TableRef
 from migration_engine.cutover.activity import qualified
 from migration_engine.errors import MigrationError, Refused
@@ -123,15 +123,28 @@ class ReverseSync:
         self.max_examples = max_examples or cfg.consistency.max_reported_keys
         self._sequence: str | None = None
         self._sequence_checked = False
+        self._column_types: tuple[dict[str, str], dict[str, str]] | None = None
 
     # -- reads --------------------------------------------------------------------------------
+    def _types(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The old and new tables' column types (what transformed values are cast to), read once."""
+        if self._column_types is None:
+            self._column_types = (transforms.column_types(self.legacy, self.entity.old_table),
+                                  transforms.column_types(self.new, self.entity.new_table))
+            self.legacy.rollback()
+            self.new.rollback()
+        return self._column_types
+
     def _new_batch(self, after: Any, first: bool) -> list[dict[str, Any]]:
         e = self.entity
+        extra, extra_params = self.rev.new_select(self._types()[0]) if self.rev.transformed else ([], {})
+        tpl = sqlfiles.load("rollback/new_rows_batch.sql")
+        params = {"first_batch": first, "after": after, "batch_size": self.batch_size}
+        tpl.check_params(params)
         with self.new.cursor() as cur:
-            sqlfiles.run(cur, "rollback/new_rows_batch.sql",
-                         {"table": _t(e.new_table), "new_key": e.new_key, "legacy_id": e.legacy_id_column,
-                          "columns": _list(self.rev.new_columns)},
-                         {"first_batch": first, "after": after, "batch_size": self.batch_size})
+            cur.execute(tpl.compose(table=_t(e.new_table), new_key=e.new_key, legacy_id=e.legacy_id_column,
+                                    columns=sql.SQL(", ").join([_list(self.rev.new_columns), *extra])),
+                        {**params, **extra_params})
             rows = _fetch_dicts(cur)
         self.new.rollback()
         return rows
@@ -162,10 +175,12 @@ class ReverseSync:
         if not keys:
             return {}
         e = self.entity
+        extra, extra_params = self.rev.old_select(self._types()[1]) if self.rev.transformed else ([], {})
+        tpl = sqlfiles.load("rollback/old_rows_by_keys.sql")
         with self.legacy.cursor() as cur:
-            sqlfiles.run(cur, "rollback/old_rows_by_keys.sql",
-                         {"table": _t(e.old_table), "key": e.key, "columns": _list(self.rev.old_columns)},
-                         {"keys": list(keys)})
+            cur.execute(tpl.compose(table=_t(e.old_table), key=e.key,
+                                    columns=sql.SQL(", ").join([_list(self.rev.old_columns), *extra])),
+                        {"keys": list(keys), **extra_params})
             rows = _fetch_dicts(cur)
         return {r[e.key]: r for r in rows}
 
@@ -254,6 +269,9 @@ class ReverseSync:
                     stats.linked_now += 1
             linked = [r for r in rows if r[e.legacy_id_column] is not None]
             old = self.old_rows([r[e.legacy_id_column] for r in linked])
+            if self.rev.transformed:  # an old row that already transforms into the new value is kept as it is
+                expected.update({r[e.new_key]: self.rev.to_old(r, inverse, old.get(r[e.legacy_id_column]))
+                                 for r in linked})
             for r in linked:
                 key, want = r[e.legacy_id_column], expected[r[e.new_key]]
                 have = old.get(key)
@@ -289,6 +307,33 @@ class ReverseSync:
     def _example(self, stats: SyncStats, example: dict[str, Any]) -> None:
         if len(stats.examples) < self.max_examples:
             stats.examples.append({k: str(v) for k, v in example.items()})
+
+
+def probe_reverse(cfg: MigrationConfig, entity_name: str, legacy, new) -> list[str]:
+    """Can both servers compute the reverse sync's transformed values? (``WHERE false``: nothing read.)
+
+    For the pre-flight: an inverse file naming a column the new table lacks, or a cast back that
+    Postgres refuses, is named before maintenance mode goes on, not in the middle of the sync."""
+    e = cfg.entities[entity_name]
+    rev = ReverseMapping(e, entity_name)
+    if not rev.transformed:
+        return []
+    old_types, new_types = transforms.column_types(legacy, e.old_table), transforms.column_types(new, e.new_table)
+    problems = []
+    tpl = sqlfiles.load("common/probe_expression.sql")
+    for conn, (items, params), table, alias, side in (
+            (new, rev.new_select(old_types), e.new_table, "n", "new"),
+            (legacy, rev.old_select(new_types), e.old_table, "t", "legacy")):
+        try:
+            with conn.cursor() as cur:
+                cur.execute(tpl.compose(value=sql.SQL(", ").join(items), table=_t(table), alias=alias), params)
+        except psycopg2.Error as exc:
+            problems.append(f"{entity_name}: the {side} database refuses the transformed columns "
+                            f"{[c.new for c in rev.transformed]} of the reverse sync: "
+                            f"{(exc.diag.message_primary or str(exc)).strip()}")
+        finally:
+            conn.rollback()
+    return problems
 
 
 def _line(key: Any, values: dict[str, Any] | None, columns: list[str]) -> bytes:

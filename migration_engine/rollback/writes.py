@@ -63,6 +63,7 @@ from migration_engine.rollback.sync import (
     find_orphans,
     key_sequence,
     missing_keys,
+    probe_reverse,
     removal_sql,
     remove_orphans,
     too_many,
@@ -217,11 +218,15 @@ def _preflight(s: Session, *, record: bool = True) -> dict[str, Any]:
         except ValueError as exc:
             problems.append(str(exc))
             continue
+        problems += probe_reverse(cfg, name, s.legacy, s.new)
+        defaults = {c.new: str(c.default).lower() if isinstance(c.default, bool) else str(c.default)
+                    for c in e.columns if c.default is not None}
         for col, inverse in rev.inverse.items():
+            known = sorted(inverse) + ([defaults[col]] if col in defaults else [])  # the default goes back as NULL
             with s.new.cursor() as cur:
                 sqlfiles.run(cur, "rollback/unmapped_values.sql",
                              {"table": (e.new_table.schema_name, e.new_table.table), "column": col},
-                             {"known_values": sorted(inverse)})
+                             {"known_values": known})
                 unknown = [r[0] for r in cur.fetchall()]
             s.new.rollback()
             if unknown:

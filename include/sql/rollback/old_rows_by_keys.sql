@@ -1,4 +1,6 @@
--- Rollback scenario 3: the old-table rows with the given keys ("{columns}": the mapped old columns).
+-- Rollback scenario 3: the old-table rows with the given keys ("{columns}": the mapped old columns,
+-- then each transformed column's forward value computed from the row "t", so an old row that
+-- already stands for the new value is kept as it is).
 SELECT "{key}", "{columns}"
-FROM "{table}"
+FROM "{table}" AS t
 WHERE "{key}" = ANY(@keys);
