@@ -403,3 +403,93 @@ def test_page_renders_without_data():
     # no Airflow runs given: "unknown", never guessed from the control tables
     assert html.count('data-state="unknown"><div class="phase-head">') == len(phases.PHASE_DAGS)
     assert (w.now - timedelta(hours=1)) == view["windows"]["recent_start"]
+
+
+# --- Data Docs ------------------------------------------------------------------------------
+@pytest.fixture
+def docs_site(tmp_path, monkeypatch):
+    """A GX Data Docs site in ``consistency.data_docs_dir`` (two runs of one suite), a secret beside it,
+    and a symlink inside it that leads out."""
+    import yaml
+
+    from migration_engine.config import DEFAULT_CONFIG_PATH
+
+    gx = tmp_path / "shared" / "gx"
+    site = gx / "uncommitted" / "data_docs" / "local_site"
+    (site / "expectations").mkdir(parents=True)
+    (site / "index.html").write_text("<html>GX index</html>")
+    (site / "expectations" / "listings_row_parity.html").write_text("<html>suite</html>")
+    for run, stamp, text in (("hourly-1", "20261201T120155.717380Z", "old run"),
+                             ("hourly-2", "20261201T130001.000001Z", "new run")):
+        d = site / "validations" / "listings_row_parity" / run / stamp
+        d.mkdir(parents=True)
+        (d / "zdm_legacy-findings_listings_row_parity.html").write_text(f"<html>{text}</html>")
+    (site / "validations" / "never_run").mkdir()
+    (tmp_path / "shared" / "secret.txt").write_text("api-server secret")
+    (site / "escape").symlink_to(tmp_path / "shared")
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data.setdefault("consistency", {})["data_docs_dir"] = str(gx)
+    cfg_path = tmp_path / "migration.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("MIGRATION_CONFIG", str(cfg_path))
+    return site
+
+
+def test_data_docs_latest_per_suite_and_traversal_refused(docs_site):
+    from migration_engine.dashboard import datadocs
+
+    found = {s.suite: s for s in datadocs.suites(docs_site)}
+    assert set(found) == {"listings_row_parity", "never_run"}
+    latest = found["listings_row_parity"]
+    assert latest.run_name == "hourly-2" and latest.validations == 2
+    assert latest.latest.startswith("validations/listings_row_parity/hourly-2/")
+    assert found["never_run"].latest is None
+    assert datadocs.resolve(docs_site, "").name == "index.html"
+    assert datadocs.resolve(docs_site, latest.latest).read_text() == "<html>new run</html>"
+    for bad in ("../secret.txt", "../../../../etc/passwd", "/etc/passwd", "expectations/../../secret.txt",
+                "escape/secret.txt", ".hidden", "a\\..\\b", "x\x00y", "a" * 2000):
+        with pytest.raises(datadocs.DataDocsRefused):
+            datadocs.resolve(docs_site, bad)
+    with pytest.raises(datadocs.DataDocsNotFound, match="no Data Docs page"):
+        datadocs.resolve(docs_site, "validations/nope.html")
+    with pytest.raises(datadocs.DataDocsNotFound, match="has not been validated yet"):
+        datadocs.latest_page(docs_site, "never_run")
+    with pytest.raises(datadocs.DataDocsRefused):
+        datadocs.latest_page(docs_site, "../x")
+    with pytest.raises(datadocs.DataDocsNotFound, match="consistency.data_docs_dir must be shared"):
+        datadocs.resolve(docs_site / "missing", "index.html")
+
+
+def test_data_docs_routes(databases, client, docs_site):
+    index = client.get("/migration/data-docs/")
+    assert index.status_code == 200 and "listings_row_parity" in index.text and str(docs_site) in index.text
+    assert 'href="latest/listings_row_parity"' in index.text and "not validated yet" in index.text
+    latest = client.get("/migration/data-docs/latest/listings_row_parity", follow_redirects=False)
+    assert latest.status_code == 307 and latest.headers["location"].startswith(
+        "../site/validations/listings_row_parity/hourly-2/")
+    page_resp = client.get("/migration/data-docs/latest/listings_row_parity")
+    assert page_resp.status_code == 200 and page_resp.text == "<html>new run</html>"
+    # served sandboxed: GX's scripts cannot use the viewer's Airflow session
+    assert page_resp.headers["content-security-policy"].startswith("sandbox")
+    assert page_resp.headers["x-content-type-options"] == "nosniff"
+    assert page_resp.headers["content-type"].startswith("text/html")
+    assert client.get("/migration/data-docs/latest/never_run").status_code == 404
+    for bad in ("%2e%2e/secret.txt", "..%2Fsecret.txt", "escape/secret.txt", "%2Fetc%2Fpasswd"):
+        resp = client.get("/migration/data-docs/site/" + bad)
+        assert resp.status_code in (400, 404) and "api-server secret" not in resp.text, (bad, resp.text)
+    assert client.get("/migration/data-docs/site/%2e%2e/secret.txt").status_code == 400
+    assert client.get("/migration/data-docs/site/nope.html").status_code == 404
+
+
+def test_consistency_alert_links_the_served_data_docs_not_a_worker_file():
+    from migration_engine.config import load_config
+    from migration_engine.consistency import alerting
+    from migration_engine.dashboard import DATA_DOCS_PATH, URL_PREFIX
+
+    assert alerting.DATA_DOCS_ROUTE == URL_PREFIX + DATA_DOCS_PATH + "/"
+    cfg = load_config()
+    summary = {"status": "failed", "checked": 3, "failed_checks": ["listings_row_parity"], "checks": [],
+               "data_docs": "/var/lib/worker-7/gx/uncommitted/data_docs/local_site/index.html"}
+    _title, text, _figures = alerting.alert_content(cfg, summary)
+    assert f"Data Docs (latest per suite): {cfg.slack.airflow_base_url.rstrip('/')}/migration/data-docs/" in text
+    assert "worker-7" not in text and "file://" not in text
