@@ -428,7 +428,7 @@ def _gate_item(g: dict[str, Any]) -> str:
         when += " · the run is over: nobody waits on this any more"
     measured = ", ".join(f"{k.replace('_', ' ')} {fmt_value(v)}" for k, v in g["measured"].items())
     return (f'<li data-gate="{escape(g["gate"])}" data-status="{escape(g["status"])}">'
-            f'{badge(g["status"])} <b>{escape(g["title"])}</b>: '
+            f'{badge("none", "Was waiting") if g["stale"] else badge(g["status"])} <b>{escape(g["title"])}</b>: '
             f'<span class="gate-reason">{escape(g["reason"] or "(no reason recorded)")}</span>'
             + (f'<div class="sub">{escape("; ".join(bits))}</div>' if bits else "")
             + f'<div class="sub">{when}</div>'
