@@ -370,6 +370,9 @@ def test_month_of_per_minute_stats_stays_bounded_and_indexed(databases, client):
         "path_totals": {"window_start": w.window_start, "window_end": w.window_end, "recent_start": w.recent_start},
         "gates_latest": {},
         "audit_recent": {"max_rows": 25},
+        # why a failed run failed: bounded by the run's start/end on the ledger's time index
+        "run_failure_audit": {"since": now - timedelta(hours=1), "until": now, "dag_id": "migration_phase2_dual_write",
+                              "run_id": "manual__1"},
     }
     with conn.cursor() as cur:
         for name, params in queries.items():
