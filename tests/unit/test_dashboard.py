@@ -496,3 +496,18 @@ def test_consistency_alert_links_the_served_data_docs_not_a_worker_file():
     _title, text, _figures = alerting.alert_content(cfg, summary)
     assert f"Data Docs (latest per suite): {cfg.slack.airflow_base_url.rstrip('/')}/migration/data-docs/" in text
     assert "worker-7" not in text and "file://" not in text
+
+
+def test_latest_runs_reads_airflow_and_a_dry_run_does_not_decide(databases, airflow_db):
+    """The plugin's ORM read on a real metadata DB: the latest real run decides, a newer dry run is named."""
+    from migration_engine.airflow.dashboard_app import latest_runs
+    from tests.airflow_helpers import run_dag
+
+    assert run_dag("migration_setup")[0] == "success"
+    assert run_dag("migration_setup", {"dry_run": True})[0] == "success"
+    got = latest_runs(["migration_setup", "migration_never_ran"])
+    assert got["available"] and got["error"] is None and list(got["runs"]) == ["migration_setup"]
+    run = got["runs"]["migration_setup"]
+    assert run["state"] == "success" and not run["dry_run"] and run["newer_dry_run"]
+    assert run["newer_dry_run"] != run["run_id"] and run["start_date"] <= run["end_date"]
+    assert {t["state"] for t in run["tasks"]} == {"success"} and len(run["tasks"]) >= 3
