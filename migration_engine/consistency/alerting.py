@@ -23,6 +23,17 @@ from migration_engine.config import MigrationConfig
 log = logging.getLogger(__name__)
 
 
+# The dashboard plugin serves the Data Docs here, behind the Airflow login (migration_engine.dashboard:
+# URL_PREFIX + DATA_DOCS_PATH; the dashboard imports this package, so the path is repeated, and a test
+# keeps the two equal).
+DATA_DOCS_ROUTE = "/migration/data-docs/"
+
+
+def data_docs_link(cfg: MigrationConfig) -> str:
+    """Where on-call opens the latest Data Docs per suite: the Airflow UI's host, not a worker's file."""
+    return cfg.slack.airflow_base_url.rstrip("/") + DATA_DOCS_ROUTE
+
+
 def dedup_key(cfg: MigrationConfig) -> str:
     return f"consistency:{cfg.name}"
 
@@ -35,7 +46,7 @@ def alert_content(cfg: MigrationConfig, summary: dict[str, Any]) -> tuple[str, s
     title = f"Consistency check failed: {len(failing)} of {summary.get('checked', '?')} checks ({cfg.name})"
     text = describe_failure(summary, cfg.consistency.max_reported_keys)
     if summary.get("data_docs"):
-        text += f"\nData Docs: {summary['data_docs']}"
+        text += f"\nData Docs (latest per suite): {data_docs_link(cfg)}"
     figures: dict[str, Any] = {"run": summary.get("run_pk"), "status": summary.get("status"),
                                "failing checks": ", ".join(failing) or "-"}
     for c in summary.get("checks", []):

@@ -23,3 +23,6 @@ URL_PREFIX = "/migration"
 PAGE_PATH = "/dashboard"
 DATA_PATH = "/dashboard/data"
 UI_ROUTE = "migration-health"
+DATA_DOCS_PATH = "/data-docs"
+"""Data Docs: ``/data-docs/`` lists each suite's latest validation; ``/data-docs/site/<path>`` serves
+the GX site; ``/data-docs/latest/<suite>`` redirects to the suite's newest validation page."""

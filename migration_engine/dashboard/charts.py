@@ -18,6 +18,9 @@ COLORS = {
     "none": "#e0e0e0", "unknown": "#9e9e9e",
 }
 SERIES_COLORS = ("#1565c0", "#6a1b9a", "#00838f", "#ef6c00")
+# viewBox width: the page scales every chart to the section's full width (CSS width: 100%), so this
+# sets the aspect ratio and the text size at a 1280-1920 px window (about 1:1 at 1280 px).
+CHART_WIDTH = 1200
 
 
 @dataclass
@@ -124,8 +127,8 @@ def line_chart(
     y_floor: float | None = 0.0,
     y_ceil: float | None = None,
     decimals: int = 2,
-    width: int = 760,
-    height: int = 230,
+    width: int = CHART_WIDTH,
+    height: int = 240,
 ) -> str:
     """A line chart; ``None`` values break the line (a gap in the data stays visible)."""
     n = len(labels)
@@ -178,7 +181,7 @@ def line_chart(
 
 
 def status_strip(*, chart_id: str, title: str, cells: Sequence[tuple[str, str, str]],
-                 width: int = 760, height: int = 64) -> str:
+                 width: int = CHART_WIDTH, height: int = 64) -> str:
     """One coloured cell per slot: (label, status, tooltip). For hourly pass/fail results."""
     n = max(len(cells), 1)
     left, right = 52, 96
@@ -198,7 +201,8 @@ def status_strip(*, chart_id: str, title: str, cells: Sequence[tuple[str, str, s
     return "".join(parts)
 
 
-def rollout_gauge(*, chart_id: str, pct: float, steps: Sequence[int], width: int = 760, height: int = 70) -> str:
+def rollout_gauge(*, chart_id: str, pct: float, steps: Sequence[int], width: int = CHART_WIDTH,
+                  height: int = 70) -> str:
     """Read rollout: the share of reads served by the new tables, with the configured steps."""
     left, right = 52, 96
     w = width - left - right
@@ -211,7 +215,7 @@ def rollout_gauge(*, chart_id: str, pct: float, steps: Sequence[int], width: int
     for step in steps:
         x = left + w * step / 100
         reached = pct >= step
-        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="6" y2="36" stroke="#424242" stroke-width="1.5"/>'
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="6" y2="36" class="step" stroke-width="1.5"/>'
                      f'<text x="{x:.1f}" y="{height - 14}" text-anchor="middle" class="tick">'
                      f'{"&#10003; " if reached else ""}{step}%</text>')
     parts.append(f'<text x="{left + w + 8}" y="26" class="big">{pct:g}%</text></svg>')

@@ -8,11 +8,11 @@ in the stats (the application stopped reporting) must show as a gap, not as a st
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from migration_engine.config import MigrationConfig
+from migration_engine.dashboard import phases
 from migration_engine.dashboard.queries import Windows
 
 # Status vocabulary shared by the page (colours) and the JSON endpoint.
@@ -309,94 +309,13 @@ def consistency_section(raw: dict[str, Any]) -> dict[str, Any]:
             "latest": finished[0] if finished else (runs[0] if runs else None)}
 
 
-_NUM_RE = re.compile(r"(\d+)")
+def build(raw: dict[str, Any], cfg: MigrationConfig, airflow: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole view model (also the JSON endpoint's body).
 
-
-def _natural(key: str) -> list:
-    return [int(p) if p.isdigit() else p for p in _NUM_RE.split(key)]
-
-
-def phase_state(step_statuses: list[str]) -> str:
-    """One word for a phase from its steps' statuses (step_state.status vocabulary)."""
-    s = set(step_statuses)
-    if not s:
-        return "not started"
-    if "failed" in s:
-        return "failed"
-    if s == {"verified"}:
-        return "done"
-    if s == {"reverted"}:
-        return "reverted"
-    if s <= {"pending"}:
-        return "pending"
-    return "in progress"
-
-
-def gate_state(gates: list[dict[str, Any]]) -> str:
-    statuses = {g["status"] for g in gates}
-    for status in ("failed", "critical", "warning", "waiting"):
-        if status in statuses:
-            return status
-    return "passed" if statuses else "none"
-
-
-# The seed's six phases; steps (step_state.phase, e.g. "phase1") and gates (gate_results.dag_id, e.g.
-# "migration_phase2_dual_write") are grouped by the number in their name.
-PHASES = {1: "Schema preparation", 2: "Dual-write", 3: "Data migration", 4: "Validation", 5: "Cutover",
-          6: "Cleanup"}
-_PHASE_RE = re.compile(r"phase[_-]?(\d+)", re.IGNORECASE)
-
-
-def phase_key(name: str) -> str:
-    """``phase<N>`` for anything naming one of the six phases, else the name itself (other DAGs)."""
-    m = _PHASE_RE.search(name or "")
-    if m and int(m.group(1)) in PHASES:
-        return f"phase{int(m.group(1))}"
-    return name or "(no DAG)"
-
-
-def _phase_order(key: str) -> tuple:
-    m = re.fullmatch(r"phase(\d+)", key)
-    return (0, int(m.group(1))) if m else (1, _natural(key))
-
-
-def phases_section(raw: dict[str, Any]) -> list[dict[str, Any]]:
-    """The six phases (always listed) plus any other DAG that evaluated gates, with steps and gates."""
-    now = raw["windows"].now
-    groups: dict[str, dict[str, Any]] = {}
-
-    def group(key: str) -> dict[str, Any]:
-        if key not in groups:
-            m = re.fullmatch(r"phase(\d+)", key)
-            title = f"Phase {m.group(1)}: {PHASES[int(m.group(1))]}" if m else key
-            groups[key] = {"phase": key, "title": title, "steps": [], "gates": []}
-        return groups[key]
-
-    for n in PHASES:
-        group(f"phase{n}")
-    for step in raw["steps"]:
-        group(phase_key(step["phase"]))["steps"].append(step)
-    for gate in raw["gates"]:
-        at = gate["evaluated_at"]
-        group(phase_key(gate["dag_id"] or ""))["gates"].append(
-            {**gate, "age_seconds": None if at is None else max(0.0, (now - at).total_seconds())})
-    out = []
-    for key in sorted(groups, key=_phase_order):
-        g = groups[key]
-        counts: dict[str, int] = {}
-        for step in g["steps"]:
-            counts[step["status"]] = counts.get(step["status"], 0) + 1
-        updated = [s["updated_at"] for s in g["steps"]] + [x["evaluated_at"] for x in g["gates"]]
-        state = phase_state([s["status"] for s in g["steps"]])
-        if state == "not started" and g["gates"]:
-            state = "in progress"  # a phase DAG is waiting on its gates before its first step
-        out.append({**g, "state": state, "step_counts": counts, "gate_state": gate_state(g["gates"]),
-                    "updated_at": max(updated) if updated else None})
-    return out
-
-
-def build(raw: dict[str, Any], cfg: MigrationConfig) -> dict[str, Any]:
-    """The whole view model (also the JSON endpoint's body)."""
+    ``airflow``: the phase DAGs' latest runs from the Airflow layer (``phases.phases_section``);
+    without it every phase's state is "unknown" (never guessed from the control tables).
+    """
+    airflow = airflow or {"available": False, "error": "Airflow's DAG runs were not read", "runs": {}}
     w: Windows = raw["windows"]
     flags = {f["name"]: f["value"] for f in raw["flags"]}
     return {
@@ -412,7 +331,9 @@ def build(raw: dict[str, Any], cfg: MigrationConfig) -> dict[str, Any]:
         "shadow": shadow_section(raw, cfg, flags),
         "read_rollout": read_rollout_section(raw, cfg, flags),
         "write_cutover": write_cutover_section(raw, cfg, flags),
-        "phases": phases_section(raw),
+        "airflow": {"available": bool(airflow.get("available")), "error": airflow.get("error"),
+                    "base_url": airflow.get("base_url") or ""},
+        "phases": phases.phases_section(raw, airflow),
         "alerts": raw["alerts"],
         "audit": raw["audit"],
     }

@@ -34,6 +34,7 @@ MAX_AUDIT_ROWS = 25
 MAX_MISMATCH_ROWS = 10
 MAX_ALERT_ROWS = 20
 MAX_CONSISTENCY_ROWS = 200
+MAX_FAILED_RUNS = 20
 
 
 class DashboardUnavailable(MigrationError):
@@ -119,8 +120,29 @@ def _consistency(cur, schema: str, w: Windows) -> dict[str, Any]:
             "time_column": time_column, "runs": runs}
 
 
-def fetch(conn, schema: str, now: datetime) -> dict[str, Any]:
+def run_failures(cur, schema: str, failed: list[dict[str, Any]], now: datetime) -> dict[str, dict[str, Any]]:
+    """Why each failed run failed, from what the engine recorded during it (``phases.failure_reason``):
+    the ledger's failure entries of the run, and the failure alerts of its failed tasks."""
+    from migration_engine.alerts import callback_dedup_key
+
+    out: dict[str, dict[str, Any]] = {}
+    for run in failed[:MAX_FAILED_RUNS]:
+        since = run.get("start_date") or now - ROLLING_WINDOW
+        audit = _query(cur, "run_failure_audit", schema, since=since, until=run.get("end_date") or now,
+                       dag_id=run["dag_id"], run_id=run["run_id"])
+        keys = {callback_dedup_key("task_failure", run["dag_id"], t): t for t in run["task_ids"]}
+        alerts = []
+        if keys:
+            for row in _query(cur, "task_failure_alerts", schema, keys=list(keys)):
+                alerts.append({**row, "task_id": keys[row["dedup_key"]]})
+        out[run["dag_id"]] = {"audit": audit, "alerts": alerts}
+    return out
+
+
+def fetch(conn, schema: str, now: datetime, failed_runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything the dashboard shows, as plain rows (see ``model.build``).
+
+    ``failed_runs``: the latest DAG runs that failed (``phases.failed_runs``); their reasons are read.
 
     ``conn`` must be a fresh psycopg2 connection (its session is switched to read-only); it is
     left with its transaction rolled back.
@@ -159,6 +181,7 @@ def fetch(conn, schema: str, now: datetime) -> dict[str, Any]:
                 "alerts": _query(cur, "alerts_open", schema, max_rows=MAX_ALERT_ROWS),
                 "audit": _query(cur, "audit_recent", schema, max_rows=MAX_AUDIT_ROWS),
                 "consistency": _consistency(cur, schema, w),
+                "run_failures": run_failures(cur, schema, failed_runs or [], w.now),
             }
     finally:
         conn.rollback()

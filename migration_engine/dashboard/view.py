@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from migration_engine.dashboard import model, queries
+from migration_engine.dashboard import model, phases, queries
 from migration_engine.dashboard.queries import DashboardUnavailable
 
 __all__ = ["APPLICATION_NAME", "DashboardUnavailable", "load_view"]
@@ -21,8 +21,11 @@ log = logging.getLogger(__name__)
 APPLICATION_NAME = "migration-dashboard"
 
 
-def load_view(now: datetime | None = None) -> dict[str, Any]:
-    """Read the config and the control schema; any failure becomes a DashboardUnavailable naming it."""
+def load_view(now: datetime | None = None, airflow: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read the config and the control schema; any failure becomes a DashboardUnavailable naming it.
+
+    ``airflow``: the phase DAGs' latest runs, read by the Airflow layer (see ``phases``).
+    """
     import psycopg2
 
     from migration_engine import db
@@ -34,7 +37,8 @@ def load_view(now: datetime | None = None) -> dict[str, Any]:
         raise DashboardUnavailable(str(exc)) from exc
     try:
         with db.connection(cfg.connections.legacy, application_name=APPLICATION_NAME) as conn:
-            raw = queries.fetch(conn, cfg.control_schema, now or datetime.now(UTC))
+            raw = queries.fetch(conn, cfg.control_schema, now or datetime.now(UTC),
+                                failed_runs=phases.failed_runs(airflow or {}))
     except db.MissingConnectionError as exc:
         raise DashboardUnavailable(str(exc)) from exc
     except psycopg2.Error as exc:
@@ -43,4 +47,4 @@ def load_view(now: datetime | None = None) -> dict[str, Any]:
             f"reading the control schema {cfg.control_schema!r} through connection "
             f"{cfg.connections.legacy!r} failed: {str(exc).strip() or type(exc).__name__}"
         ) from exc
-    return model.build(raw, cfg)
+    return model.build(raw, cfg, airflow)
