@@ -181,10 +181,12 @@ def test_a_database_newer_than_the_code_is_refused(databases):
     conn = databases.connect("legacy")
     control_schema.upgrade(conn, SCHEMA)
     databases.query("legacy", f"INSERT INTO {SCHEMA}.schema_version (version, name, checksum, applied_by) "
-                              "VALUES (%s, %s, 'x', 'newer code')", (LATEST + 1, f"{LATEST + 1:03d}_from_the_future.sql"))
+                              "VALUES (%s, %s, 'x', 'newer code')",
+                    (LATEST + 1, f"{LATEST + 1:03d}_from_the_future.sql"))
     for call in (control_schema.upgrade, control_schema.require_current):
         with pytest.raises(control_schema.ControlSchemaTooNew,
-                           match=rf"at version {LATEST + 1}, newer than this code knows \(latest {LATEST}\).*_from_the_future"):
+                           match=rf"at version {LATEST + 1}, newer than this code knows \(latest {LATEST}\)"
+                                 r".*_from_the_future"):
             call(conn, SCHEMA)
     conn.close()
 
