@@ -4,6 +4,8 @@ Routes (relative to the plugin's ``url_prefix``, ``/migration``):
 
 * ``GET /dashboard``       the HTML page (shown inside the Airflow UI by the plugin's external view)
 * ``GET /dashboard/data``  the same figures as JSON (``migration_engine.dashboard.view.load_view``)
+* ``GET /dashboard/performance``       the database performance page (``migration_engine.perf``)
+* ``GET /dashboard/performance/data``  its figures as JSON (``migration_engine.perf.view.load_perf_view``)
 
 Both require an authenticated Airflow user (``GetUserDep``: the UI's session cookie or an
 ``Authorization: Bearer <JWT>`` from ``POST /auth/token``); without one Airflow answers 401/403.
@@ -25,6 +27,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from migration_engine.dashboard import DATA_PATH, PAGE_PATH, URL_PREFIX, page
 from migration_engine.dashboard.view import DashboardUnavailable, load_view
+from migration_engine.perf import DATA_PATH as PERF_DATA_PATH
+from migration_engine.perf import PAGE_PATH as PERF_PAGE_PATH
 
 __all__ = ["URL_PREFIX", "create_app", "router"]
 
@@ -46,6 +50,30 @@ def dashboard_data(user: GetUserDep) -> JSONResponse:
     try:
         view = load_view()
     except DashboardUnavailable as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+    return JSONResponse(jsonable_encoder(view))
+
+
+@router.get(PERF_PAGE_PATH, response_class=HTMLResponse, summary="Database performance of both databases (HTML)")
+def performance_page(user: GetUserDep) -> HTMLResponse:
+    from migration_engine.perf import page as perf_page
+    from migration_engine.perf.view import PerfUnavailable, load_perf_view
+
+    try:
+        view = load_perf_view()
+    except PerfUnavailable as exc:
+        return HTMLResponse(perf_page.render_error(str(exc)), status_code=503)
+    # Relative to the page's URL (<prefix>/dashboard/performance), like the dashboard's own links.
+    return HTMLResponse(perf_page.render(view, data_url="performance/data", dashboard_url="../dashboard"))
+
+
+@router.get(PERF_DATA_PATH, summary="Database performance figures (JSON)")
+def performance_data(user: GetUserDep) -> JSONResponse:
+    from migration_engine.perf.view import PerfUnavailable, load_perf_view
+
+    try:
+        view = load_perf_view()
+    except PerfUnavailable as exc:
         return JSONResponse({"detail": str(exc)}, status_code=503)
     return JSONResponse(jsonable_encoder(view))
 

@@ -373,7 +373,8 @@ def render(view: dict[str, Any], *, data_url: str = "dashboard/data", refresh_se
         f'<div class="sub">Control schema <code>{escape(view["control_schema"])}</code> via connection '
         f'<code>{escape(view["connection"])}</code>; generated {escape(fmt_time(view["generated_at"]))}'
         + (f"; refreshes every {int(refresh_seconds)} s" if refresh_seconds else "")
-        + f'; <a href="{escape(data_url)}">JSON</a></div>'
+        + f'; <a href="{escape(data_url)}">JSON</a>'
+        '; <a href="dashboard/performance" id="link-performance">database performance</a></div>'
     )
     body = "".join([
         header, _cards(view), _dual_write(view), _consistency(view), _shadow(view), _read_rollout(view),

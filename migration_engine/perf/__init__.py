@@ -12,3 +12,9 @@ and the figures the metrics emitter sends (docs/performance.md, docs/metrics.md)
 * ``figures``  - the gate / backfill / shadow / path / database figures the Airflow layer emits as
   metrics (``migration_engine/airflow/metrics.py``).
 """
+
+# Routes of the page, relative to the dashboard plugin's prefix (cheap to import: the plugin module
+# and every task process import this package).
+PAGE_PATH = "/dashboard/performance"
+DATA_PATH = "/dashboard/performance/data"
+UI_ROUTE = "migration-db-performance"

@@ -56,6 +56,10 @@ def entity_tables(cfg: MigrationConfig, side: str) -> dict[tuple[str, str], str]
     return out
 
 
+def _minutes(td: timedelta) -> str:
+    return f"{td.total_seconds() / 60:g} min"
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
@@ -118,13 +122,17 @@ class PerfSample(Step):
                                   {"window_start": at - p.interval, "window_end": at + timedelta(minutes=1)})
             per_table = latency.app_table_latency(rows, entity_tables(self.cfg, side))
             source = "app_stats"
-            reading.figures["latency_interval"] = {"since": (at - p.interval).isoformat(),
-                                                   "basis": f"the application's path_stats over {p.interval}"}
+            reading.figures["latency_interval"] = {
+                "since": (at - p.interval).isoformat(),
+                "basis": f"the application's path_stats over the last {_minutes(p.interval)}"}
             if per_table:
-                reading.unavailable.pop("latency", None)
+                reading.unavailable.pop("latency", None)  # measured by the app instead: nothing is missing
             else:
-                reading.unavailable.setdefault("latency", "not available: no pg_stat_statements and the "
-                                                          "application reported no path_stats in the interval")
+                why = reading.unavailable.get("latency", "not available: pg_stat_statements is not used "
+                                                         "(perf.latency_source: app_stats)")
+                reading.unavailable["latency"] = (
+                    f"{why}; and the application reported no path_stats for this database's tables in the last "
+                    f"{_minutes(p.interval)} (the fallback)")
                 source = "none"
         tables: dict[str, dict[str, Any]] = {}
         for t in reading.tables:

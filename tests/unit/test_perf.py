@@ -3,6 +3,8 @@ Postgres (pg_stat_statements preloaded, see tests/conftest.py), the view model a
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -193,3 +195,85 @@ def test_a_bad_interval_is_refused_naming_the_key():
 
     with pytest.raises(ConfigError, match=r"perf\.interval: Value error, must be at least 1m"):
         parse_config({**read_config_data(), "perf": {"interval": "10s"}})
+
+
+# --- the page: view model, HTML and the plugin's routes ------------------------------------------
+@contextmanager
+def _client():
+    """The dashboard plugin's app as the api-server mounts it, with Airflow's login check stubbed (the
+    real login is covered by tests/test_dashboard_browser.py)."""
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from migration_engine.airflow.plugins import MigrationDashboardPlugin
+
+    entry = MigrationDashboardPlugin.fastapi_apps[0]
+    entry["app"].app.dependency_overrides[get_user] = lambda: object()
+    root = FastAPI()
+    root.mount(entry["url_prefix"], entry["app"])
+    with TestClient(root) as c:
+        yield c
+
+
+def _metrics(html: str) -> dict[str, str]:
+    return {m.group(1): re.sub(r"<[^>]+>", "", m.group(2))
+            for m in re.finditer(r'<span data-metric="([^"]+)">(.*?)</span>', html)}
+
+
+def test_the_page_shows_per_table_p95_of_both_databases_after_queries_ran(databases):
+    _upgraded(databases)
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
+    _traffic(databases, 10)
+    _sample(databases, run_id="r1", now=lambda: t0)
+    _traffic(databases, 20)
+    _sample(databases, run_id="r2", now=lambda: t0 + timedelta(minutes=5))
+    with _client() as c:
+        resp = c.get("/migration/dashboard/performance/data")
+        assert resp.status_code == 200, resp.text
+        data = resp.json()
+        html = c.get("/migration/dashboard/performance")
+        main = c.get("/migration/dashboard")
+    assert [d["db"] for d in data["databases"]] == ["legacy", "new"] and data["note"] == ""
+    legacy, new = data["databases"]
+    assert legacy["samples"] == 2 and legacy["latency_source"] == "pg_stat_statements"
+    assert legacy["latency_basis"] == "since the previous sample"
+    old = {t["table_name"]: t for t in legacy["tables"]}[OLD]
+    assert old["calls"] == 20 and 0 < old["p50_ms"] <= old["p95_ms"] <= old["p99_ms"]
+    assert OLD in legacy["table_series"] and len(legacy["table_series"][OLD]) == 2
+    assert NEW in {t["table_name"] for t in new["tables"] if t["p95_ms"] is not None}
+    assert legacy["connections"]["clients"] >= 1 and legacy["connections"]["status"] == "ok"
+    assert legacy["hit_rates"]["basis"] == "since the previous sample"
+    assert legacy["backup_dir"]["free_bytes"] > 0 and new["backup_dir"] is None
+
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    shown = _metrics(html.text)
+    assert re.fullmatch(r"[\d.,]+ ms", shown[f"legacy.table.{OLD}.p95_ms"]), shown[f"legacy.table.{OLD}.p95_ms"]
+    assert re.fullmatch(r"[\d.,]+ ms", shown[f"new.table.{NEW}.p95_ms"])
+    assert shown["legacy.replication_lag_seconds"] == "—" and "no replica streams from this server" in html.text
+    assert "Estimated from pg_stat_statements, not measured" in html.text
+    assert 'id="chart-legacy-table-p95"' in html.text and html.text.count("<svg") == 10
+    assert "<script" not in html.text and "prefers-color-scheme: dark" in html.text
+    assert 'href="dashboard/performance"' in main.text  # the main dashboard links here
+
+
+def test_the_page_says_what_is_not_available_and_never_fails(databases):
+    with _client() as c:
+        resp = c.get("/migration/dashboard/performance")
+        assert resp.status_code == 503 and "run the migration_setup DAG first" in resp.text
+        conn = databases.connect("legacy")
+        control_schema.upgrade(conn, SCHEMA, target=5)
+        resp = c.get("/migration/dashboard/performance/data")
+        assert resp.status_code == 503 and "no perf_samples table yet (migration 008)" in resp.json()["detail"]
+        control_schema.upgrade(conn, SCHEMA)
+        conn.close()
+        resp = c.get("/migration/dashboard/performance")
+        assert resp.status_code == 200 and "unpause the migration_db_performance_sampler DAG" in resp.text
+
+        databases.query("new", "DROP EXTENSION pg_stat_statements")
+        _sample(databases)  # no extension on the new side, no app stats either
+        html = c.get("/migration/dashboard/performance").text
+    assert ('data-unavailable="latency">latency: not available: the pg_stat_statements extension is not installed '
+            f"in database &#x27;{databases.new_name}&#x27; (CREATE EXTENSION pg_stat_statements") in html
+    assert "and the application reported no path_stats for this database&#x27;s tables in the last 5 min" in html
+    assert 'data-latency-source="none"' in html and 'data-latency-source="pg_stat_statements"' in html
