@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from migration_engine import sqlfiles
+from migration_engine import control_schema, sqlfiles
 from migration_engine.config import MigrationConfig
 from migration_engine.ddl import DdlExecutor
 from migration_engine.perf import collect, latency
@@ -159,6 +159,7 @@ class PerfSample(Step):
 
     # -- the step -------------------------------------------------------------------------------
     def apply(self, ex: DdlExecutor) -> list[str]:
+        control_schema.require_current(ex.conn, self.schema)  # 008's tables: refuse clearly before reading
         done = self._of_run(ex)
         if done:
             return [f"this run already sampled {', '.join(r['db'] for r in done)} at {done[0]['sampled_at']}"]
