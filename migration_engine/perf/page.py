@@ -16,6 +16,8 @@ from migration_engine.dashboard import charts
 from migration_engine.dashboard.charts import COLORS, SERIES_COLORS, Series, Threshold
 
 DB_TITLES = {"legacy": "Legacy database", "new": "New database"}
+_SOURCE_LABELS = {"pg_stat_statements": "<code>pg_stat_statements</code>", "app_stats": "application stats "
+                  "(<code>path_stats</code>)", "none": "no latency source"}
 
 CSS = """
 :root { color-scheme: light dark; --bg: #f5f6f8; --fg: #212121; --panel: #fff; --muted: #616161;
@@ -39,7 +41,8 @@ section { background: var(--panel); border-radius: 8px; padding: 12px 14px; marg
 .card .value { font-size: 22px; font-weight: 600; margin: 2px 0; }
 .card .detail { font-size: 12px; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 560px), 1fr)); gap: 12px; }
-.charts > div { min-width: 0; }
+.charts > figure { min-width: 0; margin: 0; }
+figcaption { font-size: 13px; font-weight: 600; margin: 4px 0 2px; }
 svg.chart { width: 100%; height: auto; display: block; }
 svg .grid { stroke: var(--line); stroke-width: 1; }
 svg .tick { fill: var(--muted); font-size: 11px; }
@@ -93,6 +96,14 @@ def fmt_seconds(v: float | None) -> str:
     if v is None:
         return "—"
     return f"{v:,.1f} s" if v < 120 else f"{v / 60:,.1f} min"
+
+
+def fmt_duration(seconds: float) -> str:
+    """A config duration as an operator writes it: 30 s, 5 min, 4 h, 30 d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}" if (seconds / size) % 1 == 0 else f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:g} s"
 
 
 def fmt_time(t: datetime | None) -> str:
@@ -190,30 +201,35 @@ def _labels(points: list[dict[str, Any]]) -> list[str]:
 def _charts(d: dict[str, Any]) -> str:
     db, s = d["db"], d["series"]
     labels = _labels(s)
-    out = []
+    out: list[tuple[str, str]] = []
+
+    def add(**kw) -> None:
+        out.append((kw["title"], charts.line_chart(**kw)))
+
     if d["table_series"]:
-        out.append(charts.line_chart(
+        add(
             chart_id=f"chart-{db}-table-p95", title="p95 query latency by table (ms)", labels=labels,
             series=[Series(name.split(".", 1)[-1], values, SERIES_COLORS[i % len(SERIES_COLORS)])
                     for i, (name, values) in enumerate(d["table_series"].items())],
-            y_suffix=" ms", decimals=1))
+            y_suffix=" ms", decimals=2)
     warn = d["connections"]["warn_pct"]
-    out.append(charts.line_chart(
+    add(
         chart_id=f"chart-{db}-connections", title="Connections, % of usable", labels=labels,
         series=[Series("connections", [p["connections_pct"] for p in s])],
-        thresholds=[Threshold(warn, f"warn {warn:g}%", COLORS["warning"])], y_ceil=100, decimals=1))
-    out.append(charts.line_chart(
+        thresholds=[Threshold(warn, f"warn {warn:g}%", COLORS["warning"])], y_ceil=100, decimals=1)
+    add(
         chart_id=f"chart-{db}-hit-rates", title="Buffer and index hit rate per interval (%)", labels=labels,
         series=[Series("buffer", [p["buffer_hit_pct"] for p in s], SERIES_COLORS[0]),
-                Series("index", [p["index_hit_pct"] for p in s], SERIES_COLORS[1])], y_ceil=100))
-    out.append(charts.line_chart(
+                Series("index", [p["index_hit_pct"] for p in s], SERIES_COLORS[1])], y_ceil=100)
+    add(
         chart_id=f"chart-{db}-io", title="Blocks read and written per second", labels=labels,
         series=[Series("read", [p["reads_per_second"] for p in s], SERIES_COLORS[0]),
-                Series("written", [p["writes_per_second"] for p in s], SERIES_COLORS[1])], y_suffix="", decimals=1))
-    out.append(charts.line_chart(
+                Series("written", [p["writes_per_second"] for p in s], SERIES_COLORS[1])], y_suffix="", decimals=2)
+    add(
         chart_id=f"chart-{db}-lag", title="Replication lag (s)", labels=labels,
-        series=[Series("lag", [p["replication_lag_seconds"] for p in s])], y_suffix=" s", decimals=1))
-    return '<div class="charts">' + "".join(f"<div>{c}</div>" for c in out) + "</div>"
+        series=[Series("lag", [p["replication_lag_seconds"] for p in s])], y_suffix=" s", decimals=1)
+    return '<div class="charts">' + "".join(f'<figure><figcaption>{escape(title)}</figcaption>{svg}</figure>'
+                                            for title, svg in out) + "</div>"
 
 
 def _database(d: dict[str, Any]) -> str:
@@ -230,7 +246,7 @@ def _database(d: dict[str, Any]) -> str:
         + (f'<ul class="unavailable">{missing}</ul>' if missing else "")
         + _cards(d)
         + f'<h3>Query latency by table</h3><p class="sub" data-latency-source="{escape(d["latency_source"])}">'
-          f'<b>{escape(d["latency_source"].replace("_", " "))}</b>'
+          f'<b>{_SOURCE_LABELS.get(d["latency_source"], escape(d["latency_source"]))}</b>'
         + (f" ({escape(d['latency_basis'])})" if d["latency_basis"] else "")
         + f': {escape(d["latency_note"])}</p>'
         + _latency_table(d) + "<h3>History</h3>" + _charts(d) + "</section>"
@@ -248,8 +264,8 @@ def render(view: dict[str, Any], *, data_url: str = "performance/data", dashboar
            refresh_seconds: int | None = 60) -> str:
     header = (
         f'<h1>Database performance: {escape(view["migration"])}</h1>'
-        f'<div class="sub">sampled every {fmt_seconds(view["interval_seconds"])} by the '
-        f"<code>migration_db_performance_sampler</code> DAG, kept {fmt_seconds(view['retention_seconds'])}; "
+        f'<div class="sub">sampled every {fmt_duration(view["interval_seconds"])} by the '
+        f"<code>migration_db_performance_sampler</code> DAG, kept {fmt_duration(view['retention_seconds'])}; "
         f'charts since {escape(fmt_time(view["window_start"]))}; generated {escape(fmt_time(view["generated_at"]))}; '
         f'<a href="{escape(dashboard_url)}">migration health dashboard</a> · <a href="{escape(data_url)}">JSON</a>'
         "</div>")
