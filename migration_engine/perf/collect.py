@@ -87,7 +87,7 @@ def read(conn, *, control_schema: str, max_tables: int, statement_timeout_ms: in
     _section(r, "io", lambda: _io(conn, r))
     _section(r, "tables", lambda: _tables(conn, r, control_schema, max_tables))
     if want_statements:
-        _statements(conn, r, server["shared_preload_libraries"])
+        _statements(conn, r)
     return r
 
 
@@ -143,17 +143,12 @@ def _tables(conn, r: Reading, control_schema: str, max_tables: int) -> None:
     r.tables = rows
 
 
-def _statements(conn, r: Reading, preload: str) -> None:
+def _statements(conn, r: Reading) -> None:
     ext = _query(conn, "perf/extension.sql")
     if not ext:
         r.unavailable["latency"] = (
             f"not available: the {EXTENSION} extension is not installed in database {r.database_name!r} "
             f"(CREATE EXTENSION {EXTENSION}; the server also needs shared_preload_libraries = '{EXTENSION}')")
-        return
-    if EXTENSION not in [p.strip() for p in (preload or "").split(",")]:
-        r.unavailable["latency"] = (
-            f"not available: {EXTENSION} is installed in {r.database_name!r} but the server does not load it "
-            f"(add it to shared_preload_libraries and restart PostgreSQL)")
         return
     try:
         rows = _query(conn, "perf/statements.sql", {"ext_schema": ext[0]["schema_name"]})
@@ -162,10 +157,15 @@ def _statements(conn, r: Reading, preload: str) -> None:
             r.figures["statements_reset_at"] = reset[0]["stats_reset"].isoformat() if reset else None
         except psycopg2.Error:  # pg_stat_statements < 1.9: no info view; the figures still stand
             r.figures["statements_reset_at"] = None
+    except psycopg2.errors.ObjectNotInPrerequisiteState:  # "must be loaded via shared_preload_libraries"
+        r.unavailable["latency"] = (
+            f"not available: {EXTENSION} is installed in {r.database_name!r} but the server does not load it "
+            f"(add it to shared_preload_libraries and restart PostgreSQL)")
+        return
     except psycopg2.Error as exc:
         r.unavailable["latency"] = f"not available: reading {EXTENSION} failed: {_why(exc)}"
         return
-    hidden = sum(1 for x in rows if x["query"] == HIDDEN_QUERY)
+    hidden = sum(1 for x in rows if x["queryid"] is None or x["query"] == HIDDEN_QUERY)
     if hidden:
         r.figures["statements_hidden"] = hidden
         r.unavailable["latency_partial"] = (
@@ -173,7 +173,8 @@ def _statements(conn, r: Reading, preload: str) -> None:
             f"cannot be attributed to a table: GRANT pg_read_all_stats TO the migration role")
     r.statements = [Statement(int(x["dbid"]), int(x["userid"]), int(x["queryid"]), x["query"] or "",
                               int(x["calls"]), float(x["total_exec_time"]), float(x["stddev_exec_time"] or 0),
-                              float(x["min_exec_time"] or 0), float(x["max_exec_time"] or 0)) for x in rows]
+                              float(x["min_exec_time"] or 0), float(x["max_exec_time"] or 0))
+                    for x in rows if x["queryid"] is not None and x["query"] != HIDDEN_QUERY]
 
 
 def disk(path: str) -> dict[str, Any]:

@@ -277,3 +277,38 @@ def test_the_page_says_what_is_not_available_and_never_fails(databases):
             f"in database &#x27;{databases.new_name}&#x27; (CREATE EXTENSION pg_stat_statements") in html
     assert "and the application reported no path_stats for this database&#x27;s tables in the last 5 min" in html
     assert 'data-latency-source="none"' in html and 'data-latency-source="pg_stat_statements"' in html
+
+
+def test_a_role_without_pg_read_all_stats_is_told_what_to_grant(databases):
+    """Least privilege: the sampler's role sees other roles' statements without their text."""
+    import psycopg2
+
+    from migration_engine.perf import collect
+
+    _upgraded(databases)
+    databases.query("legacy", "DO $$ BEGIN CREATE ROLE perf_reader LOGIN; EXCEPTION WHEN duplicate_object THEN "
+                              "NULL; END $$")
+    _traffic(databases, 3)  # as postgres
+    conn = psycopg2.connect(databases.cluster.dsn(databases.legacy_name).replace("postgres@", "perf_reader@"))
+    try:
+        r = collect.read(conn, control_schema=SCHEMA, max_tables=10, statement_timeout_ms=5000)
+    finally:
+        conn.close()
+    assert r.figures.get("statements_hidden"), (r.unavailable, r.figures, r.statements)
+    assert "GRANT pg_read_all_stats TO the migration role" in r.unavailable["latency_partial"]
+    assert "connections" in r.figures and r.tables  # the rest is still read
+
+
+def test_a_stale_latest_sample_is_flagged():
+    from migration_engine.perf import page, view
+
+    cfg = load_config()
+    now = datetime.now(UTC)
+    old = now - 4 * cfg.perf.interval
+    sample = {"db": "legacy", "sampled_at": old, "database_name": "breederhq", "server_version_num": 150018,
+              "figures": {}, "unavailable": {}, "latency_source": "none"}
+    v = view.build({"samples": [sample], "tables": [], "window_start": now - cfg.perf.chart_window}, cfg, now)
+    assert v["databases"][0]["stale"] and v["missing"] == ["new"]
+    html = page.render(v)
+    assert "is the migration_db_performance_sampler DAG paused or failing?" in html
+    assert "New database: no sample in the chart window" in html
