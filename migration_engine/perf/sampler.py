@@ -91,11 +91,22 @@ class PerfSample(Step):
 
     # -- reading --------------------------------------------------------------------------------
     def read(self, side: str) -> collect.Reading:
+        """One database's figures; an unreachable database is a sample that says so (the other one's
+        figures are still stored, and the page shows why this one has none)."""
+        import psycopg2
+
+        from migration_engine.db import MissingConnectionError
+
         p = self.cfg.perf
-        with self.connect(side) as conn:
-            return collect.read(conn, control_schema=self.schema, max_tables=p.max_tables,
-                                statement_timeout_ms=int(p.statement_timeout.total_seconds() * 1000),
-                                want_statements=p.latency_source != "app_stats")
+        try:
+            with self.connect(side) as conn:
+                return collect.read(conn, control_schema=self.schema, max_tables=p.max_tables,
+                                    statement_timeout_ms=int(p.statement_timeout.total_seconds() * 1000),
+                                    want_statements=p.latency_source != "app_stats")
+        except (MissingConnectionError, psycopg2.OperationalError) as exc:
+            log.warning("perf sample: the %s database cannot be read: %s", side, exc)
+            why = f"not available: {str(exc).strip() or type(exc).__name__}"
+            return collect.Reading(database_name=self.cfg.conn_id(side), unavailable={"connection": why})
 
     def rows(self, ex: DdlExecutor, side: str, reading: collect.Reading, at: datetime) -> dict[str, Any]:
         """The statement parameters for one database's sample (latency derived here)."""

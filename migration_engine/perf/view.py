@@ -25,6 +25,7 @@ MAX_SAMPLE_ROWS = 5000       # 2 databases x 2,500 samples: 24 h at one a minute
 MAX_TABLE_ROWS = 100_000
 CHART_TABLES = 5             # per-table p95 chart: the busiest tables of the latest sample
 STALE_INTERVALS = 3          # the latest sample is older than this many intervals: say so
+MAX_POINTS = 300             # chart points per series: a longer window is thinned (the latest is always kept)
 
 LATENCY_NOTES = {
     "pg_stat_statements": (
@@ -67,10 +68,10 @@ def fetch(conn, cfg: MigrationConfig, now: datetime) -> dict[str, Any]:
                                       "run the migration_setup DAG to upgrade it")
             sqlfiles.run(cur, "perf/history.sql", {"schema": schema},
                          {"window_start": start, "max_rows": MAX_SAMPLE_ROWS})
-            samples = _rows(cur)
+            samples = _rows(cur)[::-1]  # newest first in SQL (the limit keeps the newest), oldest first here
             sqlfiles.run(cur, "perf/table_history.sql", {"schema": schema},
                          {"window_start": start, "max_rows": MAX_TABLE_ROWS})
-            tables = _rows(cur)
+            tables = _rows(cur)[::-1]
     finally:
         conn.rollback()
     return {"samples": samples, "tables": tables, "window_start": start}
@@ -96,6 +97,14 @@ def _status_pct(pct: float | None, warn: float) -> str:
     if pct is None:
         return "no_data"
     return "critical" if pct >= 95 else "warning" if pct >= warn else "ok"
+
+
+def thin(items: list, limit: int = MAX_POINTS) -> list:
+    """Every k-th item so at most ``limit`` remain, always ending with the last one."""
+    if len(items) <= limit:
+        return items
+    step = -(-len(items) // limit)
+    return items[::-1][::step][::-1]
 
 
 def _database(db: str, samples: list[dict], tables: list[dict], cfg: MigrationConfig,
@@ -164,9 +173,9 @@ def _database(db: str, samples: list[dict], tables: list[dict], cfg: MigrationCo
                "writes_per_second": last["writes_per_second"]},
         "backup_dir": figs.get("backup_dir"),
         "tables": latest_tables,
-        "series": series,
-        "table_series": {name: [(by_time.get(s["sampled_at"], {}).get(name) or {}).get("p95_ms") for s in samples]
-                         for name in busiest},
+        "series": thin(series),
+        "table_series": {name: [(by_time.get(s["sampled_at"], {}).get(name) or {}).get("p95_ms")
+                                for s in thin(samples)] for name in busiest},
         "previous_sampled_at": prev["sampled_at"] if prev else None,
     }
 

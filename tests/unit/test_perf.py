@@ -312,3 +312,30 @@ def test_a_stale_latest_sample_is_flagged():
     html = page.render(v)
     assert "is the migration_db_performance_sampler DAG paused or failing?" in html
     assert "New database: no sample in the chart window" in html
+
+
+def test_an_unreachable_database_is_sampled_as_such_and_the_other_is_kept(databases, monkeypatch):
+    _upgraded(databases)
+    monkeypatch.setenv("AIRFLOW_CONN_MARKETPLACE_DB", "postgresql://postgres@127.0.0.1:1/nowhere")
+    result = _sample(databases)
+    assert result.changed
+    rows = dict(databases.query("legacy", f"SELECT db, unavailable FROM {SCHEMA}.perf_samples"))
+    assert rows["legacy"] == {} and rows["new"]["connection"].startswith(
+        "not available: Airflow connection 'marketplace_db'")
+    with _client() as c:
+        html = c.get("/migration/dashboard/performance").text
+    assert 'data-unavailable="connection">connection: not available: Airflow connection' in html
+
+
+def test_a_long_window_keeps_the_newest_samples_and_thins_the_charts():
+    from migration_engine.perf import view
+
+    cfg = load_config()
+    now = datetime.now(UTC)
+    samples = [{"db": "legacy", "sampled_at": now - timedelta(minutes=5 * i), "database_name": "b",
+                "server_version_num": 150018, "figures": {}, "unavailable": {}, "latency_source": "none"}
+               for i in range(1000)][::-1]
+    v = view.build({"samples": samples, "tables": [], "window_start": now - timedelta(days=4)}, cfg, now)
+    d = v["databases"][0]
+    assert d["samples"] == 1000 and len(d["series"]) <= view.MAX_POINTS
+    assert d["series"][-1]["t"] == now and d["sampled_at"] == now

@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS "{schema}".perf_table_samples (
     FOREIGN KEY (db, sampled_at) REFERENCES "{schema}".perf_samples (db, sampled_at) ON DELETE CASCADE
 );
 
+-- The page reads the chart window of every table by time.
+CREATE INDEX IF NOT EXISTS perf_table_samples_time ON "{schema}".perf_table_samples (sampled_at);
+
 CREATE TABLE IF NOT EXISTS "{schema}".perf_statement_counters (
     db text NOT NULL CHECK (db IN ('legacy', 'new')),
     dbid oid NOT NULL,
