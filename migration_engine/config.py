@@ -612,10 +612,13 @@ class Perf(Strict):
     interval: Timeout = Field(timedelta(minutes=5), description=(
         "How often the migration_db_performance_sampler DAG samples both databases (its schedule; not "
         "scaled by time_scale). At least 1m."))
-    retention: Window = Field(timedelta(days=30), description=(
-        "Samples older than this are deleted by the sampler: the history the performance page can chart."))
-    chart_window: Window = Field(timedelta(hours=24), description=(
-        "How far back the performance page charts and lists."))
+    # Not scaled by time_scale (like ``interval``): the sampler runs on wall-clock time, so a compressed
+    # rehearsal must not shrink its history to minutes.
+    retention: Timeout = Field(timedelta(days=30), description=(
+        "Samples older than this are deleted by the sampler: the history the performance page can chart "
+        "(not scaled by time_scale)."))
+    chart_window: Timeout = Field(timedelta(hours=24), description=(
+        "How far back the performance page charts and lists (not scaled by time_scale)."))
     latency_source: Literal["auto", "pg_stat_statements", "app_stats"] = Field("auto", description=(
         "Per-table query latency from 'pg_stat_statements' (p50/p95/p99 estimated from its per-statement "
         "counters), 'app_stats' (the p95 the application reports in path_stats, per entity's table), or "

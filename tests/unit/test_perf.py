@@ -339,3 +339,10 @@ def test_a_long_window_keeps_the_newest_samples_and_thins_the_charts():
     d = v["databases"][0]
     assert d["samples"] == 1000 and len(d["series"]) <= view.MAX_POINTS
     assert d["series"][-1]["t"] == now and d["sampled_at"] == now
+
+
+def test_perf_durations_are_wall_clock_even_in_a_compressed_rehearsal():
+    cfg = parse_config(read_config_data(), time_scale=0.002)
+    assert (cfg.perf.interval, cfg.perf.retention, cfg.perf.chart_window) == (
+        timedelta(minutes=5), timedelta(days=30), timedelta(hours=24))
+    assert cfg.consistency.retention == timedelta(days=30) * 0.002  # a migration window is compressed
