@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from devtools import ROOT as PROJECT_ROOT
-from devtools.pgcluster import PgCluster, PgClusterError
+from devtools.pgcluster import STAT_STATEMENTS, PgCluster, PgClusterError
 
 DEMO_DIR = Path(os.environ.get("DEMO_DIR", PROJECT_ROOT / ".demo"))
 # Fixed ports below the kernel's ephemeral range (32768+), where a client socket could hold them.
@@ -32,7 +32,7 @@ SLACK_PORT = os.environ.get("DEMO_SLACK_PORT", "28080")  # a local Slack sink: n
 
 
 def _cluster() -> PgCluster:
-    return PgCluster(DEMO_DIR / "pgdata", PG_PORT)
+    return PgCluster(DEMO_DIR / "pgdata", PG_PORT, settings=dict(STAT_STATEMENTS))
 
 
 def airflow_env(cluster: PgCluster) -> dict[str, str]:
@@ -132,6 +132,10 @@ def _seed_databases(cluster: PgCluster) -> None:
         print(f"seeding demo databases with {LISTINGS} listings ...")
         counts = demo_data.build(cluster.dsn("breederhq"), cluster.dsn("marketplace"), listings=LISTINGS)
         print("seeded:", ", ".join(f"{k}={v}" for k, v in counts.items()))
+    for name in ("breederhq", "marketplace"):  # a demo seeded before pg_stat_statements gets it too
+        with psycopg2.connect(cluster.dsn(name)) as other:
+            demo_data.install_stat_statements(other)
+        other.close()
     cfg = load_config()
     control.ensure_control_schema(conn, cfg.control_schema, cfg.ddl)
     conn.close()

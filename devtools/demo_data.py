@@ -35,6 +35,11 @@ def create_new_schema(conn) -> None:
     _run_file(conn, "demo/new_schema.sql")
 
 
+def install_stat_statements(conn) -> None:
+    """pg_stat_statements in this database (the server must preload it: ``pgcluster.STAT_STATEMENTS``)."""
+    _run_file(conn, "demo/stat_statements.sql")
+
+
 def seed_legacy(conn, *, listings: int, seed: float = 0.42) -> dict[str, int]:
     if listings < 1:
         raise ValueError("listings must be >= 1")
@@ -90,6 +95,9 @@ def build(legacy_dsn: str, new_dsn: str, *, listings: int, seed: float = 0.42) -
     try:
         create_legacy_schema(legacy)
         create_new_schema(new)
+        install_stat_statements(legacy)
+        if new is not legacy:
+            install_stat_statements(new)
         counts = seed_legacy(legacy, listings=listings, seed=seed)
         seed_new(new, tenants=counts["tenants"], max_invoice_id=counts["max_invoice_id"], seed=seed)
         return counts

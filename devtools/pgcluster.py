@@ -100,6 +100,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Server settings that load pg_stat_statements (the performance page's per-table latency); the demo and
+# the test session start their clusters with them, and demo_data creates the extension.
+STAT_STATEMENTS = {"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "top"}
+
+
 @dataclass
 class PgCluster:
     """One cluster in `datadir`, listening on 127.0.0.1:`port` with trust auth for `postgres`."""

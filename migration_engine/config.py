@@ -619,6 +619,44 @@ class AlertThresholds(Strict):
     payment_error_critical_pct: Pct = 0.5
 
 
+# The database performance view and metrics (issue 15, docs/performance.md, docs/metrics.md).
+# Declared here, not in migration_engine/perf: the config model cannot import that package (it
+# imports the config: an import cycle). ``perf/sampler.py``, ``perf/view.py`` and
+# ``perf/figures.py`` read every key.
+class Perf(Strict):
+    interval: Timeout = Field(timedelta(minutes=5), description=(
+        "How often the migration_db_performance_sampler DAG samples both databases (its schedule; not "
+        "scaled by time_scale). At least 1m."))
+    # Not scaled by time_scale (like ``interval``): the sampler runs on wall-clock time, so a compressed
+    # rehearsal must not shrink its history to minutes.
+    retention: Timeout = Field(timedelta(days=30), description=(
+        "Samples older than this are deleted by the sampler: the history the performance page can chart "
+        "(not scaled by time_scale)."))
+    chart_window: Timeout = Field(timedelta(hours=24), description=(
+        "How far back the performance page charts and lists (not scaled by time_scale)."))
+    latency_source: Literal["auto", "pg_stat_statements", "app_stats"] = Field("auto", description=(
+        "Per-table query latency from 'pg_stat_statements' (p50/p95/p99 estimated from its per-statement "
+        "counters), 'app_stats' (the p95 the application reports in path_stats, per entity's table), or "
+        "'auto' (pg_stat_statements where the database has it, else the application's stats)."))
+    max_tables: int = Field(50, ge=1, le=500, description=(
+        "The largest tables of each database (by total size) that are sampled and shown."))
+    statement_timeout: Timeout = Field(timedelta(seconds=10), description=(
+        "statement_timeout of the sampler's and the page's reads: they share the application's databases."))
+    connections_warn_pct: Pct = Field(80, description=(
+        "Connections at or above this % of max_connections are shown (and emitted) as a warning."))
+    metrics_window: Timeout = Field(timedelta(minutes=15), description=(
+        "Window of the shadow-mismatch and per-path error-rate metrics the sampler emits (docs/metrics.md; "
+        "not scaled by time_scale)."))
+
+    @field_validator("interval")
+    @classmethod
+    def _at_least_a_minute(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError(f"must be at least 1m (each sample reads every statement pg_stat_statements keeps), "
+                             f"got {value}")
+        return value
+
+
 class MigrationConfig(Strict):
     version: Literal[1] = 1
     name: Annotated[str, Field(min_length=1)]
@@ -641,6 +679,7 @@ class MigrationConfig(Strict):
     approvals: Approvals = {}
     alerts: AlertThresholds = {}
     deadlines: Deadlines = {}
+    perf: Perf = Field({}, description="The database performance view and the metrics the sampler emits.")
 
     @property
     def new_conn_id(self) -> str:

@@ -18,7 +18,7 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from devtools import demo_data  # noqa: E402
-from devtools.pgcluster import PgCluster, find_bindir, free_port  # noqa: E402
+from devtools.pgcluster import STAT_STATEMENTS, PgCluster, find_bindir, free_port  # noqa: E402
 from tests.session import _AIRFLOW_HOME, _SESSION_DIR, ARTIFACTS, ROOT, SeededDatabases  # noqa: E402 - sets the env
 
 # pg_dump/pg_restore for the backup come from the same binaries as the throwaway cluster
@@ -33,7 +33,8 @@ TEST_LISTINGS = 2000  # small: every test gets its own copy of the seeded databa
 
 @pytest.fixture(scope="session")
 def pg_cluster():
-    cluster = PgCluster(_SESSION_DIR / "pgdata", free_port())
+    # pg_stat_statements preloaded (and created in the seeded templates): the performance view's latency
+    cluster = PgCluster(_SESSION_DIR / "pgdata", free_port(), settings=dict(STAT_STATEMENTS))
     cluster.start()
     yield cluster
     cluster.destroy()

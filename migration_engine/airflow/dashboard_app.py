@@ -11,6 +11,8 @@ Routes (relative to the plugin's ``url_prefix``, ``/migration``):
 Phase state comes from Airflow itself: :func:`latest_runs` reads each migration DAG's latest run
 and its task instances with Airflow's ORM (this layer is the only one that imports Airflow) and
 hands plain dicts to the engine (``migration_engine.dashboard.phases``).
+* ``GET /dashboard/performance``       the database performance page (``migration_engine.perf``)
+* ``GET /dashboard/performance/data``  its figures as JSON (``migration_engine.perf.view.load_perf_view``)
 
 Both require an authenticated Airflow user (``GetUserDep``: the UI's session cookie or an
 ``Authorization: Bearer <JWT>`` from ``POST /auth/token``); without one Airflow answers 401/403.
@@ -35,6 +37,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 
 from migration_engine.dashboard import DATA_DOCS_PATH, DATA_PATH, PAGE_PATH, URL_PREFIX, datadocs, page, phases
 from migration_engine.dashboard.view import DashboardUnavailable, load_view
+from migration_engine.perf import DATA_PATH as PERF_DATA_PATH
+from migration_engine.perf import PAGE_PATH as PERF_PAGE_PATH
 
 __all__ = ["URL_PREFIX", "create_app", "latest_runs", "router"]
 
@@ -163,6 +167,30 @@ def data_docs_file(rel: str, user: GetUserDep):
         return _docs_error(exc)
     media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     return FileResponse(target, media_type=media, headers=DATA_DOCS_HEADERS)
+
+
+@router.get(PERF_PAGE_PATH, response_class=HTMLResponse, summary="Database performance of both databases (HTML)")
+def performance_page(user: GetUserDep) -> HTMLResponse:
+    from migration_engine.perf import page as perf_page
+    from migration_engine.perf.view import PerfUnavailable, load_perf_view
+
+    try:
+        view = load_perf_view()
+    except PerfUnavailable as exc:
+        return HTMLResponse(perf_page.render_error(str(exc)), status_code=503)
+    # Relative to the page's URL (<prefix>/dashboard/performance), like the dashboard's own links.
+    return HTMLResponse(perf_page.render(view, data_url="performance/data", dashboard_url="../dashboard"))
+
+
+@router.get(PERF_DATA_PATH, summary="Database performance figures (JSON)")
+def performance_data(user: GetUserDep) -> JSONResponse:
+    from migration_engine.perf.view import PerfUnavailable, load_perf_view
+
+    try:
+        view = load_perf_view()
+    except PerfUnavailable as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+    return JSONResponse(jsonable_encoder(view))
 
 
 def create_app(extra_routers: Iterable[APIRouter] = ()) -> FastAPI:

@@ -21,6 +21,8 @@ from airflow.plugins_manager import AirflowPlugin
 
 from migration_engine.dashboard import PAGE_PATH, UI_ROUTE, URL_PREFIX
 from migration_engine.dashboard.asgi import LazyASGIApp
+from migration_engine.perf import PAGE_PATH as PERF_PAGE_PATH
+from migration_engine.perf import UI_ROUTE as PERF_UI_ROUTE
 
 SLACK_URL_PREFIX = "/slack"
 
@@ -41,6 +43,13 @@ class MigrationDashboardPlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": UI_ROUTE,
+        },
+        {
+            "name": "Migration DB performance",
+            "href": URL_PREFIX + PERF_PAGE_PATH,
+            "destination": "nav",
+            "category": "browse",
+            "url_route": PERF_UI_ROUTE,
         },
     ]
 

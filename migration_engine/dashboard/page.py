@@ -114,6 +114,7 @@ SECTIONS: list[tuple[str, str]] = [
 ]
 PAGES: list[tuple[str, str]] = [
     ("data-docs/", "Data Docs"),
+    ("dashboard/performance", "Database performance"),
 ]
 
 

@@ -5,6 +5,7 @@ lock-timeout waits through the DDL executor, concurrent upgrades."""
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -21,11 +22,15 @@ from migration_engine.sqlfiles import SQL_DIR_ENV, split_statements, sql_dir
 SCHEMA = "migration_control"
 V0 = Path(__file__).resolve().parents[1] / "fixtures" / "control_schema_v0"
 NAMES = ["001_control_tables.sql", "002_control_indexes.sql", "003_backfill_tables.sql",
-         "004_consistency_tables.sql", "005_slack_tables.sql"]
+         "004_consistency_tables.sql", "005_slack_tables.sql",
+         # 006/007: placeholders on branch i15-perf for the branches that own those numbers (drop on merge)
+         "006_reserved_keys_backfill.sql", "007_reserved_keys_diff.sql", "008_perf_samples.sql"]
+LATEST = len(NAMES)
 TABLES = {"feature_flags", "dual_write_stats", "shadow_read_stats", "shadow_read_mismatches", "path_stats",
           "gate_results", "audit_ledger", "alerts", "step_state", "backfill_runs", "backfill_ranges",
           "consistency_runs", "consistency_check_results", "consistency_findings", "slack_requests",
-          "slack_approvals"}
+          "slack_approvals"}  # the tables the unversioned layout had (tests/fixtures/control_schema_v0)
+NEW_TABLES = {"perf_samples", "perf_table_samples", "perf_statement_counters"}  # 008
 
 
 def _fast(**overrides) -> Ddl:
@@ -88,13 +93,14 @@ def _fill_v0(databases, conn) -> None:
 
 def test_migration_files_are_numbered_and_cover_every_control_table():
     found = control_schema.migrations()
-    assert [m.name for m in found] == NAMES and [m.version for m in found] == [1, 2, 3, 4, 5]
-    assert [m.transactional for m in found] == [True, False, True, True, True]  # 002 builds CONCURRENTLY
+    assert [m.name for m in found] == NAMES and [m.version for m in found] == list(range(1, LATEST + 1))
+    assert [m.transactional for m in found] == [True, False] + [True] * (LATEST - 2)  # 002 builds CONCURRENTLY
     tables = {n for k, n in control_schema.expected_objects() if k == "table"}
-    assert tables == TABLES | {"schema_version"}
+    assert tables == TABLES | NEW_TABLES | {"schema_version"}
     assert {("trigger", "audit_ledger_append_only"), ("trigger", "audit_ledger_no_truncate"),
             ("index", "gate_results_gate_time"), ("index", "consistency_findings_run"),
-            ("function", "backfill_unmapped")} <= control_schema.expected_objects()
+            ("function", "backfill_unmapped"),
+            ("index", "perf_samples_time")} <= control_schema.expected_objects()
 
 
 def test_fresh_install_records_every_migration_and_a_second_upgrade_does_nothing(databases):
@@ -106,9 +112,9 @@ def test_fresh_install_records_every_migration_and_a_second_upgrade_does_nothing
                                      "ORDER BY version")
     assert [(v, n, by) for v, n, _c, by in rows] == [(i + 1, n, "test") for i, n in enumerate(NAMES)]
     assert [c for _v, _n, c, _by in rows] == [m.checksum for m in control_schema.migrations()]
-    assert TABLES <= _tables(databases)
+    assert TABLES | NEW_TABLES <= _tables(databases)
     assert control_schema.verify(conn, SCHEMA) == []
-    assert control_schema.current_version(conn, SCHEMA) == 5
+    assert control_schema.current_version(conn, SCHEMA) == LATEST
     with conn.cursor() as cur:  # the caller's connection is given back as it was
         cur.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
         assert cur.fetchone() == ("0", "0")
@@ -117,8 +123,8 @@ def test_fresh_install_records_every_migration_and_a_second_upgrade_does_nothing
 
     assert control_schema.upgrade(conn, SCHEMA) == []
     assert control_schema.plan(conn, SCHEMA) == []
-    assert len(_versions(databases)) == 5
-    assert control_schema.require_current(conn, SCHEMA).version == 5
+    assert len(_versions(databases)) == LATEST
+    assert control_schema.require_current(conn, SCHEMA).version == LATEST
     conn.close()
 
 
@@ -130,7 +136,7 @@ def test_the_unversioned_layout_is_adopted_in_place_losing_no_rows(databases, ca
     assert set(before) == TABLES and all(before.values()), {t: len(r) for t, r in before.items()}
     assert control_schema.current_version(conn, SCHEMA) == 0
     with pytest.raises(control_schema.ControlSchemaOutdated,
-                       match=r"is at version 0 \(created before versioned migrations\), code needs 5: "
+                       match=rf"is at version 0 \(created before versioned migrations\), code needs {LATEST}: "
                              r"run migration_setup"):
         control_schema.require_current(conn, SCHEMA)
 
@@ -138,6 +144,7 @@ def test_the_unversioned_layout_is_adopted_in_place_losing_no_rows(databases, ca
         applied = control_schema.upgrade(conn, SCHEMA)
     assert [m.name for m in applied] == NAMES
     assert "adopting it in place" in caplog.text
+    before = {**before, **{t: [] for t in NEW_TABLES}}  # later migrations only add (empty) tables
     assert _contents(databases) == before
     assert [n for _v, n in _versions(databases)] == NAMES
     assert control_schema.verify(conn, SCHEMA) == []
@@ -174,10 +181,12 @@ def test_a_database_newer_than_the_code_is_refused(databases):
     conn = databases.connect("legacy")
     control_schema.upgrade(conn, SCHEMA)
     databases.query("legacy", f"INSERT INTO {SCHEMA}.schema_version (version, name, checksum, applied_by) "
-                              "VALUES (6, '006_from_the_future.sql', 'x', 'newer code')")
+                              "VALUES (%s, %s, 'x', 'newer code')",
+                    (LATEST + 1, f"{LATEST + 1:03d}_from_the_future.sql"))
     for call in (control_schema.upgrade, control_schema.require_current):
         with pytest.raises(control_schema.ControlSchemaTooNew,
-                           match=r"at version 6, newer than this code knows \(latest 5\).*006_from_the_future"):
+                           match=rf"at version {LATEST + 1}, newer than this code knows \(latest {LATEST}\)"
+                                 r".*_from_the_future"):
             call(conn, SCHEMA)
     conn.close()
 
@@ -188,8 +197,8 @@ def test_users_of_the_tables_refuse_an_outdated_or_missing_schema(databases):
         consistency_store.start_run(conn, "nowhere", kind="full", dag_id=None, run_id=None)
     control_schema.upgrade(conn, SCHEMA, target=3)
     with pytest.raises(control_schema.ControlSchemaOutdated,
-                       match=r"is at version 3, code needs 5: run migration_setup \(pending: "
-                             r"004_consistency_tables.sql, 005_slack_tables.sql\)"):
+                       match=rf"is at version 3, code needs {LATEST}: run migration_setup \(pending: "
+                             + re.escape(", ".join(NAMES[3:])) + r"\)"):
         consistency_store.start_run(conn, SCHEMA, kind="full", dag_id=None, run_id=None)
     assert "consistency_runs" not in _tables(databases)  # refused, not lazily created
     control_schema.upgrade(conn, SCHEMA)
@@ -204,7 +213,7 @@ def test_plan_is_the_sql_upgrade_would_send_and_changes_nothing(databases):
     assert 'CREATE TABLE IF NOT EXISTS "migration_control".feature_flags' in text
     assert 'CREATE INDEX CONCURRENTLY IF NOT EXISTS gate_results_gate_time ON "migration_control".gate_results' \
         in text
-    assert "INSERT INTO \"migration_control\".schema_version" in text and "'005_slack_tables.sql'" in text
+    assert "INSERT INTO \"migration_control\".schema_version" in text and f"'{NAMES[-1]}'" in text
     assert databases.query("legacy", "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (SCHEMA,)) == [(0,)]
 
     control_schema.upgrade(conn, SCHEMA, target=2)

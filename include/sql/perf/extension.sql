@@ -1,0 +1,5 @@
+-- Where pg_stat_statements is installed in this database (no row: not installed).
+SELECT n.nspname AS schema_name, e.extversion AS version
+FROM pg_extension AS e
+JOIN pg_namespace AS n ON n.oid = e.extnamespace
+WHERE e.extname = 'pg_stat_statements'
