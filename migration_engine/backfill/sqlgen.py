@@ -28,6 +28,7 @@ STAGE_PREFIX = "backfill_stage_"
 # The expression shapes of a mapping (the only SQL fragments outside include/sql; see docstring).
 _MAPPED = ("CASE WHEN {col} IS NULL THEN NULL "
            "ELSE coalesce({map}::jsonb ->> {col}::text, {unmapped}({name}, {col}::text)) END")
+_MAPPED_PROBE = "({map}::jsonb ->> {col}::text)"
 _LOOKUP_JOIN = "LEFT JOIN {table} AS {alias} ON {alias_match} = {stage_col}"
 
 
@@ -84,17 +85,27 @@ class EntitySql:
         return out
 
     # -- legacy side ---------------------------------------------------------------------------
-    def select_list(self) -> sql.Composed:
+    def select_items(self, *, probe: bool = False) -> list[sql.Composable]:
+        """The legacy select expression of each config column, in config order (stage order).
+
+        ``probe``: the same expressions without the unmapped-value guard (a control-schema function
+        that need not exist yet); same result types. The preflight runs them ``LIMIT 0`` to learn each
+        mapping's output type from the server, so any expression added here is type-checked too.
+        """
         unmapped = sql.Identifier(self.control_schema, "backfill_unmapped")
-        items = []
+        items: list[sql.Composable] = []
         for i, c in enumerate(self.entity.columns):
             col = sql.Identifier("src", c.old)
             if c.map is not None:
-                items.append(sql.SQL(_MAPPED).format(col=col, map=sql.Placeholder(f"map_{i}"),
-                                                     unmapped=unmapped, name=sql.Placeholder(f"map_name_{i}")))
+                shape = _MAPPED_PROBE if probe else _MAPPED
+                items.append(sql.SQL(shape).format(col=col, map=sql.Placeholder(f"map_{i}"),
+                                                   unmapped=unmapped, name=sql.Placeholder(f"map_name_{i}")))
             else:
                 items.append(col)
-        return sql.SQL(", ").join(items)
+        return items
+
+    def select_list(self) -> sql.Composed:
+        return sql.SQL(", ").join(self.select_items())
 
     def read_batch(self, cur, *, after_key: int, range_hi: int, limit: int) -> str:
         """The exact ``COPY (SELECT ...) TO STDOUT`` text for one page (values inlined by mogrify)."""
