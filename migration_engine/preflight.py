@@ -60,6 +60,7 @@ STRING_OIDS = (TEXT, VARCHAR, BPCHAR)
 _INT_RANK = {INT2: 0, INT4: 1, INT8: 2}
 _INT_DIGITS = {INT2: 5, INT4: 10, INT8: 19}  # decimal digits of the largest value
 _FLOAT_MANTISSA_DIGITS = {FLOAT4: 6, FLOAT8: 15}
+FIRST_USER_OID = 16384  # below: built-in types, the same oid in every database (FirstNormalObjectId)
 
 
 class PreflightError(ConfigError):
@@ -215,6 +216,9 @@ class Catalog:
             self._casts[k] = rows[0][0] if rows else None
         return self._casts[k]
 
+    def enum_labels(self, t: ColType) -> list[str]:
+        return [r[0] for r in self._fetch("preflight/enum_labels.sql", {"type_oid": t.oid})]
+
     def has_rows(self, table: TableRef) -> bool:
         return bool(self._fetch("preflight/has_rows.sql", {},
                                 {"schema_name": table.schema_name, "table_name": table.table})[0][0])
@@ -308,8 +312,23 @@ class _Run:
         return None
 
     def convert(self, src: ColType, dst: ColType, path: str, src_label: str, dst_label: str,
-                cat: Catalog) -> None:
-        problem = conversion_problem(src, dst, cat.cast_context(src, dst))
+                src_cat: Catalog, dst_cat: Catalog) -> None:
+        """Report at ``path`` when values of ``src`` (read in ``src_cat``'s database) may fail or change
+        in a ``dst`` column (``dst_cat``'s). Types defined in a database (enums, extension types) have
+        their own oids there, so across two databases an enum is checked label by label and other such
+        types by name."""
+        problem = None
+        if src.category == "E":
+            bad = [v for v in src_cat.enum_labels(src) if dst_cat.value_error(v, dst)]
+            if bad:
+                problem = f"the label(s) {bad} are not valid {dst.name} values"
+        elif src_cat is not dst_cat and FIRST_USER_OID <= max(src.oid, dst.oid) and \
+                not (dst.oid in STRING_OIDS and dst.length is None):
+            if src.name != dst.name:
+                problem = ("types defined in each database (not built in) and named differently: the "
+                           "preflight cannot tell that values convert; add a transform or use the same type")
+        else:
+            problem = conversion_problem(src, dst, dst_cat.cast_context(src, dst))
         if problem:
             self.add(path, f"{src_label} ({src.name}) into {dst_label} ({dst.name}): {problem}")
 
@@ -343,7 +362,7 @@ def _entity(run: _Run, name: str, e: Entity) -> None:
                     f"(ALTER TABLE {e.new_table} ADD CONSTRAINT ... UNIQUE ({e.legacy_id_column}))")
         if key_t is not None:
             run.convert(key_t, lid_t, f"{p}.legacy_id_column", f"key {e.old_table}.{e.key}",
-                        f"{e.new_table}.{e.legacy_id_column}", new)
+                        f"{e.new_table}.{e.legacy_id_column}", legacy, new)
     if e.scope is not None:
         run.column("legacy", e.old_table, old_cols, e.scope.column, f"{p}.scope.column", "scope column")
     mark = e.rollback_deletes
@@ -411,12 +430,13 @@ def _entity_types(run: _Run, name: str, e: Entity, new_cols: dict[str, ColType])
             lk = c.lookup
             lk_cols = new.columns(lk.table) or {}
             if lk.match in lk_cols:
-                run.convert(out, lk_cols[lk.match], f"{cp}.lookup.match", src_label, f"{lk.table}.{lk.match}", new)
+                run.convert(out, lk_cols[lk.match], f"{cp}.lookup.match", src_label, f"{lk.table}.{lk.match}",
+                            legacy, new)
             if lk.value in lk_cols:
                 run.convert(lk_cols[lk.value], dst, f"{cp}.lookup.value", f"{lk.table}.{lk.value}",
-                            f"{e.new_table}.{c.new}", new)
+                            f"{e.new_table}.{c.new}", new, new)
             continue
-        run.convert(out, dst, f"{cp}.new", src_label, f"{e.new_table}.{c.new}", new)
+        run.convert(out, dst, f"{cp}.new", src_label, f"{e.new_table}.{c.new}", legacy, new)
 
 
 def _references(run: _Run) -> None:
