@@ -439,12 +439,28 @@ def _entity_types(run: _Run, name: str, e: Entity, new_cols: dict[str, ColType])
         run.convert(out, dst, f"{cp}.new", src_label, f"{e.new_table}.{c.new}", legacy, new)
 
 
+def comparable(a: ColType, b: ColType) -> bool:
+    """Whether values read from a column of type ``a`` can be looked up in a column of type ``b`` (the
+    reference check sends one side's values as an array to the other database)."""
+    if a.oid in INTEGER_OIDS and b.oid in INTEGER_OIDS or a.oid in STRING_OIDS and b.oid in STRING_OIDS:
+        return True
+    if a.oid < FIRST_USER_OID and b.oid < FIRST_USER_OID:
+        return a.oid == b.oid
+    return a.name == b.name
+
+
 def _references(run: _Run) -> None:
     for i, r in enumerate(run.cfg.references):
+        types = {}
         for end, side in (("from", r.from_), ("to", r.to)):
             path = f"references[{i}].{end}"
             cols = run.table(side.db, side.table, f"{path}.table")
-            run.column(side.db, side.table, cols, side.column, f"{path}.column")
+            types[end] = run.column(side.db, side.table, cols, side.column, f"{path}.column")
+        a, b = types["from"], types["to"]
+        if a is not None and b is not None and not comparable(a, b):
+            run.add(f"references[{i}].to.column",
+                    f"{r.from_.table}.{r.from_.column} ({a.name}) cannot be compared with {r.to.table}.{r.to.column} "
+                    f"({b.name}): use columns of the same type")
 
 
 def _value_checks(run: _Run) -> None:

@@ -153,6 +153,8 @@ def test_every_mismatch_is_reported_at_once_with_its_path_and_nothing_changes(sh
                                    "legacy_id_column": "legacy_code", "columns": [{"new": "amount", "old": "amount"}]}
     data["references"].append({"name": "gone", "from": {"db": "legacy", "table": "shop.orders", "column": "qty"},
                                "to": {"db": "new", "table": "shop_new.nothing", "column": "id"}})
+    data["references"].append({"name": "typed", "from": {"db": "legacy", "table": "shop.orders", "column": "id"},
+                               "to": {"db": "new", "table": "shop_new.customers", "column": "code"}})
     data["value_checks"].append({"name": "bad", "db": "legacy", "table": "shop.orders", "column": "colour"})
     data["schema_changes"]["required"] += [{"table": "shop.nokey", "column": "a", "value": 1},
                                            {"table": "shop.missing", "column": "a", "value": 1}]
@@ -185,6 +187,7 @@ def test_every_mismatch_is_reported_at_once_with_its_path_and_nothing_changes(sh
         "entities.refunds.key: key shop.refunds.code is text; the engine supports only integer keys",
         "backfill.version_column: 'updated_at' is not a mapped column of entity refunds",
         "references[1].to.table: table shop_new.nothing does not exist in the new database",
+        "references[2].to.column: shop.orders.id (bigint) cannot be compared with shop_new.customers.code (text)",
         "value_checks[1].column: column shop.orders.colour does not exist in the legacy database",
         "schema_changes.indexes[1].columns[0]: column shop.orders.nope does not exist",
         "schema_changes.required[1].key: shop.nokey has no one-column primary key to batch the update by",
