@@ -788,11 +788,11 @@ class AlertThresholds(Strict):
     """The seed's alert table rows that are not covered by a phase section."""
 
     cross_db_latency_p95_warn_ms: Annotated[float, Field(gt=0)] = 200
-    """Cross-database call p95 latency (ms) above which the application's stats warn."""
+    """The seed's cross-database call p95 latency warning (ms). Not read by any DAG yet (validated only)."""
     invoice_state_error_critical_pct: Pct = 1
-    """Invoice state errors (%) above which it is critical."""
+    """The seed's invoice state error rate (%) that is critical. Not read by any DAG yet (validated only)."""
     payment_error_critical_pct: Pct = 0.5
-    """Payment errors (%) above which it is critical."""
+    """The seed's payment error rate (%) that is critical. Not read by any DAG yet (validated only)."""
 
 
 class MigrationConfig(Strict):
@@ -836,7 +836,7 @@ class MigrationConfig(Strict):
     approvals: Approvals = {}
     """Who may answer each approval point, and how long it waits."""
     alerts: AlertThresholds = {}
-    """Alert thresholds not covered by a phase section."""
+    """The seed's alert thresholds not covered by a phase section (not read by any DAG yet)."""
     deadlines: Deadlines = {}
     """Pages when a run or an approval runs out of time silently."""
 

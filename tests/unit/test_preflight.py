@@ -11,7 +11,7 @@ import copy
 
 import pytest
 
-from migration_engine import control, phase1, phase2, preflight
+from migration_engine import cleanup, control, phase1, phase2, preflight
 from migration_engine.config import load_config, parse_config, read_config_data
 from migration_engine.errors import ConfigError
 from tests.snapshots import snapshot, unchanged
@@ -225,7 +225,7 @@ def test_a_column_phase1_adds_must_not_exist_with_another_type(shop):
 
 
 def test_phase_entry_points_run_their_part(shop):
-    """Phase 1's prepare (schema changes) and phase 2's dual-write flag (entities) refuse before any change."""
+    """Phase 1 prepare, the dual-write flag, the backfill plan and the archive refuse before any change."""
     shop.query("legacy", "ALTER TABLE shop.orders RENAME COLUMN qty TO quantity")
     data = shop_config()
     data["schema_changes"]["checks"] = [{"name": "chk_q", "table": "shop.orders", "column": "qty",
@@ -242,6 +242,12 @@ def test_phase_entry_points_run_their_part(shop):
     with pytest.raises(preflight.PreflightError, match=r"entities\.orders\.columns\[5\]\.old: old column "
                                                       r"shop\.orders\.qty does not exist"):
         phase2.dual_write_steps(cfg)
+    with pytest.raises(preflight.PreflightError, match=r"entities\.orders\.columns\[5\]\.old"):
+        phase2.backfill_steps(cfg, {"entities": ["orders"]})
+    data["cleanup"]["archive_tables"] = ["shop.orders", "shop.gone"]
+    with pytest.raises(preflight.PreflightError,
+                       match=r"cleanup\.archive_tables\[1\]: table shop\.gone does not exist"):
+        cleanup.archive_steps(parse_config(data))
     after = _snapshots(shop)
     assert unchanged(before["legacy"], after["legacy"]) == [] and unchanged(before["new"], after["new"]) == []
 
