@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser redis test test-quick lint wheel demo demo-stop demo-status bench clean
+.PHONY: venv browser redis test test-quick lint config-reference wheel demo demo-stop demo-status bench clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,11 @@ wheel: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/squawk $$(find include/sql devtools/sql -name '*.sql')
+	$(PY) -m migration_engine.config_reference --check
+
+# docs/config-reference.md from the config model (after adding or changing a config field).
+config-reference: venv
+	$(PY) -m migration_engine.config_reference
 
 demo: venv
 	$(PY) -m devtools.demo up

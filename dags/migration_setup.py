@@ -5,7 +5,10 @@ changes nothing that already exists.
 
 1. **check_connections** - connects to both databases; a missing or unreachable connection fails
    naming the connection id and the environment variable to set.
-2. **check_tables** - every table the config names exists on its side.
+2. **preflight** - every table, column and key the config names exists on its database, each
+   mapping's types convert without loss, the legacy-id column is UNIQUE, lookups are not empty,
+   phase 1 can batch its updates; every problem at once, each with its config path. Reads only:
+   nothing has changed when it fails.
 3. **create_control_schema** - applies the pending control-schema migrations (numbered SQL files,
    recorded in `schema_version`) under lock_timeout with retry, then verifies every object.
 
@@ -32,10 +35,10 @@ def migration_setup():
         return check_connections(config())
 
     @task
-    def check_tables() -> list:
-        from migration_engine.setup_tasks import check_tables
+    def preflight() -> dict:
+        from migration_engine.setup_tasks import preflight
 
-        return check_tables(config())
+        return preflight(config())
 
     @task
     def create_control_schema() -> dict:
@@ -43,7 +46,7 @@ def migration_setup():
 
         return create_control_schema(config(), dry_run=dry_run())
 
-    check_connections() >> check_tables() >> create_control_schema()
+    check_connections() >> preflight() >> create_control_schema()
 
 
 migration_setup()

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg2.errors
 from psycopg2 import sql
 
-from migration_engine import control, sqlfiles
+from migration_engine import control, preflight, sqlfiles
 from migration_engine.config import DropColumn, MigrationConfig, TableRef
 from migration_engine.cutover.activity import qualified, table_activity, wait_until_quiet
 from migration_engine.cutover.flags import write_cutover_point
@@ -367,6 +367,9 @@ def archive_needed(conn, cfg: MigrationConfig, **_task: Any) -> bool:
 
 
 def archive_steps(cfg: MigrationConfig, now: datetime | None = None) -> list[Step]:
+    """One archive step per cleanup.archive_tables entry, after the cleanup preflight (each table, or
+    its archive, exists; plan and apply)."""
+    preflight.run_preflight(cfg, parts=(preflight.CLEANUP,))
     now = now or datetime.now(UTC)
     return [ArchiveTableStep(cfg, t, now) for t in cfg.cleanup.archive_tables]
 

@@ -101,9 +101,11 @@ Pct = Annotated[float, Field(ge=0, le=100)]
 class TableRef(BaseModel):
     """``schema.table``; written as one string in YAML."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
     schema_name: Ident
+    """Schema of the table (`public` when the string has no dot)."""
     table: Ident
+    """Table name."""
 
     @model_validator(mode="before")
     @classmethod
@@ -126,22 +128,30 @@ class TableRef(BaseModel):
 
 class Strict(BaseModel):
     # validate_default: defaults go through the same validators, so default windows get scaled too.
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True)
 
 
 # --- sections ------------------------------------------------------------------------------
 class Connections(Strict):
     legacy: Annotated[str, Field(min_length=1)]
+    """Airflow connection id of the legacy (application) database; the control schema lives here. Its environment
+    variable is `AIRFLOW_CONN_<ID>` (upper-cased)."""
     new: Annotated[str, Field(min_length=1)]
+    """Airflow connection id of the new database (ignored when `same_database` is true)."""
     slack: Annotated[str, Field(min_length=1)] = "slack_api_default"
+    """Airflow connection id of the Slack Web API (bot token); used for alerts and approval messages."""
 
 
 class Lookup(Strict):
     """Resolve a value in the new DB: ``SELECT value FROM table WHERE match = <old column>``."""
 
     table: TableRef
+    """Table in the new database that resolves the value (e.g. a providers table keyed by the old tenant id)."""
     match: Ident
+    """Column of `table` compared with the old column's value; should be unique (the preflight refuses a non-unique
+    one)."""
     value: Ident
+    """Column of `table` written into the new column."""
 
 
 class ColumnMap(Strict):
@@ -149,9 +159,14 @@ class ColumnMap(Strict):
     ``transform_settings`` (shapes, order, combination rules) and docs/transforms.md."""
 
     new: Ident
+    """Column of the new table this mapping fills."""
     old: Ident | None = Field(None, description=ts.FIELD_DESCRIPTIONS["old"])
     map: dict[str, str] | None = None
+    """Value map applied in SQL on the legacy side: old value (as text) -> new value (as text, parsed as the new
+    column's type). An in-scope value missing from the map stops the backfill plan; NULL stays NULL."""
     lookup: Lookup | None = None
+    """Resolve the old value through a table of the new database instead of copying it (rows without a match get NULL).
+    Exclusive with `map`."""
     cast: ts.CastType | None = Field(None, description=ts.FIELD_DESCRIPTIONS["cast"])
     scale: ts.Scale | None = Field(None, description=ts.FIELD_DESCRIPTIONS["scale"])
     default: str | int | float | bool | None = Field(None, description=ts.FIELD_DESCRIPTIONS["default"])
@@ -175,7 +190,10 @@ class Scope(Strict):
     """Which old rows belong in the new table (the seed migrates ACTIVE listings)."""
 
     column: Ident
+    """Column of the old table that decides whether a row is migrated (compared as text)."""
     values: Annotated[list[str], Field(min_length=1)]
+    """The values of `column` that are in scope; rows with other values are neither copied nor compared (and are
+    removed from the new table by a repair)."""
 
 
 class RollbackDeletes(Strict):
@@ -187,8 +205,11 @@ class RollbackDeletes(Strict):
     """
 
     action: Literal["delete", "mark"] = "delete"
+    """`delete` removes the old row; `mark` sets `column = value` on it instead."""
     column: Ident | None = None
+    """For `mark`: the old table's column to set (not the key)."""
     value: str | None = None
+    """For `mark`: the text value to set, cast by Postgres to the column's type; must not be one of the scope values."""
 
     @model_validator(mode="after")
     def _shape(self) -> RollbackDeletes:
@@ -201,13 +222,26 @@ class RollbackDeletes(Strict):
 
 class Entity(Strict):
     old_table: TableRef
+    """The table in the legacy database (`schema.table`)."""
     new_table: TableRef
+    """The table in the new database (`schema.table`)."""
     key: Ident
+    """Key column of the old table: the backfill pages by it (keyset), the diff splits ranges on it and compares rows
+    by it. Must be unique; integer types only today (smallint, integer, bigint)."""
     new_key: Ident = "id"
+    """Key column of the new table (its own primary key, usually generated); the rollback sync walks the new table by
+    it and links new rows to old keys. Must be unique."""
     legacy_id_column: Ident
+    """Column of the new table that holds the old `key` of each row: the join between the two tables. Needs a UNIQUE
+    constraint of its own (the backfill's and dual-write's `INSERT ... ON CONFLICT`); filled by the engine, never
+    mapped in `columns`."""
     scope: Scope | None = None
+    """Which old rows belong in the new table (null: all rows). The diff translates the scope to the new side through
+    the scope column's mapping."""
     columns: Annotated[list[ColumnMap], Field(min_length=1)]
+    """Column mappings, old -> new, in this order (at least one). Each new column at most once."""
     rollback_deletes: RollbackDeletes = RollbackDeletes()
+    """Rollback scenario 3: what the old table gets for a row deleted in the new table after the cutover."""
 
     @model_validator(mode="after")
     def _unique_columns(self) -> Entity:
@@ -229,41 +263,63 @@ class Entity(Strict):
 
 class DbSide(Strict):
     db: Literal["legacy", "new"]
+    """Which database: `legacy` or `new`."""
     table: TableRef
+    """The table (`schema.table`)."""
     column: Ident
+    """The column."""
 
 
 class Reference(Strict):
     """Every non-NULL ``from`` value must exist in ``to`` (possibly another database)."""
 
     name: Ident
+    """Name of the check (results, alerts and Data Docs use it)."""
     from_: DbSide = Field(alias="from")
+    """The referencing column; every non-NULL value must exist in `to`."""
     to: DbSide
+    """The referenced column (possibly in the other database)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True,
+                              use_attribute_docstrings=True)
 
 
 class ValueCheck(Strict):
     name: Ident
+    """Name of the check (a Great Expectations suite of phases 4 and the hourly run)."""
     db: Literal["legacy", "new"]
+    """Which database the table is in: `legacy` or `new`."""
     table: TableRef
+    """The table (`schema.table`)."""
     column: Ident
+    """The column whose values are checked."""
     allowed: list[str] | None = None
+    """The values the column may hold (null: any)."""
     not_null: bool = False
+    """Also require the column to be non-NULL."""
     severity: Literal["warning", "critical"] = "critical"
+    """`critical` fails the run and pages; `warning` reports only."""
 
 
 class AddColumn(Strict):
     table: TableRef
+    """Legacy table that gets the column (phase 1 runs on the legacy database)."""
     column: Ident
+    """The new column's name."""
     type: SqlType
+    """Its type: smallint, integer, bigint, boolean, text, date, timestamp, timestamptz, uuid, jsonb, double precision,
+    real, varchar(n), numeric[(p[,s])]. An existing column of another type is refused."""
     default: str | int | float | bool | None = None
+    """Default for new rows (added without rewriting the table); null: no default."""
 
 
 class IndexWhere(Strict):
     column: Ident
+    """Column of the partial-index (or count) condition."""
     is_not_null: bool = False
+    """Condition `column IS NOT NULL`."""
     equals: str | int | bool | None = None
+    """Condition `column = value`. Give exactly one of `is_not_null` / `equals`."""
 
     @model_validator(mode="after")
     def _one(self) -> IndexWhere:
@@ -274,73 +330,121 @@ class IndexWhere(Strict):
 
 class CreateIndex(Strict):
     name: Ident
+    """Index name (built `CONCURRENTLY`)."""
     table: TableRef
+    """Legacy table to index."""
     columns: Annotated[list[Ident], Field(min_length=1)]
+    """Indexed columns, in order (may include columns phase 1 adds)."""
     where: IndexWhere | None = None
+    """Partial-index condition (null: the whole table)."""
     unique: bool = False
+    """Create a UNIQUE index."""
 
 
 class SetRequired(Strict):
     """Backfill NULLs with ``value`` in batches, set the default, and (optionally) NOT NULL."""
 
     table: TableRef
+    """Legacy table whose column is filled."""
     column: Ident
+    """Column whose NULLs are set to `value` in batches (then its default, then optionally NOT NULL)."""
     value: str | int | float | bool
+    """The value for existing NULLs and the column's default."""
     not_null: bool = True
+    """Finish with NOT NULL (via a `CHECK ... NOT VALID` + `VALIDATE`, so no long lock)."""
     key: Ident | None = None  # batch key for the backfill; default: the table's one-column primary key
+    """Batch key of the update (a unique integer column); default: the table's one-column primary key. The preflight
+    refuses a table with neither."""
     keep_not_null_check: bool = False  # keep the CHECK (col IS NOT NULL) helper after SET NOT NULL
+    """Keep the `CHECK (column IS NOT NULL)` helper constraint after `SET NOT NULL` (default: dropped)."""
 
 
 class AddCheck(Strict):
     name: Ident
+    """Constraint name."""
     table: TableRef
+    """Legacy table."""
     column: Ident
+    """Column the check constrains."""
     allowed: Annotated[list[str], Field(min_length=1)]
+    """The allowed values (`CHECK (column IN (...))`, added `NOT VALID` then validated)."""
 
 
 class SchemaChanges(Strict):
     add_columns: list[AddColumn] = []
+    """Step 1.1: columns added to legacy tables."""
     indexes: list[CreateIndex] = []
+    """Step 1.2: indexes built concurrently."""
     required: list[SetRequired] = []
+    """Step 1.3: columns backfilled in batches, given a default and (optionally) NOT NULL."""
     checks: list[AddCheck] = []
+    """Step 1.3: allowed-values CHECK constraints."""
 
 
 class Ddl(Strict):
     lock_timeout: Timeout = timedelta(seconds=2)
+    """`lock_timeout` of every DDL statement: a statement that waits longer for its lock gives up (and is retried)
+    instead of queueing the application behind it. Never scaled."""
     statement_timeout: Timeout = timedelta(minutes=30)
+    """`statement_timeout` of every DDL statement (index builds included). Never scaled."""
     max_lock_retries: Annotated[int, Field(ge=0, le=1000)] = 10
+    """Retries of a statement that hit the lock timeout (SQLSTATE 55P03), with jittered exponential backoff."""
     retry_backoff_base: Timeout = timedelta(milliseconds=500)
+    """First backoff before a lock-timeout retry; doubles per retry."""
     retry_backoff_max: Timeout = timedelta(seconds=30)
+    """Longest backoff between lock-timeout retries."""
     update_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    """Rows per batch of phase 1's `required` backfill."""
 
 
 class PauseWhen(Strict):
     max_active_connections: Annotated[int, Field(ge=1)] = 150
+    """Pause the backfill while the legacy database has more active connections than this."""
     max_lock_waits: Annotated[int, Field(ge=0)] = 10
+    """Pause while more sessions than this wait for a lock."""
     max_replication_lag: Timeout = timedelta(seconds=30)
+    """Pause while a replica lags more than this."""
     max_app_p95_latency_ms: Annotated[float, Field(gt=0)] = 500
+    """Pause while the application's p95 latency (its stats over `backfill.app_latency_window`) is above this."""
 
 
 class Backfill(Strict):
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    """Rows of the first page; adapted between `min_batch_size` and `max_batch_size` towards `target_batch_duration`."""
     min_batch_size: Annotated[int, Field(ge=1)] = 500
+    """Smallest page the adaptive sizing goes down to."""
     max_batch_size: Annotated[int, Field(ge=1)] = 50_000
+    """Largest page the adaptive sizing goes up to."""
     target_batch_duration: Timeout = timedelta(seconds=1)
+    """How long one page should take; the batch size adapts towards it."""
     max_rows_per_second: Annotated[int, Field(ge=0)] = 0  # 0 = unlimited
+    """Throughput cap over all workers (0: unlimited)."""
     parallelism: Annotated[int, Field(ge=1, le=64)] = 2
+    """Key ranges copied in parallel (mapped tasks / CLI workers)."""
     pause_when: PauseWhen = {}
+    """Database health limits: the backfill pauses while one is exceeded."""
     pause_check_interval: Timeout = timedelta(seconds=5)
+    """How often health is checked while running and while paused."""
     # Conflict rule against dual-written rows: the row with the newer version column wins
     # (a new-table column filled from an old column that every change bumps); None = never
     # overwrite an existing row (ON CONFLICT DO NOTHING).
     version_column: Ident | None = "updated_at"
+    """Conflict rule against dual-written rows: a mapped new column that every change bumps (e.g. `updated_at`); the
+    row with the newer version wins. null: never overwrite an existing row (`ON CONFLICT DO NOTHING`)."""
     lock_timeout: Timeout = timedelta(seconds=2)       # per batch statement on either database
+    """`lock_timeout` of each batch statement on either database."""
     statement_timeout: Timeout = timedelta(minutes=5)
+    """`statement_timeout` of each batch statement."""
     max_batch_retries: Annotated[int, Field(ge=0, le=100)] = 5  # lock timeouts, deadlocks, serialization
+    """Retries of a batch after a lock timeout, deadlock or serialization failure."""
     recheck_deleted: bool = True          # delete copied rows whose old row vanished meanwhile
+    """After copying, delete copied rows whose old row vanished meanwhile."""
     progress_interval: Timeout = timedelta(seconds=10)  # progress line in the task log
+    """How often a progress line is written to the task log."""
     ledger_progress_interval: Timeout = timedelta(minutes=1)  # backfill_progress ledger entries
+    """How often a `backfill_progress` entry is appended to the audit ledger."""
     app_latency_window: Window = timedelta(minutes=5)  # p95 of the app's stats over this window
+    """Window of the application's stats the p95 latency pause reads (scaled by `time_scale`)."""
 
     @model_validator(mode="after")
     def _sizes(self) -> Backfill:
@@ -358,19 +462,30 @@ class Backfill(Strict):
 
 class Backup(Strict):
     dir: str = "/var/backups/zero-downtime-migration"
+    """Directory for the pre-flight `pg_dump` backups (and their manifests)."""
     disk_space_factor: Annotated[float, Field(ge=1)] = 2.0
+    """Free space required in `dir`, as a multiple of the database size."""
     verify_restore: bool = True
+    """Restore each backup into a scratch database to prove it restores."""
 
 
 class DualWrite(Strict):
     window: Window = timedelta(hours=1)
+    """Window the dual-write health gate measures (scaled by `time_scale`)."""
     warn_below_pct: Pct = 95
+    """Success rate (%) below which the gate warns."""
     critical_below_pct: Pct = 90
+    """Success rate (%) below which the gate is critical (fails the task); <= `warn_below_pct`."""
     latency_p95_warn_ms: Annotated[float, Field(gt=0)] = 500
+    """Dual-write p95 latency (ms) above which the gate warns."""
     min_attempts: Annotated[int, Field(ge=1)] = 100
+    """Fewest dual-write attempts in the window for a verdict (fewer: no data, keep waiting)."""
     max_gap: Window = timedelta(minutes=10)
+    """Longest gap without stats before the gate reports the application silent."""
     poke_interval: Window = timedelta(minutes=1)
+    """How often the waiting gate evaluates."""
     gate_timeout: Window = timedelta(days=7)  # a gate that has not passed by then fails the task
+    """A gate that has not passed by then fails the task."""
 
     @model_validator(mode="after")
     def _order(self) -> DualWrite:
@@ -381,46 +496,74 @@ class DualWrite(Strict):
 
 class RolloutStep(Strict):
     pct: Annotated[int, Field(ge=1, le=100)]
+    """Share of reads served from the new path (1-100)."""
     hold: Window
+    """How long the step is held and watched before the next one (scaled by `time_scale`)."""
 
 
 class Cutover(Strict):
     dual_write_min_success_pct: Pct = 99
+    """Checklist: dual-write success (%) over `dual_write_window` at least this."""
     dual_write_window: Window = timedelta(hours=48)
+    """Checklist: window of the dual-write success check."""
     shadow_mismatch_max_pct: Pct = 0.1
+    """Checklist: shadow-read mismatches (%) over `shadow_window` at most this."""
     shadow_window: Window = timedelta(hours=24)
+    """Checklist: window of the shadow-read check."""
     shadow_min_reads: Annotated[int, Field(ge=1)] = 1000
+    """Checklist: fewest shadow reads in the window for a verdict."""
     consistency_max_age: Window = timedelta(hours=2)
+    """Checklist: the last passed consistency run must be younger than this."""
     backup_max_age: Window = timedelta(hours=24)
+    """Checklist: the last verified backup must be younger than this."""
     error_rate_max_increase_points: Pct = 0.5
+    """Read rollout: a step rolls back when the new path's error rate exceeds the baseline by more than this many
+    percentage points."""
     check_interval: Window = timedelta(minutes=5)
+    """Read rollout: how often a held step is checked."""
     min_requests_per_check: Annotated[int, Field(ge=1)] = 50
+    """Read rollout: fewest new-path requests in an interval for a verdict."""
     rollout: Annotated[list[RolloutStep], Field(min_length=1)] = [
         {"pct": 10, "hold": "4h"}, {"pct": 25, "hold": "4h"}, {"pct": 50, "hold": "8h"}, {"pct": 100, "hold": "24h"},
     ]
+    """Read rollout steps; percentages strictly increase and end at 100."""
     keep_old_sync: Window | None = timedelta(days=7)
+    """How long writes keep being synced to the old table after the write cutover (null: not kept)."""
     approval_timeout: Window = timedelta(hours=4)
+    """How long the cutover approvals wait for an answer."""
     # How long the pre-cutover checklist gates wait for their conditions before the run fails.
     checklist_timeout: Window = timedelta(hours=1)
+    """How long the pre-cutover checklist gates wait for their conditions before the run fails."""
     # Read rollout: the old-path read error rate over this window before the first step is the
     # baseline when a check interval has too little old-path traffic (at 100 % there is none).
     baseline_window: Window = timedelta(hours=1)
+    """The old-path read error rate over this window before the first step is the baseline when an interval has too
+    little old-path traffic."""
     # Consecutive check intervals without enough new-path requests before a step is aborted and
     # rolled back (no data is not success; Argo Rollouts' consecutiveErrorLimit).
     max_inconclusive_checks: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Consecutive intervals without enough new-path requests before a step is aborted and rolled back (no data is not
+    success)."""
     # How long the application takes to see a flag change (its flag cache TTL plus margin).
     flag_propagation: Timeout = timedelta(seconds=10)
+    """How long the application takes to see a flag change (its flag cache TTL plus margin). Never scaled."""
     # Rollbacks / cleanup: how long to wait for writes to stop after maintenance mode or flags off.
     quiesce_timeout: Timeout = timedelta(minutes=5)
+    """Rollbacks / cleanup: how long to wait for writes to stop after maintenance mode or flags off."""
     # Rollback scenarios 1 and 2: the error rate must be back at baseline within this window.
     rollback_verify_window: Window = timedelta(minutes=15)
+    """Rollback scenarios 1 and 2: the error rate must be back at baseline within this window."""
     # Rollback scenario 3: database the pre-cutover backup is restored into (default
     # <legacy db>_pre_cutover); it must not exist or be one an earlier run of the rollback created.
     rollback_side_database: Ident | None = None
+    """Rollback scenario 3: database the pre-cutover backup is restored into (default `<legacy db>_pre_cutover`); it
+    must not exist or be one an earlier run of the rollback created."""
     # Rollback scenario 3: at most this many old rows per entity are deleted (or marked) because
     # their new row was deleted after the cutover; more refuses (pre-flight and sync) - an empty
     # or wrong new table must not empty the old one. Raise it after reading the pre-flight count.
     rollback_max_deletes: Annotated[int, Field(ge=0)] = 1000
+    """Rollback scenario 3: at most this many old rows per entity are deleted (or marked) because their new row was
+    deleted after the cutover; more refuses."""
 
     @model_validator(mode="after")
     def _rollout_order(self) -> Cutover:
@@ -432,50 +575,76 @@ class Cutover(Strict):
 
 class DropColumn(Strict):
     table: TableRef
+    """Legacy table."""
     column: Ident
+    """Column dropped in phase 6 (after its approval)."""
 
 
 class Cleanup(Strict):
     min_age_after_write_cutover: Window = timedelta(days=7)
+    """Phase 6 refuses to archive before the write cutover is this old."""
     archive_retention: Window = timedelta(days=90)
+    """Archived tables are kept this long before they may be dropped."""
     archive_suffix: Ident = "_archived"
+    """Suffix of an archived table's name (`orders` -> `orders_archived`)."""
     archive_tables: list[TableRef] = []
+    """Legacy tables renamed to their archive name in phase 6 (then dropped after `archive_retention`)."""
     drop_columns: list[DropColumn] = []
+    """Legacy columns dropped in phase 6."""
     # Before renaming, the old tables must show no writes (pg_stat_user_tables) for this long.
     quiet_period: Timeout = timedelta(seconds=15)
+    """Before renaming, the old tables must show no writes (pg_stat_user_tables) for this long. Never scaled."""
 
 
 class CountSide(Strict):
     """Rows counted on one side of a count-parity check (optionally filtered by one column)."""
 
     table: TableRef
+    """Table counted."""
     where: IndexWhere | None = None
+    """Optional condition on one column (null: every row)."""
 
 
 class CountParity(Strict):
     """``count(legacy side) == count(new side)``, e.g. the seed's validateTransactionCounts()."""
 
     name: Ident
+    """Name of the check."""
     legacy: CountSide
+    """What is counted in the legacy database."""
     new: CountSide
+    """What is counted in the new database; the two counts must be equal."""
 
 
 class Consistency(Strict):
     chunk_size: Annotated[int, Field(ge=10)] = 10_000
+    """Rows per key-range chunk (one checksum query per side)."""
     bisect_min_rows: Annotated[int, Field(ge=1)] = 200
+    """Differing ranges are split until this small, then rows are compared."""
     bisect_factor: Annotated[int, Field(ge=2, le=256)] = 16  # sub-ranges per differing range
+    """Sub-ranges per split of a differing range."""
     parallelism: Annotated[int, Field(ge=1, le=64)] = 2
+    """Worker threads (each with one connection per database)."""
     max_reported_keys: Annotated[int, Field(ge=1)] = 20
+    """Keys named in a Slack alert per check and kind of difference."""
     max_stored_keys: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # per check and kind
+    """Keys stored per check and kind (counts are always exact)."""
     # a repair (migration_phase3_repair) that would delete more new rows waits for the
     # repair_deletes approval
     repair_max_deletes: Annotated[int, Field(ge=0)] = 100
+    """A repair (migration_phase3_repair) deleting more new rows than this waits for the `repair_deletes` approval."""
     recheck_delay: Window = timedelta(seconds=2)  # re-read differing rows once (in-flight writes)
+    """Differing rows are read again after this (in-flight dual-writes)."""
     statement_timeout: Timeout = timedelta(minutes=10)
+    """`statement_timeout` of the consistency queries."""
     retention: Window = timedelta(days=30)  # run history and findings kept this long
+    """Run history and findings are kept this long."""
     count_parity: list[CountParity] = []
+    """Row-count equalities between the databases (e.g. transactions with an invoice)."""
     schedule: str = "@hourly"
+    """Schedule of `migration_consistency_hourly` (cron or preset)."""
     data_docs_dir: str | None = None  # default: <project>/gx
+    """Great Expectations project directory (Data Docs); default `<project>/gx`."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> Consistency:
@@ -487,10 +656,14 @@ class Consistency(Strict):
 
 
 class Slack(Strict):
-    warning_channel: Annotated[str, Field(min_length=1)] = "#marketplace-migration"
-    critical_channel: Annotated[str, Field(min_length=1)] = "#marketplace-migration-critical"
+    warning_channel: Annotated[str, Field(min_length=1)] = "#migration"
+    """Channel for warnings (and approval requests unless `approvals.channel` is set)."""
+    critical_channel: Annotated[str, Field(min_length=1)] = "#migration-critical"
+    """Channel for critical alerts, with `oncall_mention`."""
     oncall_mention: str = "<!subteam^ONCALL>"
+    """Mention added to critical alerts (e.g. `<!subteam^S012ABC>` for a user group)."""
     airflow_base_url: str = "http://localhost:8080"
+    """Base URL of the Airflow UI, for the links in messages."""
 
 
 _SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -506,8 +679,12 @@ class Approver(Strict):
     """
 
     slack: str
+    """Their Slack member id (`U...`/`W...`; profile -> Copy member ID); a click is matched on it."""
     airflow: Annotated[str, Field(min_length=1)]
+    """Their Airflow user id as the auth manager reports it (simple auth manager: the username; FAB: the numeric id);
+    becomes the HITL `assigned_users` entry."""
     name: str | None = None  # shown in Airflow's Required Actions; default: the Airflow user id
+    """Shown in Airflow's Required Actions (default: the Airflow user id)."""
 
     @field_validator("slack")
     @classmethod
@@ -533,8 +710,11 @@ class Approver(Strict):
 class Approvals(Strict):
     # approval point (or "default") -> the people who may answer it, each {slack, airflow[, name]}
     approvers: dict[str, list[Approver]] = {"default": []}
+    """Approval point (or `default` for the rest) -> the people who may answer it, each `{slack, airflow[, name]}`."""
     response_timeout: Window = timedelta(hours=4)
+    """How long an approval waits; then it takes its safe default (Reject) and pages on-call."""
     channel: str | None = None  # Slack channel for approval requests; default slack.warning_channel
+    """Slack channel for approval requests (default: `slack.warning_channel`)."""
 
     @field_validator("approvers", mode="before")
     @classmethod
@@ -581,14 +761,21 @@ class Deadlines(Strict):
     # max_active_runs=1 later runs queue behind it. Shorter than the schedule, so it pages before
     # the next run is due.
     consistency_hourly: Window | None = timedelta(minutes=45)
+    """A `migration_consistency_hourly` run not finished this long after it was queued pages (later runs queue behind
+    it). null: off."""
     # Any other migration DAG run not finished this long after it was queued pages; keys are DAG
     # ids, ``default`` covers the rest.
     phase_runs: dict[str, Window | None] = {"default": timedelta(hours=12)}
+    """DAG id (or `default`) -> how long any other migration DAG run may take from being queued before it pages; null:
+    no deadline. `default` is required."""
     # An approval nobody answered gets a reminder at these percentages of its response timeout;
     # the last one pages on-call (critical), earlier ones are warnings. [] switches reminders off.
     approval_reminders: list[Annotated[float, Field(gt=0, lt=100)]] = [50, 80]
+    """Percentages of the response timeout at which an unanswered approval gets a reminder; the last one pages on-call.
+    []: off."""
     # How often a run's approval watcher looks for unanswered approvals (not scaled).
     reminder_poll: Timeout = timedelta(minutes=1)
+    """How often a run's approval watcher looks for unanswered approvals. Never scaled."""
 
     @model_validator(mode="after")
     def _check(self) -> Deadlines:
@@ -615,8 +802,11 @@ class AlertThresholds(Strict):
     """The seed's alert table rows that are not covered by a phase section."""
 
     cross_db_latency_p95_warn_ms: Annotated[float, Field(gt=0)] = 200
+    """The seed's cross-database call p95 latency warning (ms). Not read by any DAG yet (validated only)."""
     invoice_state_error_critical_pct: Pct = 1
+    """The seed's invoice state error rate (%) that is critical. Not read by any DAG yet (validated only)."""
     payment_error_critical_pct: Pct = 0.5
+    """The seed's payment error rate (%) that is critical. Not read by any DAG yet (validated only)."""
 
 
 # The database performance view and metrics (issue 15, docs/performance.md, docs/metrics.md).
@@ -659,26 +849,48 @@ class Perf(Strict):
 
 class MigrationConfig(Strict):
     version: Literal[1] = 1
+    """Config format version (1)."""
     name: Annotated[str, Field(min_length=1)]
+    """Name of this migration (shown in messages and the dashboard)."""
     connections: Connections
+    """Airflow connection ids of the databases and Slack."""
     same_database: bool = False
+    """true: the new tables live in the legacy database (both sides use `connections.legacy`)."""
     control_schema: Ident = "migration_control"
+    """Schema in the legacy database holding flags, audit ledger and run state."""
     time_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """Multiplies every window-type duration (holds, gates, ages, retention) for rehearsals, in (0, 1]; env
+    `MIGRATION_TIME_SCALE` wins. Timeouts are never scaled."""
     entities: Annotated[dict[Ident, Entity], Field(min_length=1)]
+    """The tables migrated: entity name -> old table, new table, keys and column mapping (at least one)."""
     references: list[Reference] = []
+    """Cross-database referential integrity checks (phases 3-4, hourly)."""
     value_checks: list[ValueCheck] = []
+    """Allowed-values / not-NULL checks on columns (Great Expectations suites)."""
     schema_changes: SchemaChanges = {}
+    """Phase 1: changes to the legacy schema."""
     ddl: Ddl = {}
+    """Timeouts and retries of every DDL statement."""
     backfill: Backfill = {}
+    """Phase 2 historical backfill."""
     backup: Backup = {}
+    """Pre-flight backup."""
     dual_write: DualWrite = {}
+    """Phase 2 dual-write health gate."""
     cutover: Cutover = {}
+    """Phase 5: checklist, read rollout and rollback settings."""
     cleanup: Cleanup = {}
+    """Phase 6: archive and drop."""
     consistency: Consistency = {}
+    """Phases 3-4 and the hourly consistency run."""
     slack: Slack = {}
+    """Slack channels and links."""
     approvals: Approvals = {}
+    """Who may answer each approval point, and how long it waits."""
     alerts: AlertThresholds = {}
+    """The seed's alert thresholds not covered by a phase section (not read by any DAG yet)."""
     deadlines: Deadlines = {}
+    """Pages when a run or an approval runs out of time silently."""
     perf: Perf = Field({}, description="The database performance view and the metrics the sampler emits.")
 
     @property

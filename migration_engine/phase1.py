@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg2.errors
 from psycopg2 import sql
 
-from migration_engine import control, db
+from migration_engine import control, db, preflight
 from migration_engine.config import AddCheck, AddColumn, CreateIndex, MigrationConfig, SetRequired, TableRef
 from migration_engine.ddl import DdlError, DdlExecutor, IndexSpec
 from migration_engine.errors import VerificationError
+from migration_engine.sqltypes import canonical_type
 from migration_engine.steps import RevertRefused, Step, StepResult, StepRunner, get_state, summarize_plan
 
 log = logging.getLogger(__name__)
@@ -45,29 +45,6 @@ GROUP_TITLES = {
 
 
 # --- types -----------------------------------------------------------------------------------
-_SIMPLE_TYPES = {
-    "int": "integer", "integer": "integer", "smallint": "smallint", "bigint": "bigint",
-    "boolean": "boolean", "text": "text", "date": "date", "uuid": "uuid", "jsonb": "jsonb",
-    "timestamp": "timestamp without time zone", "timestamptz": "timestamp with time zone",
-    "timestamp with time zone": "timestamp with time zone", "double precision": "double precision",
-    "real": "real", "numeric": "numeric",
-}
-
-
-def canonical_type(type_text: str) -> str:
-    """Spell a config type the way Postgres' format_type / information_schema do."""
-    t = re.sub(r"\s+", " ", type_text.strip().lower())
-    if t in _SIMPLE_TYPES:
-        return _SIMPLE_TYPES[t]
-    m = re.fullmatch(r"(?:varchar|character varying)\s*\((\d+)\)", t)
-    if m:
-        return f"character varying({int(m.group(1))})"
-    m = re.fullmatch(r"numeric\s*\((\d+)(?:,\s*(\d+))?\)", t)
-    if m:
-        return f"numeric({int(m.group(1))},{int(m.group(2) or 0)})"
-    return t
-
-
 def info_schema_type(row: dict[str, Any]) -> str:
     data_type = row["data_type"]
     if row["character_maximum_length"] is not None:
@@ -472,16 +449,14 @@ def _runner(conn, cfg: MigrationConfig, actor: str, context: dict | None) -> Ste
 
 def prepare(conn, cfg: MigrationConfig, *, actor: str = "", context: dict | None = None,
             dry_run: bool = False) -> dict[str, Any]:
-    """Check every table the config names exists; create the control schema (not in a dry run)."""
+    """The preflight of schema_changes (tables, columns, batch keys); create the control schema (not in
+    a dry run)."""
     sc = cfg.schema_changes
     tables = sorted({str(x.table) for group in (sc.add_columns, sc.indexes, sc.required, sc.checks) for x in group})
     if not tables:
         raise DdlError("schema_changes in the migration config is empty: phase 1 has nothing to do")
-    ex = DdlExecutor(conn, cfg.ddl, planning=True)
-    missing = [t for t in tables if not ex.relation_exists(TableRef.model_validate(t))]
-    if missing:
-        raise DdlError(f"tables named in schema_changes do not exist in the legacy database "
-                       f"({cfg.connections.legacy}): {missing}")
+    # every table, column and batch key of schema_changes (one PreflightError listing all problems)
+    preflight.check_or_raise(cfg, conn, conn, parts=(preflight.SCHEMA_CHANGES,))
     if not dry_run:
         control.ensure_control_schema(conn, cfg.control_schema, cfg.ddl)
     return {"tables": tables, "dry_run": dry_run,

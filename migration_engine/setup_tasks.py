@@ -1,4 +1,5 @@
-"""Bootstrap: check the config and connections, create the control schema."""
+"""Bootstrap: check the connections, the config against both databases (the preflight), create the
+control schema."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import logging
 
 from migration_engine import control, control_schema, db, sqlfiles
 from migration_engine.config import MigrationConfig
-from migration_engine.errors import ConfigError, VerificationError
+from migration_engine.errors import VerificationError
+from migration_engine.preflight import run_preflight
 
 log = logging.getLogger(__name__)
 
@@ -23,27 +25,10 @@ def check_connections(cfg: MigrationConfig) -> dict[str, str]:
     return versions
 
 
-def check_tables(cfg: MigrationConfig) -> list[str]:
-    """Every table the config names must exist on its side; lists all the missing ones."""
-    wanted: list[tuple[str, str, str]] = []  # (side, schema, table)
-    for ent in cfg.entities.values():
-        wanted.append(("legacy", ent.old_table.schema_name, ent.old_table.table))
-        wanted.append(("new", ent.new_table.schema_name, ent.new_table.table))
-        for col in ent.columns:
-            if col.lookup:
-                wanted.append(("new", col.lookup.table.schema_name, col.lookup.table.table))
-    missing = []
-    for side in ("legacy", "new"):
-        with db.connection(cfg.conn_id(side)) as conn, conn.cursor() as cur:
-            for s, schema, table in wanted:
-                if s != side:
-                    continue
-                sqlfiles.run(cur, "common/table_exists.sql", params={"schema": schema, "table_name": table})
-                if not cur.fetchone()[0]:
-                    missing.append(f"{side} database ({cfg.conn_id(side)}): table {schema}.{table} does not exist")
-    if missing:
-        raise ConfigError("tables named in the migration config are missing:\n  " + "\n  ".join(missing))
-    return [f"{s}:{schema}.{table}" for s, schema, table in wanted]
+def preflight(cfg: MigrationConfig) -> dict:
+    """Every table, column, key and type the config names, on its database (``preflight``): reads
+    only, and raises one PreflightError listing every problem with its config path."""
+    return run_preflight(cfg)
 
 
 def create_control_schema(cfg: MigrationConfig, *, dry_run: bool = False) -> dict:

@@ -60,7 +60,12 @@ def _executor() -> Iterator[Any]:
 
 # --- task bodies (one call each) ---------------------------------------------------------------
 def start_run(kind: str, phase: str) -> int | None:
+    """The preflight of what the run compares (entities, references, value checks, count parity: a
+    missing column is one config error naming its path, not a failed check per chunk), then the run."""
+    from migration_engine import preflight
+
     with _executor() as ex:
+        preflight.run_preflight(config(), parts=preflight.CONSISTENCY_PARTS)
         return _step(kind, phase).start(ex)
 
 

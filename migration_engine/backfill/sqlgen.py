@@ -30,6 +30,7 @@ STAGE_PREFIX = "backfill_stage_"
 # The expression shapes of a mapping (the only SQL fragments outside include/sql; see docstring).
 _MAPPED = ("CASE WHEN {col} IS NULL THEN NULL "
            "ELSE coalesce({map}::jsonb ->> {col}::text, {unmapped}({name}, {col}::text)) END")
+_MAPPED_PROBE = "({map}::jsonb ->> {col}::text)"
 _LOOKUP_JOIN = "LEFT JOIN {table} AS {alias} ON {alias_match} = {stage_col}"
 
 
@@ -88,20 +89,33 @@ class EntitySql:
         return out
 
     # -- legacy side ---------------------------------------------------------------------------
-    def _value(self, i: int, c) -> transforms.Expr:
-        """One column's value in the legacy SELECT: the old column, its value map, then its transform."""
+    def _value(self, i: int, c, *, probe: bool = False) -> transforms.Expr:
+        """One column's value in the legacy SELECT: the old column, its value map, then its transform.
+
+        ``probe``: without the unmapped-value guard (a control-schema function that need not exist
+        yet); same result type.
+        """
         col = sql.Identifier("src", c.old)
         base: sql.Composable = col
         if c.map is not None:
-            base = sql.SQL(_MAPPED).format(col=col, map=sql.Placeholder(f"map_{i}"),
-                                           unmapped=sql.Identifier(self.control_schema, "backfill_unmapped"),
-                                           name=sql.Placeholder(f"map_name_{i}"))
+            base = sql.SQL(_MAPPED_PROBE if probe else _MAPPED).format(
+                col=col, map=sql.Placeholder(f"map_{i}"),
+                unmapped=sql.Identifier(self.control_schema, "backfill_unmapped"),
+                name=sql.Placeholder(f"map_name_{i}"))
         if c.lookup is not None or not transforms.has_transform(c):
             return transforms.Expr(base)
         return transforms.forward(c, "src", f"zdm_t{i}", base=None if c.map is None else base)
 
+    def select_items(self, *, probe: bool = False) -> list[sql.Composable]:
+        """The legacy select expression of each config column, in config order (stage order).
+
+        The preflight runs them (``probe=True``) ``LIMIT 0`` to learn each mapping's output type from
+        the server, so every transform added to :meth:`_value` is type-checked too.
+        """
+        return [self._value(i, c, probe=probe).sql for i, c in enumerate(self.entity.columns)]
+
     def select_list(self) -> sql.Composed:
-        return sql.SQL(", ").join(self._value(i, c).sql for i, c in enumerate(self.entity.columns))
+        return sql.SQL(", ").join(self.select_items())
 
     def read_batch(self, cur, *, after_key: int, range_hi: int, limit: int) -> str:
         """The exact ``COPY (SELECT ...) TO STDOUT`` text for one page (values inlined by mogrify)."""

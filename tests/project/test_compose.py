@@ -143,17 +143,38 @@ def test_the_schema_check_can_fail(compose, validator):
     assert any("service_ready" in e.message for e in validator.iter_errors(broken))
 
 
+def _db_connection_vars(env: dict[str, str]) -> set[str]:
+    """The migrated databases' connections: every AIRFLOW_CONN_* but Slack's (reach the services by env_file)."""
+    return {k for k in env if k.startswith("AIRFLOW_CONN_") and k != "AIRFLOW_CONN_SLACK_API_DEFAULT"}
+
+
 def test_every_variable_is_in_env_example(raw_text, env_example):
     missing = sorted(referenced_vars(raw_text) - env_example.keys())
     assert not missing, f"docker-compose.yaml uses variables that .env.example does not define: {missing}"
-    unused = sorted(env_example.keys() - referenced_vars(raw_text))
+    unused = sorted(env_example.keys() - referenced_vars(raw_text) - _db_connection_vars(env_example))
     assert not unused, f".env.example defines variables docker-compose.yaml never uses: {unused}"
 
 
 def test_required_variables_fail_loudly_when_missing(raw_text, env_example):
-    env = {k: v for k, v in env_example.items() if k != "AIRFLOW_CONN_BREEDERHQ_DB"}
-    with pytest.raises(InterpolationError, match="AIRFLOW_CONN_BREEDERHQ_DB"):
+    env = {k: v for k, v in env_example.items() if k != "AIRFLOW__CORE__FERNET_KEY"}
+    with pytest.raises(InterpolationError, match="AIRFLOW__CORE__FERNET_KEY"):
         interpolate(yaml.safe_load(raw_text), env)
+
+
+def test_database_connections_follow_the_config_not_the_compose_file(raw_text, compose, env_example):
+    """Issue 12: compose names no migration's connection; every Airflow service reads .env (env_file),
+    so a team's own connection ids work unchanged, and .env.example has the shipped config's ids."""
+    from migration_engine.config import load_config
+    from migration_engine.db import conn_env_var
+
+    assert not _db_connection_vars({v: "" for v in referenced_vars(raw_text)}), \
+        "docker-compose.yaml must not name a migrated database's connection variable"
+    for name in AIRFLOW_SERVICES:
+        files = compose["services"][name].get("env_file")
+        assert files and any((f if isinstance(f, str) else f["path"]) == ".env" for f in files), name
+    cfg = load_config(ROOT / "include" / "migration.yaml")
+    wanted = {conn_env_var(cfg.connections.legacy), conn_env_var(cfg.connections.new)}
+    assert wanted == _db_connection_vars(env_example)
 
 
 def test_env_example_holds_placeholders_only(env_example):
@@ -189,9 +210,8 @@ def test_airflow_gets_every_connection_the_config_names(compose):
     from migration_engine.db import conn_env_var
 
     cfg = load_config(ROOT / "include" / "migration.yaml")
-    for conn_id in {cfg.connections.legacy, cfg.connections.new, cfg.connections.slack}:
-        for name in AIRFLOW_SERVICES:
-            assert conn_env_var(conn_id) in compose["services"][name]["environment"], (name, conn_id)
+    for name in AIRFLOW_SERVICES:  # Slack by name; the databases through env_file (the test below)
+        assert conn_env_var(cfg.connections.slack) in compose["services"][name]["environment"], name
     env = compose["services"]["airflow-worker"]["environment"]
     # the config the workers read is the repo's include/ folder, mounted into the container
     include_target = next(v.split(":")[1] for v in compose["services"]["airflow-worker"]["volumes"]
@@ -227,7 +247,9 @@ def test_every_referenced_path_exists(compose):
         for entry in [env_files] if isinstance(env_files, str) else env_files:
             path = entry if isinstance(entry, str) else entry["path"]
             required = True if isinstance(entry, str) else entry.get("required", True)
-            assert not required or (ROOT / path).exists(), f"{name}: env_file {path} does not exist"
+            # .env is the operator's copy of .env.example (git-ignored): the example must exist
+            example = ROOT / (path + ".example" if path == ".env" else path)
+            assert not required or example.exists(), f"{name}: env_file {path} does not exist"
     mounted = {s.lstrip("./").split("/")[0] for s in _bind_sources(compose["services"]["airflow-worker"])}
     assert {"plugins", "include"} <= mounted  # the code itself is the wheel in the image
 
