@@ -262,7 +262,8 @@ class Catalog:
                                {"table_oid": d.table_oid, "column_number": d.table_column})
             if rows:
                 oid, typmod = rows[0]
-        elif oid == NUMERIC and d.precision is not None and d.scale is not None and d.precision > 0:
+        elif oid == NUMERIC and d.precision is not None and d.scale is not None and 0 < d.precision <= 1000 \
+                and 0 <= d.scale <= d.precision:  # an unconstrained numeric reports 65535 (no typmod)
             typmod = ((d.precision << 16) | d.scale) + 4
         elif oid in (VARCHAR, BPCHAR) and d.internal_size and d.internal_size > 0:
             typmod = d.internal_size + 4
@@ -435,6 +436,11 @@ def _entity_types(run: _Run, name: str, e: Entity, new_cols: dict[str, ColType])
             if lk.value in lk_cols:
                 run.convert(lk_cols[lk.value], dst, f"{cp}.lookup.value", f"{lk.table}.{lk.value}",
                             f"{e.new_table}.{c.new}", new, new)
+            continue
+        if c.scale is not None and c.cast is None and out.oid == NUMERIC and dst.oid in INTEGER_OIDS:
+            # scale always rounds to a whole number (its rounding says how), so the COPY text is an
+            # integer; only a value beyond the integer's range could fail, and that batch then fails
+            # naming the row (nothing is half-written)
             continue
         run.convert(out, dst, f"{cp}.new", src_label, f"{e.new_table}.{c.new}", legacy, new)
 
