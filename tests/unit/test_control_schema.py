@@ -21,7 +21,8 @@ from migration_engine.sqlfiles import SQL_DIR_ENV, split_statements, sql_dir
 SCHEMA = "migration_control"
 V0 = Path(__file__).resolve().parents[1] / "fixtures" / "control_schema_v0"
 NAMES = ["001_control_tables.sql", "002_control_indexes.sql", "003_backfill_tables.sql",
-         "004_consistency_tables.sql", "005_slack_tables.sql"]
+         "004_consistency_tables.sql", "005_slack_tables.sql", "006_backfill_generic_keys.sql"]
+LATEST = len(NAMES)
 TABLES = {"feature_flags", "dual_write_stats", "shadow_read_stats", "shadow_read_mismatches", "path_stats",
           "gate_results", "audit_ledger", "alerts", "step_state", "backfill_runs", "backfill_ranges",
           "consistency_runs", "consistency_check_results", "consistency_findings", "slack_requests",
@@ -42,10 +43,20 @@ def _tables(databases) -> set[str]:
                                                     "WHERE table_schema = %s", (SCHEMA,))}
 
 
+# Migration 006 turns the backfill's key bounds from bigint into text (and adds backfill_runs.key_type):
+# their rows are compared with the bounds as text on both sides, so a changed value still shows.
+_BOUNDS = {"backfill_runs": ("key_min", "key_max"), "backfill_ranges": ("key_lo", "key_hi", "last_key")}
+
+
 def _contents(databases) -> dict[str, list[str]]:
     """Every row of every control table (except schema_version), as text, in a stable order."""
-    return {t: [r[0] for r in databases.query("legacy", f'SELECT row_to_json(x)::text FROM {SCHEMA}."{t}" AS x '
-                                                        "ORDER BY 1")]
+    def select(t: str) -> str:
+        if t not in _BOUNDS:
+            return f'SELECT row_to_json(x)::text FROM {SCHEMA}."{t}" AS x ORDER BY 1'
+        bounds = ", ".join(f"'{c}', x.{c}::text" for c in _BOUNDS[t])
+        return (f"SELECT (to_jsonb(x) - 'key_type' || jsonb_build_object({bounds}))::text "
+                f'FROM {SCHEMA}."{t}" AS x ORDER BY 1')
+    return {t: [r[0] for r in databases.query("legacy", select(t))]
             for t in sorted(_tables(databases) - {"schema_version"})}
 
 
@@ -88,8 +99,8 @@ def _fill_v0(databases, conn) -> None:
 
 def test_migration_files_are_numbered_and_cover_every_control_table():
     found = control_schema.migrations()
-    assert [m.name for m in found] == NAMES and [m.version for m in found] == [1, 2, 3, 4, 5]
-    assert [m.transactional for m in found] == [True, False, True, True, True]  # 002 builds CONCURRENTLY
+    assert [m.name for m in found] == NAMES and [m.version for m in found] == [1, 2, 3, 4, 5, 6]
+    assert [m.transactional for m in found] == [True, False, True, True, True, True]  # 002 builds CONCURRENTLY
     tables = {n for k, n in control_schema.expected_objects() if k == "table"}
     assert tables == TABLES | {"schema_version"}
     assert {("trigger", "audit_ledger_append_only"), ("trigger", "audit_ledger_no_truncate"),
@@ -108,7 +119,7 @@ def test_fresh_install_records_every_migration_and_a_second_upgrade_does_nothing
     assert [c for _v, _n, c, _by in rows] == [m.checksum for m in control_schema.migrations()]
     assert TABLES <= _tables(databases)
     assert control_schema.verify(conn, SCHEMA) == []
-    assert control_schema.current_version(conn, SCHEMA) == 5
+    assert control_schema.current_version(conn, SCHEMA) == LATEST
     with conn.cursor() as cur:  # the caller's connection is given back as it was
         cur.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
         assert cur.fetchone() == ("0", "0")
@@ -117,8 +128,8 @@ def test_fresh_install_records_every_migration_and_a_second_upgrade_does_nothing
 
     assert control_schema.upgrade(conn, SCHEMA) == []
     assert control_schema.plan(conn, SCHEMA) == []
-    assert len(_versions(databases)) == 5
-    assert control_schema.require_current(conn, SCHEMA).version == 5
+    assert len(_versions(databases)) == LATEST
+    assert control_schema.require_current(conn, SCHEMA).version == LATEST
     conn.close()
 
 
@@ -130,7 +141,7 @@ def test_the_unversioned_layout_is_adopted_in_place_losing_no_rows(databases, ca
     assert set(before) == TABLES and all(before.values()), {t: len(r) for t, r in before.items()}
     assert control_schema.current_version(conn, SCHEMA) == 0
     with pytest.raises(control_schema.ControlSchemaOutdated,
-                       match=r"is at version 0 \(created before versioned migrations\), code needs 5: "
+                       match=r"is at version 0 \(created before versioned migrations\), code needs 6: "
                              r"run migration_setup"):
         control_schema.require_current(conn, SCHEMA)
 
@@ -174,10 +185,10 @@ def test_a_database_newer_than_the_code_is_refused(databases):
     conn = databases.connect("legacy")
     control_schema.upgrade(conn, SCHEMA)
     databases.query("legacy", f"INSERT INTO {SCHEMA}.schema_version (version, name, checksum, applied_by) "
-                              "VALUES (6, '006_from_the_future.sql', 'x', 'newer code')")
+                              "VALUES (7, '007_from_the_future.sql', 'x', 'newer code')")
     for call in (control_schema.upgrade, control_schema.require_current):
         with pytest.raises(control_schema.ControlSchemaTooNew,
-                           match=r"at version 6, newer than this code knows \(latest 5\).*006_from_the_future"):
+                           match=r"at version 7, newer than this code knows \(latest 6\).*007_from_the_future"):
             call(conn, SCHEMA)
     conn.close()
 
@@ -188,8 +199,8 @@ def test_users_of_the_tables_refuse_an_outdated_or_missing_schema(databases):
         consistency_store.start_run(conn, "nowhere", kind="full", dag_id=None, run_id=None)
     control_schema.upgrade(conn, SCHEMA, target=3)
     with pytest.raises(control_schema.ControlSchemaOutdated,
-                       match=r"is at version 3, code needs 5: run migration_setup \(pending: "
-                             r"004_consistency_tables.sql, 005_slack_tables.sql\)"):
+                       match=r"is at version 3, code needs 6: run migration_setup \(pending: "
+                             r"004_consistency_tables.sql, 005_slack_tables.sql, 006_backfill_generic_keys.sql\)"):
         consistency_store.start_run(conn, SCHEMA, kind="full", dag_id=None, run_id=None)
     assert "consistency_runs" not in _tables(databases)  # refused, not lazily created
     control_schema.upgrade(conn, SCHEMA)
