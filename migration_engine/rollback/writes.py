@@ -626,7 +626,7 @@ def _describe_sync(s: Session, ex) -> list[str]:
                          "one rollback/upsert_old_row.sql each (new rows first get an old key: "
                          "rollback/link_legacy_id.sql)")
             orphans = find_orphans(s.cfg, name, s.legacy, s.new, keep=s.cfg.cutover.rollback_max_deletes + 1)
-            sqlfile, idents = removal_sql(s.cfg, name)
+            sqlfile, idents = removal_sql(s.cfg, name, s.legacy)
             lines.append(f"-- {name}: {orphans.orphans} rows of {e.old_table} in scope have no live row in "
                          f"{e.new_table} (deleted there after the cutover): "
                          + ("more than cutover.rollback_max_deletes - the sync would refuse"

@@ -279,3 +279,40 @@ def test_a_pass_planned_before_migration_006_survives_the_upgrade_and_resumes(da
         "legacy", "SELECT id FROM public.marketplace_listings WHERE status = 'ACTIVE' AND id <= %s", (mid,))}
     legacy.close()
     new.close()
+
+
+# -- rollback scenario 3's sync on a UUID key ---------------------------------------------------------
+
+def test_rollback_sync_carries_creates_updates_and_deletes_back_on_a_uuid_key(databases, keyed_tables):
+    from migration_engine.rollback import sync
+
+    t = keyed_tables["orders"]
+    seed(databases, 600)
+    cfg = keys_config()
+    legacy, new = _conns(databases)
+    s = backfill_settings(cfg, parallelism=2)
+    plan = plan_entity(legacy, new, cfg, "orders", s)
+    [w.run() for w in _workers(databases, cfg, s, plan)]
+    # after the cutover the application writes the new table only: an update, a create, a delete
+    (changed,), (deleted,) = databases.query("new", f"SELECT {t.legacy_id}::text FROM {t.new_table} "
+                                                    f"ORDER BY {t.legacy_id} LIMIT 2")
+    databases.query("new", f"UPDATE {t.new_table} SET title = 'changed after cutover', updated_at = now() "
+                           f"WHERE {t.legacy_id} = %s", (changed,))
+    databases.query("new", f"DELETE FROM {t.new_table} WHERE {t.legacy_id} = %s", (deleted,))
+    databases.query("new", f"INSERT INTO {t.new_table} (title, amount, status, updated_at) "
+                           "VALUES ('created after cutover', 5, 'LIVE', now())")
+    stats = sync.ReverseSync(cfg, "orders", legacy, new).run(apply=True)
+    assert (stats.updated, stats.linked_now, stats.inserted) == (1, 1, 1), stats
+    orphans = sync.find_orphans(cfg, "orders", legacy, new, keep=10)
+    assert orphans.keys == [deleted], orphans
+    removed = sync.remove_orphans(cfg, "orders", legacy, orphans.keys, lambda conn, removed, rows: None)
+    assert removed == [deleted]
+    (linked,) = databases.query("new", f"SELECT {t.legacy_id}::text FROM {t.new_table} "
+                                       "WHERE title = 'created after cutover'")[0]
+    assert linked is not None  # a fresh uuid, also in the old table now
+    assert databases.query("legacy", f"SELECT title, status FROM {t.old_table} WHERE id::text = ANY(%s) "
+                                     "ORDER BY title", ([changed, linked],)) == [
+        ("changed after cutover", "live"), ("created after cutover", "live")]
+    assert assert_exact_copy(databases, t) == len(new_rows(databases, t))  # old == new again, nothing extra
+    legacy.close()
+    new.close()
