@@ -87,6 +87,25 @@ class Key:
         key (the layout of passes planned before other key types existed), else open (None)."""
         return key_min - 1 if self.is_integer else None
 
+    def bound(self, param: str) -> sql.Composed:
+        """A bound parameter cast to the key's type: ``%(param)s::"pg_catalog"."uuid"``."""
+        return sql.SQL("{}::{}").format(sql.Placeholder(param), self.cast)
+
+    def after(self, column: sql.Composable, param: str) -> sql.Composed:
+        """``(%(p)s::type IS NULL OR column > %(p)s::type)``: the keyset predicate "after the bound",
+        open when the bound is NULL (the planner folds the constant test away). For SQL composed in
+        code; SQL files write the same with ``@p::"{key_type}"``."""
+        b = self.bound(param)
+        return sql.SQL("({b} IS NULL OR {col} > {b})").format(b=b, col=column)
+
+    def up_to(self, column: sql.Composable, param: str) -> sql.Composed:
+        """``column <= %(p)s::type``: the inclusive upper end of a ``(lo, hi]`` range."""
+        return sql.SQL("{} <= {}").format(column, self.bound(param))
+
+    def order_by(self, column: sql.Composable) -> sql.Composed:
+        """``column`` as an ORDER BY item (the column's own btree order and collation)."""
+        return sql.SQL("{} ASC").format(column)
+
     def array_literal(self, copy_keys: list[bytes]) -> str | list[str]:
         """An array parameter of keys parsed from COPY text (``@keys::"{key_type}" []``).
 

@@ -61,6 +61,7 @@ from migration_engine.rollback.sync import (
     TooManyDeletes,
     count_rows,
     find_orphans,
+    key_ids,
     key_sequence,
     missing_keys,
     removal_sql,
@@ -238,9 +239,13 @@ def _preflight(s: Session, *, record: bool = True) -> dict[str, Any]:
         s.legacy.rollback()
         seq = key_sequence(s.legacy, e.old_table, e.key)
         info["old_key_sequence"] = seq
-        if info["created_after_cutover_unlinked"] and seq is None:
+        key = key_ids(s.legacy, e, name)["_key"]  # refuses a key type the sync cannot compare
+        s.legacy.rollback()
+        info["old_key_type"] = key.type_name
+        if info["created_after_cutover_unlinked"] and seq is None and key.kind != "uuid":
             problems.append(f"{info['created_after_cutover_unlinked']} rows of {e.new_table} have no old key and "
-                            f"{e.old_table}.{e.key} has no sequence to give them one")
+                            f"{e.old_table}.{e.key} ({key.type_name}) has no sequence to give them one (a uuid key "
+                            "gets gen_random_uuid())")
         deletes = e.rollback_deletes
         info["deleted_rows_become"] = ("deleted" if deletes.action == "delete"
                                        else f"marked {deletes.column} = {deletes.value!r}")

@@ -316,3 +316,33 @@ def test_rollback_sync_carries_creates_updates_and_deletes_back_on_a_uuid_key(da
     assert assert_exact_copy(databases, t) == len(new_rows(databases, t))  # old == new again, nothing extra
     legacy.close()
     new.close()
+
+
+@pytest.mark.parametrize("entity", ["orders", "codes"])
+def test_composed_keyset_predicates_page_like_the_server_orders(databases, keyed_tables, entity):
+    """keys.Key.after / up_to / order_by (for SQL composed in code) page exactly like independent SQL."""
+    from psycopg2 import sql
+
+    t = keyed_tables[entity]
+    seed(databases, 300)
+    legacy = databases.connect("legacy")
+    schema, table = t.old_table.split(".")
+    key = keys.read_key(legacy, schema=schema, table=table, column=t.key, what=f"entity {entity}")
+    col = sql.Identifier(t.key)
+    page = sql.SQL("SELECT {col}::text FROM {tbl} WHERE {after} AND {upto} ORDER BY {order} LIMIT 50").format(
+        col=col, tbl=sql.Identifier(schema, table), after=key.after(col, "lo"), upto=key.up_to(col, "hi"),
+        order=key.order_by(col))
+    everything = [k for (k,) in databases.query("legacy", f"SELECT {t.key}::text FROM {t.old_table} "
+                                                          f"ORDER BY {t.key}")]
+    hi = everything[-10]
+    walked, lo = [], None
+    with legacy.cursor() as cur:
+        while True:
+            cur.execute(page, {"lo": lo, "hi": hi})
+            got = [r[0] for r in cur.fetchall()]
+            if not got:
+                break
+            walked += got
+            lo = got[-1]
+    legacy.close()
+    assert walked == everything[:-9]  # every key up to hi, once, in the server's order
