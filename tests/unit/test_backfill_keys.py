@@ -346,3 +346,27 @@ def test_composed_keyset_predicates_page_like_the_server_orders(databases, keyed
             lo = got[-1]
     legacy.close()
     assert walked == everything[:-9]  # every key up to hi, once, in the server's order
+
+
+def test_a_checkpoint_moves_only_from_the_mark_it_started_at(databases, keyed_tables):
+    """Compare-and-set on the text mark: a stale worker can neither rewind nor skip a range's checkpoint."""
+    seed(databases, 300)
+    cfg = keys_config()
+    legacy, new = _conns(databases)
+    plan = plan_entity(legacy, new, cfg, "orders", backfill_settings(cfg, parallelism=1))
+    (job,) = plan.jobs
+    mid = databases.query("legacy", "SELECT id::text FROM public.kt_orders ORDER BY id OFFSET 50 LIMIT 1")[0][0]
+    common = {"rows_read": 1, "rows_written": 1, "rows_deleted": 0, "retries": 0, "batch_size": 10,
+              "rows_per_second": None, "eta_seconds": None}
+    assert store.checkpoint(legacy, SCHEMA, job.run_id, 0, prev_key=mid, last_key=mid, done=False, **common) is None
+    assert store.checkpoint(legacy, SCHEMA, job.run_id, 0, prev_key=None, last_key=mid, done=False,
+                            **common) == "running"
+    assert store.checkpoint(legacy, SCHEMA, job.run_id, 0, prev_key=None, last_key=mid, done=False, **common) is None
+    assert store.checkpoint(legacy, SCHEMA, job.run_id, 0, prev_key=mid, last_key=None, done=True, **common) == "done"
+    legacy.commit()
+    rng = store.get_range(legacy, SCHEMA, job.run_id, 0)
+    assert (rng.last_key, rng.status, rng.rows_read, rng.batches) == (job.key_hi, "done", 2, 2)
+    assert store.checkpoint(legacy, SCHEMA, job.run_id, 0, prev_key=job.key_hi, last_key=mid, done=False,
+                            **common) is None  # a done range never moves again
+    legacy.close()
+    new.close()
