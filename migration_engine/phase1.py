@@ -26,7 +26,7 @@ from typing import Any
 import psycopg2.errors
 from psycopg2 import sql
 
-from migration_engine import control, db, preflight
+from migration_engine import control, db, keys, preflight
 from migration_engine.config import AddCheck, AddColumn, CreateIndex, MigrationConfig, SetRequired, TableRef
 from migration_engine.ddl import DdlError, DdlExecutor, IndexSpec
 from migration_engine.errors import VerificationError
@@ -230,6 +230,11 @@ class SetRequiredStep(Step):
         if key is None:
             raise DdlError(f"{self.spec.table} has no one-column primary key to batch the backfill by; set "
                            f"{self.where}.key to an indexed, unique column")
+        try:  # batches are bounded by ORDER BY key: any supported key type (int, uuid, text ...)
+            keys.read_key(ex.conn, schema=self.spec.table.schema_name, table=self.spec.table.table, column=key,
+                          what=f"{self.where} (batching {self.spec.table}.{self.spec.column})")
+        except keys.UnsupportedKey as exc:
+            raise DdlError(f"{exc}; set {self.where}.key to another indexed, unique column") from exc
         return key
 
     def apply(self, ex: DdlExecutor) -> list[str]:

@@ -31,6 +31,7 @@ column and the constraint. After the fix, re-running the range resumes from its 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -44,7 +45,7 @@ from typing import Any
 
 import psycopg2
 
-from migration_engine import control, sqlfiles
+from migration_engine import control, keys, sqlfiles
 from migration_engine.backfill import store, throttle
 from migration_engine.backfill.settings import BackfillError
 from migration_engine.backfill.sqlgen import EntitySql
@@ -68,7 +69,7 @@ class BadRowError(BackfillError):
     key), ``column`` (new-side column(s), or None when Postgres does not say), ``constraint``.
     """
 
-    def __init__(self, message: str, *, entity: str, key: int | None, column: str | None,
+    def __init__(self, message: str, *, entity: str, key: Any, column: str | None,
                  constraint: str | None, sqlstate: str | None) -> None:
         super().__init__(message)
         self.entity, self.key, self.column, self.constraint, self.sqlstate = entity, key, column, constraint, sqlstate
@@ -127,14 +128,6 @@ def configure_session(conn, s: Backfill, application_name: str) -> None:
 
 
 _session = configure_session
-
-
-def _last_key(data: bytes) -> int:
-    """The key (first field) of the last line of COPY text output."""
-    end = len(data) - 1 if data.endswith(b"\n") else len(data)
-    start = data.rfind(b"\n", 0, end) + 1
-    tab = data.find(b"\t", start, end)
-    return int(data[start:tab if tab != -1 else end])
 
 
 class RangeWorker:
@@ -278,6 +271,7 @@ class RangeWorker:
         if rng.done:
             log.info("%s: already done (%s rows read earlier)", self.label, f"{rng.rows_read:,}")
             return result
+        self._read_key(legacy)
         share = self.share or 1
         store.start_range(legacy, self.schema, self.run_id, self.range_no, self.worker)
         control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_range_started",
@@ -285,7 +279,7 @@ class RangeWorker:
                              details={"backfill_run": self.run_id, "key_lo": rng.key_lo, "key_hi": rng.key_hi,
                                       "resume_from": rng.last_key, "rows_done": rng.rows_read,
                                       "rows_total": rng.rows_total, "worker": self.worker},
-                             reason="resumed from checkpoint" if rng.last_key > rng.key_lo else "started")
+                             reason="resumed from checkpoint" if rng.last_key != rng.key_lo else "started")
         legacy.commit()
         self._create_stage(new)
         copy_in = self.es.copy_into_stage().as_string(new)
@@ -299,10 +293,11 @@ class RangeWorker:
         rate = 0.0
         log.info("%s: keys (%s, %s], %s; %s/%s rows done; batch %s, cap %s rows/s",
                  self.label, rng.key_lo, hi,
-                 f"resuming after key {after}" if after > rng.key_lo else "starting", f"{done_before:,}",
+                 f"resuming after key {after}" if after != rng.key_lo else "starting", f"{done_before:,}",
                  f"{total:,}", size,
                  f"{self.s.max_rows_per_second / share:,.0f}" if self.s.max_rows_per_second else "none")
-        while after < hi:
+        done = False
+        while not done:
             if self.should_stop():
                 log.warning("%s: stop requested; checkpoint at key %s", self.label, after)
                 result.status = "stopped"
@@ -310,6 +305,7 @@ class RangeWorker:
             self._pause_while_unhealthy(legacy, new, result)
             t0 = time.monotonic()
             data, n, last, count_at_read = self._read(legacy, after, hi, size)
+            done = n < size  # a short page reached the end of the range (last is key_hi)
             written, retries = self._write(new, copy_in, write_sql, data) if n else (0, 0)
             deleted = (self._recheck(legacy, new, data, after, last, count_at_read)
                        if written and self.s.recheck_deleted else 0)
@@ -327,20 +323,20 @@ class RangeWorker:
             remaining = max(0, total - done_before - result.rows_read)
             eta = remaining / rate if rate > 0 else None
             status = store.checkpoint(
-                legacy, self.schema, self.run_id, self.range_no, last_key=last, rows_read=n,
-                rows_written=written, rows_deleted=deleted, retries=retries, batch_size=size,
-                rows_per_second=round(rate, 1), eta_seconds=None if last >= hi else eta)
+                legacy, self.schema, self.run_id, self.range_no, prev_key=after, last_key=last, done=done,
+                rows_read=n, rows_written=written, rows_deleted=deleted, retries=retries, batch_size=size,
+                rows_per_second=round(rate, 1), eta_seconds=None if done else eta)
             legacy.commit()
             if status is None:
-                raise BackfillError(f"{self.label}: checkpoint refused (the range moved past key {last}: "
-                                    "another worker?)")
+                raise BackfillError(f"{self.label}: checkpoint refused (the range's high-water mark is no longer "
+                                    f"at key {after}, where this batch started: another worker?)")
             after = last
             now = time.monotonic()
-            if now - last_log >= self.s.progress_interval.total_seconds() or after >= hi:
-                self._log_progress(done_before + result.rows_read, total, rate, eta, size, after, hi)
+            if now - last_log >= self.s.progress_interval.total_seconds() or done:
+                self._log_progress(done_before + result.rows_read, total, rate, eta, size, after, hi, done)
                 last_log = now
-            if now - last_ledger >= self.s.ledger_progress_interval.total_seconds() and after < hi:
-                self._ledger_progress(legacy, done_before + result.rows_read, total, rate, eta, after, hi)
+            if now - last_ledger >= self.s.ledger_progress_interval.total_seconds() and not done:
+                self._ledger_progress(legacy, done_before + result.rows_read, total, rate, eta, after, hi, done)
                 last_ledger = now
             size = throttle.next_batch_size(size, elapsed, self.s)
             if pause > 0:
@@ -348,7 +344,7 @@ class RangeWorker:
         result.seconds = time.monotonic() - started
         result.final_batch_size = size
         result.rows_per_second = result.rows_read / result.seconds if result.seconds > 0 else 0.0
-        if after >= hi:
+        if done:
             result.status = "done"
             control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_range_done",
                                  target=f"{self.es.name}#{self.range_no}",
@@ -360,6 +356,24 @@ class RangeWorker:
                      result.rows_deleted, fmt_duration_s(result.seconds), f"{result.rows_per_second:,.0f}",
                      result.batches, result.retries, fmt_duration_s(result.paused_seconds))
         return result
+
+    def _read_key(self, legacy) -> None:
+        """The key's type from the catalog (bounds are cast to it); refused if it changed since the plan."""
+        run = store.get_run(legacy, self.schema, self.run_id)
+        legacy.commit()
+        e = self.es.entity
+        try:
+            key = keys.read_key(legacy, schema=e.old_table.schema_name, table=e.old_table.table, column=e.key,
+                                what=f"entity {self.es.name}")
+        except keys.UnsupportedKey as exc:
+            legacy.rollback()
+            raise BackfillError(f"{self.label}: {exc}") from exc
+        legacy.commit()
+        if run is not None and (run.key_column != key.column or keys.kind_of(run.key_type) != key.kind):
+            raise BackfillError(f"{self.label}: the pass was planned on key {run.key_column} ({run.key_type}), "
+                                f"but the key is now {key.column} ({key.type_name}); re-plan the backfill with "
+                                "restart (restart_backfill Param, or zdm-backfill --restart)")
+        self.es = dataclasses.replace(self.es, key=key)
 
     def _create_stage(self, new) -> None:
         """The session's stage table: ``CREATE TEMP TABLE ... AS SELECT ... WITH NO DATA`` takes ACCESS
@@ -386,7 +400,7 @@ class RangeWorker:
                 self.sleep(delay)
 
     # -- one batch -----------------------------------------------------------------------------
-    def _read(self, legacy, after: int, hi: int, size: int) -> tuple[bytes, int, int, int]:
+    def _read(self, legacy, after: Any, hi: Any, size: int) -> tuple[bytes, int, Any, int]:
         """One page as COPY text: (data, rows, high-water key it reaches, all rows in that key range).
 
         Read and count share one REPEATABLE READ snapshot, so the count is what the page came from.
@@ -397,7 +411,9 @@ class RangeWorker:
             cur.copy_expert(self.es.read_batch(cur, after_key=after, range_hi=hi, limit=size), buf)
             data = buf.getvalue()
             n = data.count(b"\n")
-            last = _last_key(data) if n >= size else hi  # a short page reached the end of the range
+            # a short page reached the end of the range; a full one ends at its last key (parsed from
+            # the COPY text, any key type)
+            last = self.es.key.parse(keys.last_line_key(data)) if n >= size else hi
             count = 0
             if n and self.s.recheck_deleted:
                 sqlfiles.run(cur, "backfill/count_range.sql", self.es.old_ids(), {"after_key": after, "last_key": last})
@@ -458,7 +474,7 @@ class RangeWorker:
             if second is None:  # only the combination fails (e.g. two rows with one unique value)
                 break
             culprit, err = culprit[half:], second
-        key = _line_key(culprit[0]) if len(culprit) == 1 else None
+        key = self._line_key(culprit[0]) if len(culprit) == 1 else None
         diag = err.diag
         constraint = diag.constraint_name
         column = diag.column_name
@@ -480,7 +496,8 @@ class RangeWorker:
         source = ", ".join(f"{col} (from legacy column {mapped[col]})" if col in mapped else col
                            for col in (column.split(", ") if column else []))
         who = (f"legacy {e.key} {key}" if key is not None
-               else f"rows with legacy {e.key} {_line_key(culprit[0])}..{_line_key(culprit[-1])} together")
+               else f"rows with legacy {e.key} {self._line_key(culprit[0])}..{self._line_key(culprit[-1])} "
+                    "together")
         what = f"violates {kind} constraint {constraint}" if constraint else f"is rejected ({kind} error)"
         detail = (diag.message_detail or "").strip()
         detail = f" ({detail})" if detail.startswith("Key (") else ""  # no row dumps in errors: keys only
@@ -492,7 +509,11 @@ class RangeWorker:
         return BadRowError(message, entity=self.es.name, key=key, column=column, constraint=constraint,
                            sqlstate=code or None)
 
-    def _recheck(self, legacy, new, data: bytes, after: int, last: int, count_at_read: int) -> int:
+    def _line_key(self, line: bytes) -> Any:
+        """The key (first field) of one line of COPY text, as a key value."""
+        return self.es.key.parse(keys.first_field(line))
+
+    def _recheck(self, legacy, new, data: bytes, after: Any, last: Any, count_at_read: int) -> int:
         """Re-delete copied rows whose old row vanished between our read and our commit.
 
         The application's dual-write delete ran before our INSERT committed, so it could not see
@@ -504,24 +525,24 @@ class RangeWorker:
             if cur.fetchone()[0] >= count_at_read:
                 legacy.commit()
                 return 0
-            keys = [int(line.split(b"\t", 1)[0]) for line in data.splitlines()]
-            keys_text = "{" + ",".join(str(k) for k in keys) + "}"
-            sqlfiles.run(cur, "backfill/existing_keys.sql", ids, {"keys": keys_text})
-            still = {r[0] for r in cur.fetchall()}
+            key = self.es.key
+            copied = [line.split(b"\t", 1)[0] for line in data.splitlines()]
+            sqlfiles.run(cur, "backfill/existing_keys.sql", ids, {"keys": key.array_literal(copied)})
+            still = {key.text(r[0]) for r in cur.fetchall()}
         legacy.commit()
-        gone = sorted(set(keys) - still)
-        if not gone:
+        gone_text = [k for k in (keys.copy_field(f) for f in copied) if k not in still]
+        if not gone_text:
             return 0
+        gone = [key.value(k) for k in gone_text]
         with new.cursor() as cur:
-            sqlfiles.run(cur, "backfill/delete_orphans.sql", self.es.new_ids(),
-                         {"keys": "{" + ",".join(str(k) for k in gone) + "}"})
+            sqlfiles.run(cur, "backfill/delete_orphans.sql", self.es.new_ids(), {"keys": gone_text})
             deleted = len(cur.fetchall())
         new.commit()
         log.warning("%s: %d copied row(s) were deleted in the legacy table meanwhile; removed them from the "
                     "new table too (keys %s%s)", self.label, deleted, gone[:10], "..." if len(gone) > 10 else "")
         return deleted
 
-    def _sweep(self, legacy, new, data: bytes, after: int, last: int) -> int:
+    def _sweep(self, legacy, new, data: bytes, after: Any, last: Any) -> int:
         """Delete the ghosts in this batch's key range: new rows the batch did not copy whose old row
         is gone, or out of scope while the new row is in scope. Returns how many were deleted.
 
@@ -530,7 +551,7 @@ class RangeWorker:
         legacy side now, or waits for our commit and writes the row again after it. Rows out of
         scope on both sides are left alone: they are the application's (a listing it sold).
         """
-        copied = "{" + ",".join(line.split(b"\t", 1)[0].decode() for line in data.splitlines()) + "}"
+        copied = self.es.key.array_literal([line.split(b"\t", 1)[0] for line in data.splitlines()])
         new_ids = {**self.es.new_ids(), "scope_column": self.es.new_scope_params()["new_scope_column"]}
         scope = {k: v for k, v in self.es.new_scope_params().items() if k != "new_scope_column"}
         retries = 0
@@ -539,23 +560,26 @@ class RangeWorker:
                 with new.cursor() as cur:
                     sqlfiles.run(cur, "backfill/sweep_candidates.sql", new_ids,
                                  {"after_key": after, "last_key": last, "copied": copied, **scope})
-                    candidates = {int(k): bool(in_scope) for k, in_scope in cur.fetchall()}
+                    # keys in their text form on both sides (psycopg2 gives an int for an integer key,
+                    # a str for uuid / text), so the two databases' answers compare exactly
+                    candidates = {str(k): bool(in_scope) for k, in_scope in cur.fetchall()}
                     if not candidates:
                         new.commit()
                         return 0
-                    keys = sorted(candidates)
-                    sqlfiles.run(cur, "consistency/repair_lock_rows.sql", self.es.new_ids(), {"keys": keys})
-                    locked = {int(k) for k, _image in cur.fetchall()}
+                    cand = list(candidates)  # in key order (the query's ORDER BY)
+                    sqlfiles.run(cur, "backfill/sweep_lock_rows.sql", self.es.new_ids(), {"keys": cand})
+                    locked = {str(r[0]) for r in cur.fetchall()}
                     with legacy.cursor() as lcur:
-                        sqlfiles.run(lcur, "consistency/repair_old_state.sql", self.es.old_ids(),
-                                     {"keys": keys, **self.es.scope_params})
-                        old = {int(k): bool(in_scope) for k, in_scope in lcur.fetchall()}
+                        sqlfiles.run(lcur, "backfill/sweep_old_state.sql", self.es.old_ids(),
+                                     {"keys": cand, **self.es.scope_params})
+                        old = {str(k): bool(in_scope) for k, in_scope in lcur.fetchall()}
                     legacy.commit()
-                    ghosts = [k for k in keys if k in locked and (k not in old or (not old[k] and candidates[k]))]
-                    deleted: list[int] = []
+                    ghosts = [k for k in cand if k in locked and (k not in old or (not old[k] and candidates[k]))]
+                    deleted: list[str] = []
                     if ghosts:
-                        sqlfiles.run(cur, "consistency/repair_delete_ghosts.sql", self.es.new_ids(), {"keys": ghosts})
-                        deleted = sorted(int(r[0]) for r in cur.fetchall())
+                        sqlfiles.run(cur, "backfill/sweep_delete.sql", self.es.new_ids(), {"keys": ghosts})
+                        got = {str(r[0]) for r in cur.fetchall()}
+                        deleted = [k for k in ghosts if k in got]
                 new.commit()
                 break
             except psycopg2.Error as exc:
@@ -570,15 +594,17 @@ class RangeWorker:
                             retries, self.s.max_batch_retries, delay)
                 self.sleep(delay)
         if deleted:
-            gone = [k for k in deleted if k not in old]
+            value = self.es.key.value
+            gone = [value(k) for k in deleted if k not in old]
+            out_of_scope = [value(k) for k in deleted if k in old]
             control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_ghosts_deleted",
                                  target=f"{self.es.name}#{self.range_no}",
                                  details={"backfill_run": self.run_id, "deleted_old_rows": gone,
-                                          "out_of_scope_old_rows": [k for k in deleted if k in old]},
+                                          "out_of_scope_old_rows": out_of_scope},
                                  reason="new rows whose old row is gone or out of scope (ghost sweep)")
             legacy.commit()
             log.warning("%s: deleted %d ghost row(s) from the new table (old row gone: %s; old row out of "
-                        "scope: %s)", self.label, len(deleted), gone[:10], [k for k in deleted if k in old][:10])
+                        "scope: %s)", self.label, len(deleted), gone[:10], out_of_scope[:10])
         return len(deleted)
 
     # -- throttling and reporting --------------------------------------------------------------
@@ -621,30 +647,26 @@ class RangeWorker:
         log.info("%s: resuming after a pause of %s", self.label, fmt_duration_s(paused))
         self._next_health = time.monotonic() + self.s.pause_check_interval.total_seconds()
 
-    def _progress(self, done: int, total: int, rate: float, eta: float | None, after: int, hi: int) -> dict:
-        pct = 100.0 if after >= hi else (100.0 * done / total if total else 0.0)
+    def _progress(self, done: int, total: int, rate: float, eta: float | None, after: Any, hi: Any,
+                  finished: bool) -> dict:
+        pct = 100.0 if finished else (100.0 * done / total if total else 0.0)
         return {"backfill_run": self.run_id, "rows_done": done, "rows_total": total, "pct": round(min(pct, 100.0), 1),
                 "rows_per_second": round(rate, 1), "eta_seconds": None if eta is None else round(eta, 1),
                 "last_key": after, "key_hi": hi}
 
-    def _log_progress(self, done: int, total: int, rate: float, eta: float | None, size: int, after: int,
-                      hi: int) -> None:
-        p = self._progress(done, total, rate, eta, after, hi)
+    def _log_progress(self, done: int, total: int, rate: float, eta: float | None, size: int, after: Any,
+                      hi: Any, finished: bool) -> None:
+        p = self._progress(done, total, rate, eta, after, hi, finished)
         log.info("%s: %s/%s rows (%.1f%%), %s rows/s, ETA %s, batch %s, last key %s", self.label,
                  f"{done:,}", f"{total:,}", p["pct"], f"{rate:,.0f}",
-                 "-" if after >= hi or eta is None else fmt_duration_s(eta), f"{size:,}", after)
+                 "-" if finished or eta is None else fmt_duration_s(eta), f"{size:,}", after)
 
-    def _ledger_progress(self, legacy, done: int, total: int, rate: float, eta: float | None, after: int,
-                         hi: int) -> None:
+    def _ledger_progress(self, legacy, done: int, total: int, rate: float, eta: float | None, after: Any,
+                         hi: Any, finished: bool) -> None:
         control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_progress",
                              target=f"{self.es.name}#{self.range_no}",
-                             details=self._progress(done, total, rate, eta, after, hi), reason="progress")
+                             details=self._progress(done, total, rate, eta, after, hi, finished), reason="progress")
         legacy.commit()
-
-
-def _line_key(line: bytes) -> int:
-    """The key (first field) of one line of COPY text."""
-    return int(line.split(b"\t", 1)[0].strip())
 
 
 def _lost_side(exc: Exception, legacy, new) -> str | None:

@@ -18,19 +18,19 @@ An open pass of the same entity is resumed (its ranges and high-water marks kept
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from migration_engine import control, control_schema, sqlfiles, transforms
+from migration_engine import control, control_schema, keys, sqlfiles, transforms
 from migration_engine.backfill import store
 from migration_engine.backfill.settings import BackfillError, as_record
 from migration_engine.backfill.sqlgen import EntitySql
 from migration_engine.config import Backfill, MigrationConfig
+from migration_engine.keys import Key
 
 log = logging.getLogger(__name__)
-
-INTEGER_TYPES = ("smallint", "integer", "bigint")
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,10 @@ class RangeJob:
     entity: str
     run_id: int | None  # None in a dry run
     range_no: int
-    key_lo: int
-    key_hi: int
+    key_lo: Any      # key values: int for an integer key, else text; None = open first range
+    key_hi: Any
     rows_total: int
-    last_key: int
+    last_key: Any
     status: str = "pending"
     dry_run: bool = False
 
@@ -56,8 +56,8 @@ class Plan:
     entity: str
     run_id: int | None
     resumed: bool
-    key_min: int | None
-    key_max: int | None
+    key_min: Any
+    key_max: Any
     rows_total: int
     jobs: list[RangeJob]
     warnings: list[str] = field(default_factory=list)
@@ -70,26 +70,54 @@ class Plan:
         return d
 
 
-def split_ranges(key_min: int, key_max: int, quantiles: list[int]) -> list[tuple[int, int]]:
-    """``(lo, hi]`` ranges covering [key_min, key_max], cut at the distinct inner quantiles."""
-    cuts = sorted({q for q in quantiles if q is not None and key_min <= q < key_max})
-    bounds = [key_min - 1, *cuts, key_max]
+def split_ranges(key_min: Any, key_max: Any, quantiles: list[Any], key: Key | None = None
+                 ) -> list[tuple[Any, Any]]:
+    """``(lo, hi]`` ranges covering [key_min, key_max], cut at the distinct inner quantiles.
+
+    ``quantiles`` come from the server in key order (``percentile_disc``), so the cuts are found
+    without comparing keys in Python: equal neighbours collapse, and cuts at ``key_max`` are dropped.
+    The first range's lower bound is ``key_min - 1`` for an integer key and open (None) otherwise.
+    """
+    before = key.before(key_min) if key is not None else key_min - 1
+    cuts: list[Any] = []
+    for q in quantiles:
+        if q is None or q == key_max or (cuts and q == cuts[-1]):
+            continue
+        if key is None and not key_min <= q < key_max:  # integers given out of order (unit tests)
+            continue
+        cuts.append(q)
+    if key is None:
+        cuts = sorted(set(cuts))
+    bounds = [before, *cuts, key_max]
     return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
-def _check_key(legacy, es: EntitySql) -> None:
+def read_key(legacy, new, es: EntitySql) -> Key:
+    """The entity's key from the legacy catalog, refused unless supported and comparable with the
+    new table's legacy-id column (the ghost sweep pages that by the same bounds)."""
     e = es.entity
-    with legacy.cursor() as cur:
-        sqlfiles.run(cur, "backfill/key_type.sql", params={
-            "schema_name": e.old_table.schema_name, "table_name": e.old_table.table, "column_name": e.key})
-        row = cur.fetchone()
-    legacy.commit()
-    if row is None:
-        raise BackfillError(f"entity {es.name}: column {e.old_table}.{e.key} (the key) does not exist "
-                            "in the legacy database")
-    if row[0] not in INTEGER_TYPES:
-        raise BackfillError(f"entity {es.name}: the backfill pages by an integer key, but "
-                            f"{e.old_table}.{e.key} is {row[0]}")
+    what = f"entity {es.name}"
+    try:
+        key = keys.read_key(legacy, schema=e.old_table.schema_name, table=e.old_table.table, column=e.key,
+                            what=what)
+        legacy.commit()
+        lid = keys.read_key(new, schema=e.new_table.schema_name, table=e.new_table.table,
+                            column=e.legacy_id_column, what=f"{what} (legacy_id_column)")
+        new.commit()
+    except keys.UnsupportedKey as exc:
+        legacy.rollback()
+        new.rollback()
+        raise BackfillError(str(exc)) from exc
+    if not keys.compatible(key, lid):
+        raise BackfillError(f"{what}: the key {e.old_table}.{e.key} is {key.type_name} but the new table's "
+                            f"legacy_id_column {e.new_table}.{e.legacy_id_column} is {lid.type_name}; they must "
+                            "be of the same kind (integer / uuid / text) to copy and compare keys")
+    if key.kind == "text" and key.collation != lid.collation:
+        log.warning("%s: key %s.%s has collation %s but %s.%s has %s; the ghost sweep pages the new side by "
+                    "its own collation, so a ghost where the two orders differ may be left for the consistency "
+                    "diff to find", what, e.old_table, e.key, key.collation or "default", e.new_table,
+                    e.legacy_id_column, lid.collation or "default")
+    return key
 
 
 def _check_version_column(es: EntitySql, s: Backfill) -> None:
@@ -175,17 +203,21 @@ def _check_lookups(legacy, new, es: EntitySql) -> list[str]:
     return warnings
 
 
-def _bounds(legacy, es: EntitySql, parallelism: int) -> tuple[int | None, int | None, int, list[tuple[int, int, int]]]:
-    fractions = [i / parallelism for i in range(1, parallelism)]
+def _bounds(legacy, es: EntitySql, parallelism: int) -> tuple[Any, Any, int, list[tuple[Any, Any, int]]]:
+    """(key_min, key_max, in-scope rows, ranges) from one sort of the in-scope keys (any key type)."""
+    key = es.key
+    fractions = [0.0, *(i / parallelism for i in range(1, parallelism)), 1.0]
     with legacy.cursor() as cur:
         sqlfiles.run(cur, "backfill/key_bounds.sql", es.old_ids(), {**es.scope_params, "fractions": fractions})
-        key_min, key_max, count, quantiles = cur.fetchone()
+        count, quantiles = cur.fetchone()
         if not count:
             legacy.commit()
             return None, None, 0, []
-        pairs = split_ranges(key_min, key_max, list(quantiles or []))
+        values = [key.value(q) for q in quantiles]
+        key_min, key_max = values[0], values[-1]
+        pairs = split_ranges(key_min, key_max, values[1:-1], key)
         sqlfiles.run(cur, "backfill/range_counts.sql", es.old_ids(), {
-            **es.scope_params, "key_lo": [p[0] for p in pairs], "key_hi": [p[1] for p in pairs]})
+            **es.scope_params, "key_lo": [key.text(p[0]) for p in pairs], "key_hi": [key.text(p[1]) for p in pairs]})
         counts = dict(cur.fetchall())
     legacy.commit()
     return key_min, key_max, int(count), [(lo, hi, int(counts.get(i + 1, 0))) for i, (lo, hi) in enumerate(pairs)]
@@ -221,10 +253,10 @@ class Proposal:
     resume: store.RunRow | None = None        # the open pass that will be resumed ...
     resume_ranges: list[store.RangeRow] = field(default_factory=list)
     cancel: store.RunRow | None = None        # ... or the open pass a restart cancels
-    key_min: int | None = None
-    key_max: int | None = None
+    key_min: Any = None
+    key_max: Any = None
     rows_total: int = 0
-    ranges: list[tuple[int, int, int]] = field(default_factory=list)  # (key_lo, key_hi, rows) of a new pass
+    ranges: list[tuple[Any, Any, int]] = field(default_factory=list)  # (key_lo, key_hi, rows) of a new pass
 
     def jobs(self, *, dry_run: bool) -> list[RangeJob]:
         if self.resume is not None:
@@ -240,7 +272,7 @@ def propose(legacy, new, cfg: MigrationConfig, entity_name: str, s: Backfill, *,
         raise BackfillError(f"entity {entity_name!r} is not in the migration config; known: {sorted(cfg.entities)}")
     schema = cfg.control_schema
     es = EntitySql(entity_name, cfg.entities[entity_name], schema)
-    _check_key(legacy, es)
+    es = dataclasses.replace(es, key=read_key(legacy, new, es))
     _check_version_column(es, s)
     _check_maps(legacy, es)
     _check_transforms(legacy, es)
@@ -251,6 +283,7 @@ def propose(legacy, new, cfg: MigrationConfig, entity_name: str, s: Backfill, *,
     existing = store.peek_open_run(legacy, schema, entity_name)
     legacy.commit()
     if existing is not None and not restart:
+        _check_resumable(es, existing)
         rows = store.ranges(legacy, schema, existing.id)
         legacy.commit()
         return Proposal(entity_name, es, warnings, resume=existing, resume_ranges=rows, key_min=existing.key_min,
@@ -258,6 +291,16 @@ def propose(legacy, new, cfg: MigrationConfig, entity_name: str, s: Backfill, *,
     key_min, key_max, total, ranges = _bounds(legacy, es, s.parallelism)
     return Proposal(entity_name, es, warnings, cancel=existing, key_min=key_min, key_max=key_max, rows_total=total,
                     ranges=ranges)
+
+
+def _check_resumable(es: EntitySql, run: store.RunRow) -> None:
+    """A pass planned on another key column or type cannot continue from its checkpoints."""
+    key = es.key
+    if run.key_column != key.column or keys.kind_of(run.key_type) != key.kind:
+        raise BackfillError(
+            f"entity {es.name}: the open backfill pass {run.id} was planned on key {run.key_column} "
+            f"({run.key_type}), but the key is now {key.column} ({key.type_name}); its checkpoints do not "
+            "apply: re-plan with restart (the phase-2 DAG's restart_backfill Param, or zdm-backfill --restart)")
 
 
 def preview(legacy, new, p: Proposal, s: Backfill) -> Plan:
@@ -314,7 +357,8 @@ def _record(legacy, cfg, p: Proposal, s: Backfill, schema: str, dag_id, dag_run_
         control.append_audit(legacy, schema, actor=actor, action="backfill_cancelled", target=entity_name,
                              details={"backfill_run": existing.id}, reason="restart requested")
     ranges, total = p.ranges, p.rows_total
-    run_id = store.insert_run(legacy, schema, entity=entity_name, key_column=p.es.entity.key, key_min=p.key_min,
+    run_id = store.insert_run(legacy, schema, entity=entity_name, key_column=p.es.entity.key,
+                              key_type=p.es.key.base_type, key_min=p.key_min,
                               key_max=p.key_max, rows_total=total, parallelism=s.parallelism,
                               settings=as_record(s), dag_id=dag_id, dag_run_id=dag_run_id)
     if ranges:

@@ -24,6 +24,7 @@ from psycopg2 import sql
 
 from migration_engine import sqlfiles, transforms
 from migration_engine.config import Entity
+from migration_engine.keys import Key
 
 STAGE_PREFIX = "backfill_stage_"
 
@@ -39,6 +40,7 @@ class EntitySql:
     name: str
     entity: Entity
     control_schema: str
+    key: Key | None = None  # the key column's type (keys.read_key); the key-typed statements need it
 
     # -- shared pieces -------------------------------------------------------------------------
     @property
@@ -54,15 +56,19 @@ class EntitySql:
     def scope_column(self) -> str:
         return self.entity.scope.column if self.entity.scope else self.entity.key
 
+    def _key_type(self) -> dict[str, Any]:
+        """``"{key_type}"``: the type bounds and key arrays are cast to (only once the key was read)."""
+        return {"key_type": self.key.cast} if self.key is not None else {}
+
     def old_ids(self) -> dict[str, Any]:
         e = self.entity
         return {"old_schema": e.old_table.schema_name, "old_table": e.old_table.table, "key": e.key,
-                "scope_column": self.scope_column}
+                "scope_column": self.scope_column, **self._key_type()}
 
     def new_ids(self) -> dict[str, Any]:
         e = self.entity
         return {"new_schema": e.new_table.schema_name, "new_table": e.new_table.table,
-                "legacy_id": e.legacy_id_column}
+                "legacy_id": e.legacy_id_column, **self._key_type()}
 
     def new_scope_params(self) -> dict[str, Any]:
         """The scope on the new side (old ``status = 'ACTIVE'`` -> new ``status = 'active'``), for
@@ -117,8 +123,10 @@ class EntitySql:
     def select_list(self) -> sql.Composed:
         return sql.SQL(", ").join(self.select_items())
 
-    def read_batch(self, cur, *, after_key: int, range_hi: int, limit: int) -> str:
-        """The exact ``COPY (SELECT ...) TO STDOUT`` text for one page (values inlined by mogrify)."""
+    def read_batch(self, cur, *, after_key: Any, range_hi: Any, limit: int) -> str:
+        """The exact ``COPY (SELECT ...) TO STDOUT`` text for one page (values inlined by mogrify).
+
+        ``after_key`` None: the open first range of a non-integer key."""
         tpl = sqlfiles.load("backfill/read_batch.sql")
         params = {"after_key": after_key, "range_hi": range_hi, "batch_limit": limit, **self.scope_params,
                   **self.map_params()}

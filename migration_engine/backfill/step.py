@@ -37,19 +37,24 @@ from migration_engine.steps import RevertRefused, Step
 PHASE = "phase2"
 
 
+def _lo(key) -> str:
+    """A lower bound / checkpoint for people: None is the open start of a non-integer key's first range."""
+    return "start" if key is None else str(key)
+
+
 def describe(plan: Plan, schema: str, s: Backfill) -> str:
     """What recording the pass means, with the key ranges and one batch's exact SQL (a plan entry)."""
     if plan.resumed:
         left = [j for j in plan.jobs if j.status != "done"]
         head = (f"-- backfill {plan.entity}: resume pass {plan.run_id} ({len(plan.jobs) - len(left)} of "
                 f"{len(plan.jobs)} ranges done), each range from its checkpoint:")
-        ranges = [f"--   #{j.range_no} ({j.key_lo}, {j.key_hi}] at key {j.last_key}, ~{j.rows_total:,} rows"
-                  for j in left]
+        ranges = [f"--   #{j.range_no} ({_lo(j.key_lo)}, {j.key_hi}] at key {_lo(j.last_key)}, "
+                  f"~{j.rows_total:,} rows" for j in left]
         writes = f"-- records: {schema}.backfill_runs (touch) + audit ledger entry backfill_resumed"
     else:
         head = (f"-- backfill {plan.entity}: new pass, {plan.rows_total:,} in-scope rows, keys "
                 f"{plan.key_min}..{plan.key_max} in {len(plan.jobs)} range(s) (key_lo, key_hi]:")
-        ranges = [f"--   #{j.range_no} ({j.key_lo}, {j.key_hi}] ~{j.rows_total:,} rows" for j in plan.jobs]
+        ranges = [f"--   #{j.range_no} ({_lo(j.key_lo)}, {j.key_hi}] ~{j.rows_total:,} rows" for j in plan.jobs]
         writes = (f"-- records: {schema}.backfill_runs + {schema}.backfill_ranges (one transaction) + audit ledger "
                   "entry backfill_planned")
     batch = (f"-- then each range is copied by a backfill_range task in batches of {s.initial_batch_size():,} rows "

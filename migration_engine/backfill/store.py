@@ -2,16 +2,20 @@
 
 All functions take a psycopg2 connection to the legacy database (where the control schema lives)
 and commit only where they say so, so callers can group writes with ledger entries.
+
+Key bounds are stored as text (any key type, see ``migration_engine/keys.py``) together with the
+pass's ``key_type``; they read back as key values: ``int`` for an integer key, else the text.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from migration_engine import sqlfiles
+from migration_engine import keys, sqlfiles
 
 
 @dataclass(frozen=True)
@@ -20,23 +24,24 @@ class RunRow:
     entity: str
     status: str
     key_column: str
-    key_min: int | None
-    key_max: int | None
+    key_min: Any
+    key_max: Any
     rows_total: int
     parallelism: int
     settings: dict
     dag_id: str | None
     dag_run_id: str | None
     created_at: datetime
+    key_type: str = "int8"  # the key's base type (pg_type name) when the pass was planned
 
 
 @dataclass(frozen=True)
 class RangeRow:
     run_id: int
     range_no: int
-    key_lo: int
-    key_hi: int
-    last_key: int
+    key_lo: Any   # None: the open first range of a non-integer key
+    key_hi: Any
+    last_key: Any
     status: str
     rows_total: int
     rows_read: int
@@ -67,12 +72,32 @@ def _one(cur) -> tuple | None:
     return cur.fetchone()
 
 
+def _value(key_type: str, text: str | None) -> Any:
+    """A stored bound as a key value (``int`` for an integer key)."""
+    if text is None:
+        return None
+    return int(text) if keys.kind_of(key_type) == "integer" else text
+
+
+def _run(row: tuple | None) -> RunRow | None:
+    if row is None:
+        return None
+    r = RunRow(*row)
+    return dataclasses.replace(r, key_min=_value(r.key_type, r.key_min), key_max=_value(r.key_type, r.key_max))
+
+
+def _range(row: tuple) -> RangeRow:
+    *values, key_type = row
+    r = RangeRow(*values)
+    return dataclasses.replace(r, key_lo=_value(key_type, r.key_lo), key_hi=_value(key_type, r.key_hi),
+                               last_key=_value(key_type, r.last_key))
+
+
 def open_run(conn, schema: str, entity: str) -> RunRow | None:
     """The entity's open pass, row-locked until the caller commits."""
     with conn.cursor() as cur:
         sqlfiles.run(cur, "backfill/run_open_get.sql", {"schema": schema}, {"entity": entity})
-        row = _one(cur)
-    return RunRow(*row) if row else None
+        return _run(_one(cur))
 
 
 def tables_exist(conn, schema: str) -> bool:
@@ -87,33 +112,36 @@ def peek_open_run(conn, schema: str, entity: str) -> RunRow | None:
         return None
     with conn.cursor() as cur:
         sqlfiles.run(cur, "backfill/run_open_peek.sql", {"schema": schema}, {"entity": entity})
-        row = _one(cur)
-    return RunRow(*row) if row else None
+        return _run(_one(cur))
 
 
 def get_run(conn, schema: str, run_id: int) -> RunRow | None:
     with conn.cursor() as cur:
         sqlfiles.run(cur, "backfill/run_get.sql", {"schema": schema}, {"run_id": run_id})
-        row = _one(cur)
-    return RunRow(*row) if row else None
+        return _run(_one(cur))
 
 
-def insert_run(conn, schema: str, *, entity: str, key_column: str, key_min: int | None, key_max: int | None,
+def insert_run(conn, schema: str, *, entity: str, key_column: str, key_type: str, key_min: Any, key_max: Any,
                rows_total: int, parallelism: int, settings: dict, dag_id: str | None,
                dag_run_id: str | None) -> int:
     with conn.cursor() as cur:
         sqlfiles.run(cur, "backfill/run_insert.sql", {"schema": schema}, {
-            "entity": entity, "key_column": key_column, "key_min": key_min, "key_max": key_max,
+            "entity": entity, "key_column": key_column, "key_type": key_type, "key_min": _text(key_min),
+            "key_max": _text(key_max),
             "rows_total": rows_total, "parallelism": parallelism, "settings": json.dumps(settings, default=str),
             "dag_id": dag_id, "dag_run_id": dag_run_id})
         return cur.fetchone()[0]
 
 
-def insert_ranges(conn, schema: str, run_id: int, ranges: list[tuple[int, int, int]]) -> None:
-    """``ranges``: (key_lo, key_hi, rows_total), in key order."""
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def insert_ranges(conn, schema: str, run_id: int, ranges: list[tuple[Any, Any, int]]) -> None:
+    """``ranges``: (key_lo, key_hi, rows_total), in key order; key_lo None = open first range."""
     with conn.cursor() as cur:
         sqlfiles.run(cur, "backfill/ranges_insert.sql", {"schema": schema}, {
-            "run_id": run_id, "key_lo": [r[0] for r in ranges], "key_hi": [r[1] for r in ranges],
+            "run_id": run_id, "key_lo": [_text(r[0]) for r in ranges], "key_hi": [_text(r[1]) for r in ranges],
             "rows_total": [r[2] for r in ranges]})
 
 
@@ -132,7 +160,7 @@ def set_run_status(conn, schema: str, run_id: int, status: str) -> bool:
 def ranges(conn, schema: str, run_id: int, range_no: int | None = None) -> list[RangeRow]:
     with conn.cursor() as cur:
         sqlfiles.run(cur, "backfill/ranges_get.sql", {"schema": schema}, {"run_id": run_id, "range_no": range_no})
-        return [RangeRow(*r) for r in cur.fetchall()]
+        return [_range(r) for r in cur.fetchall()]
 
 
 def get_range(conn, schema: str, run_id: int, range_no: int) -> RangeRow | None:
@@ -146,13 +174,15 @@ def start_range(conn, schema: str, run_id: int, range_no: int, worker: str) -> N
                      {"run_id": run_id, "range_no": range_no, "worker": worker})
 
 
-def checkpoint(conn, schema: str, run_id: int, range_no: int, *, last_key: int, rows_read: int,
-               rows_written: int, rows_deleted: int, retries: int, batch_size: int,
+def checkpoint(conn, schema: str, run_id: int, range_no: int, *, prev_key: Any, last_key: Any, done: bool,
+               rows_read: int, rows_written: int, rows_deleted: int, retries: int, batch_size: int,
                rows_per_second: float | None, eta_seconds: float | None) -> str | None:
-    """Advance the high-water mark; returns the range's status ('done' when last_key reached key_hi)."""
+    """Advance the high-water mark from ``prev_key`` (compare-and-set) to ``last_key``, or to key_hi
+    when ``done``; returns the range's status, None when the mark was not at ``prev_key``."""
     with conn.cursor() as cur:
         sqlfiles.run(cur, "backfill/range_checkpoint.sql", {"schema": schema}, {
-            "run_id": run_id, "range_no": range_no, "last_key": last_key, "rows_read": rows_read,
+            "run_id": run_id, "range_no": range_no, "prev_key": _text(prev_key), "last_key": _text(last_key),
+            "done": done, "rows_read": rows_read,
             "rows_written": rows_written, "rows_deleted": rows_deleted, "retries": retries,
             "batch_size": batch_size, "rows_per_second": rows_per_second, "eta_seconds": eta_seconds})
         row = cur.fetchone()

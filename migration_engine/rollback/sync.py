@@ -47,6 +47,7 @@ from migration_engine import sqlfiles, transforms
 from migration_engine.config import MigrationConfig, TableRef
 from migration_engine.cutover.activity import qualified
 from migration_engine.errors import MigrationError, Refused
+from migration_engine.keys import UnsupportedKey, read_key
 from migration_engine.rollback.reverse import ReverseMapping
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,23 @@ def key_sequence(conn, table: TableRef, key: str) -> str | None:
     with conn.cursor() as cur:
         sqlfiles.run(cur, "rollback/key_sequence.sql", params={"table_name": qualified(table), "key_column": key})
         return cur.fetchone()[0]
+
+
+def key_ids(conn, e, name: str) -> dict[str, Any]:
+    """``"{key_type}"``: the old key's type, which key arrays are cast to (any supported key type).
+
+    Read from the legacy catalog (no commit: safe inside the caller's transaction); an unsupported or
+    missing key is a :class:`SyncError` naming it."""
+    try:
+        key = read_key(conn, schema=e.old_table.schema_name, table=e.old_table.table, column=e.key,
+                            what=f"entity {name}")
+    except UnsupportedKey as exc:
+        raise SyncError(str(exc)) from exc
+    return {"key_type": key.cast, "_key": key}
+
+
+def _cast(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"key_type": ids["key_type"]}
 
 
 def count_rows(conn, table: TableRef) -> int:
@@ -124,6 +142,13 @@ class ReverseSync:
         self._sequence: str | None = None
         self._sequence_checked = False
         self._column_types: tuple[dict[str, str], dict[str, str]] | None = None
+        self._key_ids: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> dict[str, Any]:
+        if self._key_ids is None:
+            self._key_ids = key_ids(self.legacy, self.entity, self.name)
+        return self._key_ids
 
     # -- reads --------------------------------------------------------------------------------
     def _types(self) -> tuple[dict[str, str], dict[str, str]]:
@@ -179,7 +204,8 @@ class ReverseSync:
         tpl = sqlfiles.load("rollback/old_rows_by_keys.sql")
         with self.legacy.cursor() as cur:
             cur.execute(tpl.compose(table=_t(e.old_table), key=e.key,
-                                    columns=sql.SQL(", ").join([_list(self.rev.old_columns), *extra])),
+                                    columns=sql.SQL(", ").join([_list(self.rev.old_columns), *extra]),
+                                    **_cast(self.key)),
                         {"keys": list(keys), **extra_params})
             rows = _fetch_dicts(cur)
         return {r[e.key]: r for r in rows}
@@ -193,12 +219,17 @@ class ReverseSync:
 
     def _allocate_old_key(self) -> Any:
         seq = self.sequence()
-        if seq is None:
-            raise SyncError(f"{self.name}: {self.entity.old_table}.{self.entity.key} has no sequence; cannot give "
-                            "rows created after the cutover an old key")
+        uuid_key = self.key["_key"].kind == "uuid"
+        if seq is None and not uuid_key:
+            raise SyncError(f"{self.name}: {self.entity.old_table}.{self.entity.key} ({self.key['_key'].type_name}) "
+                            "has no sequence; cannot give rows created after the cutover an old key (an integer "
+                            "key needs its serial/identity sequence; a uuid key gets gen_random_uuid())")
         for _ in range(10_000):
             with self.legacy.cursor() as cur:
-                sqlfiles.run(cur, "rollback/next_old_key.sql", params={"sequence_name": seq})
+                if seq is None:
+                    sqlfiles.run(cur, "rollback/new_uuid_key.sql")
+                else:
+                    sqlfiles.run(cur, "rollback/next_old_key.sql", params={"sequence_name": seq})
                 candidate = cur.fetchone()[0]
             if not self.old_rows([candidate]):
                 return candidate
@@ -357,6 +388,7 @@ def missing_keys(cfg: MigrationConfig, entity_name: str, side, legacy, *, batch_
     max_examples = cfg.consistency.max_reported_keys if max_examples is None else max_examples
     total = missing = 0
     examples: list[Any] = []
+    cast = _cast(key_ids(legacy, e, entity_name))
     after, first = None, True
     while True:
         with side.cursor() as cur:
@@ -370,7 +402,7 @@ def missing_keys(cfg: MigrationConfig, entity_name: str, side, legacy, *, batch_
         total += len(keys)
         with legacy.cursor() as cur:
             sqlfiles.run(cur, "rollback/old_rows_by_keys.sql",
-                         {"table": _t(e.old_table), "key": e.key, "columns": sql.Identifier(e.key)},
+                         {"table": _t(e.old_table), "key": e.key, "columns": sql.Identifier(e.key), **cast},
                          {"keys": keys})
             present = {r[0] for r in cur.fetchall()}
         legacy.rollback()
@@ -458,6 +490,7 @@ def find_orphans(cfg: MigrationConfig, entity_name: str, legacy, new, *, keep: i
     size = batch_size or cfg.backfill.batch_size
     stats = OrphanStats(entity_name)
     total = 0
+    cast = _cast(key_ids(legacy, e, entity_name))  # the new legacy-id column holds old keys: same type
     after, first = None, True
     while True:
         with legacy.cursor() as cur:
@@ -474,7 +507,7 @@ def find_orphans(cfg: MigrationConfig, entity_name: str, legacy, new, *, keep: i
         keys = [r[e.key] for r in rows]
         with new.cursor() as cur:
             sqlfiles.run(cur, "rollback/linked_keys.sql",
-                         {"table": _t(e.new_table), "legacy_id": e.legacy_id_column}, {"keys": keys})
+                         {"table": _t(e.new_table), "legacy_id": e.legacy_id_column, **cast}, {"keys": keys})
             linked = {r[0] for r in cur.fetchall()}
         new.rollback()
         for r in rows:
@@ -501,12 +534,14 @@ def too_many(cfg: MigrationConfig, entity_name: str, orphans: int) -> str | None
             "table is the right one and complete, then raise the limit to roll them back")
 
 
-def removal_sql(cfg: MigrationConfig, entity_name: str) -> tuple[str, dict[str, Any]]:
-    """The SQL file and identifiers that delete or mark an entity's orphans."""
+def removal_sql(cfg: MigrationConfig, entity_name: str, legacy=None) -> tuple[str, dict[str, Any]]:
+    """The SQL file and identifiers that delete or mark an entity's orphans (with ``legacy``: also the
+    key's type, which rendering or running the file needs)."""
     e = cfg.entities[entity_name]
     scope = OldScope(e)
     name = "rollback/mark_old_rows.sql" if scope.mark else "rollback/delete_old_rows.sql"
-    return name, scope.identifiers()
+    cast = _cast(key_ids(legacy, e, entity_name)) if legacy is not None else {}
+    return name, {**scope.identifiers(), **cast}
 
 
 def remove_orphans(cfg: MigrationConfig, entity_name: str, legacy, keys: list[Any],
@@ -522,7 +557,7 @@ def remove_orphans(cfg: MigrationConfig, entity_name: str, legacy, keys: list[An
         return []
     if len(keys) > cfg.cutover.rollback_max_deletes:
         raise TooManyDeletes(too_many(cfg, entity_name, len(keys)))
-    name, idents = removal_sql(cfg, entity_name)
+    name, idents = removal_sql(cfg, entity_name, legacy)
     try:
         with legacy.cursor() as cur:
             sqlfiles.run(cur, name, idents, {**OldScope(e).params(), "keys": list(keys)})

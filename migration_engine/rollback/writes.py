@@ -61,6 +61,7 @@ from migration_engine.rollback.sync import (
     TooManyDeletes,
     count_rows,
     find_orphans,
+    key_ids,
     key_sequence,
     missing_keys,
     probe_reverse,
@@ -243,9 +244,13 @@ def _preflight(s: Session, *, record: bool = True) -> dict[str, Any]:
         s.legacy.rollback()
         seq = key_sequence(s.legacy, e.old_table, e.key)
         info["old_key_sequence"] = seq
-        if info["created_after_cutover_unlinked"] and seq is None:
+        key = key_ids(s.legacy, e, name)["_key"]  # refuses a key type the sync cannot compare
+        s.legacy.rollback()
+        info["old_key_type"] = key.type_name
+        if info["created_after_cutover_unlinked"] and seq is None and key.kind != "uuid":
             problems.append(f"{info['created_after_cutover_unlinked']} rows of {e.new_table} have no old key and "
-                            f"{e.old_table}.{e.key} has no sequence to give them one")
+                            f"{e.old_table}.{e.key} ({key.type_name}) has no sequence to give them one (a uuid key "
+                            "gets gen_random_uuid())")
         deletes = e.rollback_deletes
         info["deleted_rows_become"] = ("deleted" if deletes.action == "delete"
                                        else f"marked {deletes.column} = {deletes.value!r}")
@@ -631,7 +636,7 @@ def _describe_sync(s: Session, ex) -> list[str]:
                          "one rollback/upsert_old_row.sql each (new rows first get an old key: "
                          "rollback/link_legacy_id.sql)")
             orphans = find_orphans(s.cfg, name, s.legacy, s.new, keep=s.cfg.cutover.rollback_max_deletes + 1)
-            sqlfile, idents = removal_sql(s.cfg, name)
+            sqlfile, idents = removal_sql(s.cfg, name, s.legacy)
             lines.append(f"-- {name}: {orphans.orphans} rows of {e.old_table} in scope have no live row in "
                          f"{e.new_table} (deleted there after the cutover): "
                          + ("more than cutover.rollback_max_deletes - the sync would refuse"

@@ -96,8 +96,9 @@ def _tries(meta_dsn: str, run_id: str, task_id: str) -> list[tuple]:
 
 
 def _ranges(databases) -> dict[int, dict]:
-    rows = databases.query("legacy", f"SELECT range_no, status, key_lo, key_hi, last_key, rows_read, rows_total "
-                                     f"FROM {SCHEMA}.backfill_ranges ORDER BY range_no")
+    # bounds are stored as text (any key type); the demo's key is an integer
+    rows = databases.query("legacy", f"SELECT range_no, status, key_lo::bigint, key_hi::bigint, last_key::bigint, "
+                                     f"rows_read, rows_total FROM {SCHEMA}.backfill_ranges ORDER BY range_no")
     keys = ("range_no", "status", "key_lo", "key_hi", "last_key", "rows_read", "rows_total")
     return {r[0]: dict(zip(keys, r, strict=True)) for r in rows}
 

@@ -22,9 +22,9 @@ from migration_engine.sqlfiles import SQL_DIR_ENV, split_statements, sql_dir
 SCHEMA = "migration_control"
 V0 = Path(__file__).resolve().parents[1] / "fixtures" / "control_schema_v0"
 NAMES = ["001_control_tables.sql", "002_control_indexes.sql", "003_backfill_tables.sql",
-         "004_consistency_tables.sql", "005_slack_tables.sql",
-         # 006/007: placeholders on branch i15-perf for the branches that own those numbers (drop on merge)
-         "006_reserved_keys_backfill.sql", "007_reserved_keys_diff.sql", "008_perf_samples.sql"]
+         "004_consistency_tables.sql", "005_slack_tables.sql", "006_backfill_generic_keys.sql",
+         # 007: a placeholder until the consistency key-types migration lands (drop on merge)
+         "007_reserved_keys_diff.sql", "008_perf_samples.sql"]
 LATEST = len(NAMES)
 TABLES = {"feature_flags", "dual_write_stats", "shadow_read_stats", "shadow_read_mismatches", "path_stats",
           "gate_results", "audit_ledger", "alerts", "step_state", "backfill_runs", "backfill_ranges",
@@ -47,10 +47,20 @@ def _tables(databases) -> set[str]:
                                                     "WHERE table_schema = %s", (SCHEMA,))}
 
 
+# Migration 006 turns the backfill's key bounds from bigint into text (and adds backfill_runs.key_type):
+# their rows are compared with the bounds as text on both sides, so a changed value still shows.
+_BOUNDS = {"backfill_runs": ("key_min", "key_max"), "backfill_ranges": ("key_lo", "key_hi", "last_key")}
+
+
 def _contents(databases) -> dict[str, list[str]]:
     """Every row of every control table (except schema_version), as text, in a stable order."""
-    return {t: [r[0] for r in databases.query("legacy", f'SELECT row_to_json(x)::text FROM {SCHEMA}."{t}" AS x '
-                                                        "ORDER BY 1")]
+    def select(t: str) -> str:
+        if t not in _BOUNDS:
+            return f'SELECT row_to_json(x)::text FROM {SCHEMA}."{t}" AS x ORDER BY 1'
+        bounds = ", ".join(f"'{c}', x.{c}::text" for c in _BOUNDS[t])
+        return (f"SELECT (to_jsonb(x) - 'key_type' || jsonb_build_object({bounds}))::text "
+                f'FROM {SCHEMA}."{t}" AS x ORDER BY 1')
+    return {t: [r[0] for r in databases.query("legacy", select(t))]
             for t in sorted(_tables(databases) - {"schema_version"})}
 
 

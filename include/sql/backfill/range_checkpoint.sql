@@ -1,7 +1,9 @@
--- After each batch: the high-water mark and progress. Only moves forward, so a stale worker can
--- never rewind a range.
+-- After each batch: the high-water mark and progress. Compare-and-set on the mark the worker
+-- started the batch from (@prev_key, text equality, so any key type): a stale worker can never
+-- rewind a range or skip past another's checkpoint. @done: the batch's page reached key_hi (a
+-- short page), so the mark is set to key_hi exactly and the range is done.
 UPDATE "{schema}".backfill_ranges
-SET last_key = @last_key,
+SET last_key = CASE WHEN @done THEN key_hi ELSE @last_key END,
     rows_read = rows_read + @rows_read,
     rows_written = rows_written + @rows_written,
     rows_deleted = rows_deleted + @rows_deleted,
@@ -10,9 +12,10 @@ SET last_key = @last_key,
     batch_size = @batch_size,
     rows_per_second = @rows_per_second,
     eta_seconds = @eta_seconds,
-    status = CASE WHEN @last_key = key_hi THEN 'done' ELSE 'running' END,
-    finished_at = CASE WHEN @last_key = key_hi THEN now() END,
+    status = CASE WHEN @done THEN 'done' ELSE 'running' END,
+    finished_at = CASE WHEN @done THEN now() END,
     pause_reason = NULL,
     heartbeat_at = now()
-WHERE run_id = @run_id AND range_no = @range_no AND last_key <= @last_key
+WHERE run_id = @run_id AND range_no = @range_no AND status <> 'done'
+  AND last_key IS NOT DISTINCT FROM @prev_key::text
 RETURNING status;

@@ -5,11 +5,13 @@
 -- "{select_list}": the entity's columns in stage-table order, composed from the config's column
 -- mapping by migration_engine.backfill.sqlgen: value maps (ACTIVE -> active) are applied here, in
 -- SQL; a looked-up column carries the old match value and is resolved on the new side.
+-- Bounds are text cast to the key's type ("{key_type}", any supported key: migration_engine/keys.py);
+-- @after_key NULL is the open first range (the constant test is folded away by the planner).
 COPY (
     SELECT src."{key}", "{select_list}"
     FROM "{old_schema}"."{old_table}" AS src
-    WHERE src."{key}" > @after_key
-      AND src."{key}" <= @range_hi
+    WHERE (@after_key::"{key_type}" IS NULL OR src."{key}" > @after_key::"{key_type}")
+      AND src."{key}" <= @range_hi::"{key_type}"
       AND (@all_rows OR src."{scope_column}"::text = ANY(@scope_values))
     ORDER BY src."{key}"
     LIMIT @batch_limit

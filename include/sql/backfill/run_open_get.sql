@@ -1,6 +1,6 @@
 -- The open (unfinished) backfill pass of an entity, if any: a new plan resumes it.
 SELECT id, entity, status, key_column, key_min, key_max, rows_total, parallelism, settings, dag_id,
-       dag_run_id, created_at
+       dag_run_id, created_at, key_type
 FROM "{schema}".backfill_runs
 WHERE entity = @entity AND status = 'running'
 FOR UPDATE;
