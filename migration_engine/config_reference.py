@@ -58,14 +58,23 @@ keys) and reports every problem with its path, e.g. `entities.orders.columns[3].
 
 ## Supported key types, transforms and limits
 
-- **Keys**: integer only (`smallint`, `integer`, `bigint`) for `entities.*.key` and phase 1's batch
-  keys (`schema_changes.required[].key` or the table's one-column primary key). The preflight refuses
-  other types naming the key; UUID/text keys are tracked in issue 12.
-- **Transforms**: a plain copy, a value `map`, a `lookup`. A mapping whose old type does not convert
-  to the new column's type without loss (e.g. `numeric` -> `bigint`, `bigint` -> `integer`,
-  `varchar(100)` -> `varchar(20)`, `timestamptz` -> `timestamp`, `text` -> an enum without a map) is
-  refused by the preflight with both types; Postgres' implicit (information-preserving) casts are
-  accepted. Map values must parse as the new column's type.
+- **Keys**: one column of `smallint`, `integer`, `bigint`, `uuid`, `text` or `varchar` (a domain
+  counts as its base type; a text key needs a deterministic collation, the same on both databases)
+  for `entities.*.key` and phase 1's batch keys (`schema_changes.required[].key` or the table's
+  one-column primary key). Ranges are cut at keys the server returns in key order, never by
+  arithmetic on the key. Composite keys, `numeric`, floats, timestamps, enums and `json` keys are
+  refused by the preflight naming the key and its type.
+- **Transforms** (per column, done in SQL on the server; [transforms.md](transforms.md)): a plain
+  copy or rename, a value `map`, a `lookup`, `cast`, `scale` (with a stated `rounding`), `default`
+  (for NULL), `concat`, `json_object`, and a reviewed named SQL `expression`
+  (`include/sql/transforms/<name>.sql`). The same transform drives the backfill, the diff, shadow
+  comparisons and rollback 3's reverse sync (which needs an inverse: `scale`, `cast`, `default` and
+  an injective `map` have one; `concat`/`json_object`/`expression` need a declared `inverse` or
+  rollback 3 refuses the entity). A mapping whose output type does not convert to the new column's
+  type without loss (e.g. `numeric` -> `bigint` without `scale`, `bigint` -> `integer`,
+  `varchar(100)` -> `varchar(20)`, `timestamptz` -> `timestamp`, `text` -> an enum without a map)
+  is refused by the preflight with both types; Postgres' implicit (information-preserving) casts
+  are accepted. Map values must parse as the new column's type.
 - **Limits**: one key column per entity; one new column per mapping; a lookup's match column
   should be unique; phase 1 changes the legacy database only.
 

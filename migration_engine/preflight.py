@@ -57,6 +57,8 @@ INT2, INT4, INT8, NUMERIC, FLOAT4, FLOAT8 = 21, 23, 20, 1700, 700, 701
 TEXT, VARCHAR, BPCHAR, JSON, JSONB = 25, 1043, 1042, 114, 3802
 INTEGER_OIDS = (INT2, INT4, INT8)
 STRING_OIDS = (TEXT, VARCHAR, BPCHAR)
+UUID = 2950
+KEY_OIDS = (*INTEGER_OIDS, UUID, TEXT, VARCHAR)  # see key_type_problem
 _INT_RANK = {INT2: 0, INT4: 1, INT8: 2}
 _INT_DIGITS = {INT2: 5, INT4: 10, INT8: 19}  # decimal digits of the largest value
 _FLOAT_MANTISSA_DIGITS = {FLOAT4: 6, FLOAT8: 15}
@@ -111,13 +113,15 @@ class ColType:
 def key_type_problem(t: ColType) -> str | None:
     """Why a key of this type cannot be paged / batched / split by the engine (None: supported).
 
-    The one place that says which key types the engine supports (today: integer keys, because
-    backfill ranges, the diff's range splitting and phase 1's batches do integer arithmetic). Widen
-    it here when those learn other btree-orderable types.
+    The one place that says which key types the whole engine supports: a single column of an
+    integer type, uuid, text or varchar (domains count as their base type). The backfill and phase 1
+    also handle char (``migration_engine.keys``), the diff does not (blank-padded comparisons), so a
+    key that every phase must handle is refused here.
     """
-    if t.oid in INTEGER_OIDS:
+    if t.oid in KEY_OIDS:
         return None
-    return f"is {t.name}; the engine supports only integer keys (smallint, integer, bigint) today"
+    return (f"is {t.name}; the engine supports single-column keys of smallint, integer, bigint, uuid, text or "
+            f"varchar (docs/config-reference.md, 'Key types')")
 
 
 def _int_fits_numeric(src: ColType, dst: ColType) -> bool:

@@ -24,7 +24,7 @@ CREATE TABLE shop.orders (
     placed_at timestamptz, note varchar(100), qty integer, updated_at timestamptz, kind shop.order_kind);
 INSERT INTO shop.orders VALUES (1, 5.37, 'OPEN', 'c1', now(), 'n', 1, now(), 'retail'),
                                (2, 10, 'PAID', 'c2', now(), NULL, 2, now(), NULL);
-CREATE TABLE shop.refunds (code text PRIMARY KEY, amount bigint);
+CREATE TABLE shop.refunds (code text PRIMARY KEY, amount bigint, amount_key numeric UNIQUE);
 CREATE TABLE shop.nokey (a integer, b text);
 """
 
@@ -167,7 +167,7 @@ def test_every_mismatch_is_reported_at_once_with_its_path_and_nothing_changes(sh
     ent["columns"].append({"new": "shipped_at", "old": "placed_at"})            # new column missing
     ent["columns"].append({"new": "flags", "old": "status"})                    # text -> smallint
     ent["rollback_deletes"] = {"action": "mark", "column": "gone", "value": "X"}  # mark column missing
-    data["entities"]["refunds"] = {"old_table": "shop.refunds", "new_table": "shop_new.refunds", "key": "code",
+    data["entities"]["refunds"] = {"old_table": "shop.refunds", "new_table": "shop_new.refunds", "key": "amount_key",
                                    "legacy_id_column": "legacy_code", "columns": [{"new": "amount", "old": "amount"}]}
     data["references"].append({"name": "gone", "from": {"db": "legacy", "table": "shop.orders", "column": "qty"},
                                "to": {"db": "new", "table": "shop_new.nothing", "column": "id"}})
@@ -202,7 +202,8 @@ def test_every_mismatch_is_reported_at_once_with_its_path_and_nothing_changes(sh
         "entities.orders.columns[9].new: shop.orders.status (text) into shop_new.orders.flags (smallint)",
         "entities.orders.rollback_deletes.column: column shop.orders.gone does not exist",
         "entities.refunds.new_table: table shop_new.refunds does not exist in the new database (marketplace_db)",
-        "entities.refunds.key: key shop.refunds.code is text; the engine supports only integer keys",
+        "entities.refunds.key: key shop.refunds.amount_key is numeric; the engine supports single-column keys of "
+        "smallint, integer, bigint, uuid, text or varchar",
         "backfill.version_column: 'updated_at' is not a mapped column of entity refunds",
         "references[1].to.table: table shop_new.nothing does not exist in the new database",
         "references[2].to.column: shop.orders.id (bigint) cannot be compared with shop_new.customers.code (text)",
@@ -307,6 +308,7 @@ def test_conversion_rules(databases):
                 wrong.append((src, dst, problem))
         assert wrong == []
         assert preflight.key_type_problem(cols["int8"]) is None
-        assert "only integer keys" in preflight.key_type_problem(cols["u"])
+        assert preflight.key_type_problem(cols["u"]) is None  # uuid
+        assert "supports single-column keys of" in preflight.key_type_problem(cols["num"])
     finally:
         conn.close()
