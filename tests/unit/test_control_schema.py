@@ -5,6 +5,7 @@ lock-timeout waits through the DDL executor, concurrent upgrades."""
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -20,8 +21,12 @@ from migration_engine.sqlfiles import SQL_DIR_ENV, split_statements, sql_dir
 
 SCHEMA = "migration_control"
 V0 = Path(__file__).resolve().parents[1] / "fixtures" / "control_schema_v0"
+# 006 is another branch's migration (i12-keys-backfill): whatever file holds that number here
+_OTHER_006 = sorted(p.name for p in (sql_dir() / "control" / "migrations").glob("006_*.sql"))
 NAMES = ["001_control_tables.sql", "002_control_indexes.sql", "003_backfill_tables.sql",
-         "004_consistency_tables.sql", "005_slack_tables.sql"]
+         "004_consistency_tables.sql", "005_slack_tables.sql", *_OTHER_006, "007_finding_key_types.sql"]
+LATEST = len(NAMES)
+ADDED_COLUMNS = ["key_type"]  # 007: consistency_findings.key_type
 TABLES = {"feature_flags", "dual_write_stats", "shadow_read_stats", "shadow_read_mismatches", "path_stats",
           "gate_results", "audit_ledger", "alerts", "step_state", "backfill_runs", "backfill_ranges",
           "consistency_runs", "consistency_check_results", "consistency_findings", "slack_requests",
@@ -43,9 +48,10 @@ def _tables(databases) -> set[str]:
 
 
 def _contents(databases) -> dict[str, list[str]]:
-    """Every row of every control table (except schema_version), as text, in a stable order."""
-    return {t: [r[0] for r in databases.query("legacy", f'SELECT row_to_json(x)::text FROM {SCHEMA}."{t}" AS x '
-                                                        "ORDER BY 1")]
+    """Every row of every control table (except schema_version), as text, in a stable order; without
+    the columns later migrations add to existing tables (ADDED_COLUMNS: NULL in every old row)."""
+    return {t: [r[0] for r in databases.query("legacy", "SELECT (to_jsonb(x) - %s::text [])::text "
+                                                        f'FROM {SCHEMA}."{t}" AS x ORDER BY 1', (ADDED_COLUMNS,))]
             for t in sorted(_tables(databases) - {"schema_version"})}
 
 
@@ -88,8 +94,9 @@ def _fill_v0(databases, conn) -> None:
 
 def test_migration_files_are_numbered_and_cover_every_control_table():
     found = control_schema.migrations()
-    assert [m.name for m in found] == NAMES and [m.version for m in found] == [1, 2, 3, 4, 5]
-    assert [m.transactional for m in found] == [True, False, True, True, True]  # 002 builds CONCURRENTLY
+    assert [m.name for m in found] == NAMES and [m.version for m in found] == list(range(1, LATEST + 1))
+    assert [m.transactional for m in found][:5] == [True, False, True, True, True]  # 002 builds CONCURRENTLY
+    assert found[-1].transactional  # 007: one ALTER TABLE, all or nothing
     tables = {n for k, n in control_schema.expected_objects() if k == "table"}
     assert tables == TABLES | {"schema_version"}
     assert {("trigger", "audit_ledger_append_only"), ("trigger", "audit_ledger_no_truncate"),
@@ -108,7 +115,7 @@ def test_fresh_install_records_every_migration_and_a_second_upgrade_does_nothing
     assert [c for _v, _n, c, _by in rows] == [m.checksum for m in control_schema.migrations()]
     assert TABLES <= _tables(databases)
     assert control_schema.verify(conn, SCHEMA) == []
-    assert control_schema.current_version(conn, SCHEMA) == 5
+    assert control_schema.current_version(conn, SCHEMA) == LATEST
     with conn.cursor() as cur:  # the caller's connection is given back as it was
         cur.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
         assert cur.fetchone() == ("0", "0")
@@ -117,8 +124,8 @@ def test_fresh_install_records_every_migration_and_a_second_upgrade_does_nothing
 
     assert control_schema.upgrade(conn, SCHEMA) == []
     assert control_schema.plan(conn, SCHEMA) == []
-    assert len(_versions(databases)) == 5
-    assert control_schema.require_current(conn, SCHEMA).version == 5
+    assert len(_versions(databases)) == LATEST
+    assert control_schema.require_current(conn, SCHEMA).version == LATEST
     conn.close()
 
 
@@ -130,7 +137,7 @@ def test_the_unversioned_layout_is_adopted_in_place_losing_no_rows(databases, ca
     assert set(before) == TABLES and all(before.values()), {t: len(r) for t, r in before.items()}
     assert control_schema.current_version(conn, SCHEMA) == 0
     with pytest.raises(control_schema.ControlSchemaOutdated,
-                       match=r"is at version 0 \(created before versioned migrations\), code needs 5: "
+                       match=rf"is at version 0 \(created before versioned migrations\), code needs {LATEST}: "
                              r"run migration_setup"):
         control_schema.require_current(conn, SCHEMA)
 
@@ -174,10 +181,11 @@ def test_a_database_newer_than_the_code_is_refused(databases):
     conn = databases.connect("legacy")
     control_schema.upgrade(conn, SCHEMA)
     databases.query("legacy", f"INSERT INTO {SCHEMA}.schema_version (version, name, checksum, applied_by) "
-                              "VALUES (6, '006_from_the_future.sql', 'x', 'newer code')")
+                              "VALUES (%s, '999_from_the_future.sql', 'x', 'newer code')", (LATEST + 1,))
     for call in (control_schema.upgrade, control_schema.require_current):
         with pytest.raises(control_schema.ControlSchemaTooNew,
-                           match=r"at version 6, newer than this code knows \(latest 5\).*006_from_the_future"):
+                           match=rf"at version {LATEST + 1}, newer than this code knows \(latest {LATEST}\)"
+                                 r".*999_from_the_future"):
             call(conn, SCHEMA)
     conn.close()
 
@@ -188,8 +196,8 @@ def test_users_of_the_tables_refuse_an_outdated_or_missing_schema(databases):
         consistency_store.start_run(conn, "nowhere", kind="full", dag_id=None, run_id=None)
     control_schema.upgrade(conn, SCHEMA, target=3)
     with pytest.raises(control_schema.ControlSchemaOutdated,
-                       match=r"is at version 3, code needs 5: run migration_setup \(pending: "
-                             r"004_consistency_tables.sql, 005_slack_tables.sql\)"):
+                       match=rf"is at version 3, code needs {LATEST}: run migration_setup \(pending: "
+                             + re.escape(", ".join(NAMES[3:])) + r"\)"):
         consistency_store.start_run(conn, SCHEMA, kind="full", dag_id=None, run_id=None)
     assert "consistency_runs" not in _tables(databases)  # refused, not lazily created
     control_schema.upgrade(conn, SCHEMA)
@@ -299,5 +307,31 @@ def test_concurrent_upgrades_of_a_new_database_apply_each_migration_once(databas
     assert sorted(m.name for r in results for m in r) == NAMES  # each applied by exactly one caller
     assert [n for _v, n in _versions(databases)] == NAMES
     conn = databases.connect("legacy")
+    assert control_schema.verify(conn, SCHEMA) == []
+    conn.close()
+
+
+def test_migration_007_keeps_every_finding_and_the_repair_reads_the_old_rows_as_integer_keys(databases):
+    """Findings stored before 007 (integer keys, no key_type) survive the upgrade unchanged and are
+    read back by the repair as the integers they were; new findings carry their key's type."""
+    from migration_engine import repair
+
+    conn = databases.connect("legacy")
+    control_schema.upgrade(conn, SCHEMA, target=6)
+    databases.query("legacy", f"""
+        INSERT INTO {SCHEMA}.consistency_runs (kind, status) VALUES ('diff', 'failed');
+        INSERT INTO {SCHEMA}.consistency_check_results (run_pk, check_name, check_kind, status, counts)
+        VALUES (1, 'listings', 'entity', 'failed', '{{"changed": 2}}');
+        INSERT INTO {SCHEMA}.consistency_findings (run_pk, check_name, kind, entity_key, columns)
+        VALUES (1, 'listings', 'changed', '42', '{{title}}'), (1, 'listings', 'changed', '9000000001', '{{}}')
+    """)
+    before = _contents(databases)
+    assert [m.name for m in control_schema.upgrade(conn, SCHEMA)] == ["007_finding_key_types.sql"]
+    after = _contents(databases)
+    assert {t: len(r) for t, r in after.items()} == {t: len(r) for t, r in before.items()}
+    rows = databases.query("legacy", f"SELECT entity_key, key_type FROM {SCHEMA}.consistency_findings ORDER BY id")
+    assert rows == [("42", None), ("9000000001", None)]
+    targets = repair.load_targets(conn, SCHEMA, 1)
+    assert targets["listings"].all_keys == ["42", "9000000001"] and targets["listings"].key_types == {"int8"}
     assert control_schema.verify(conn, SCHEMA) == []
     conn.close()
