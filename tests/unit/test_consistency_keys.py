@@ -49,7 +49,8 @@ CREATE SCHEMA keytest;
 CREATE TABLE keytest.devices (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, legacy_device_id uuid UNIQUE,
                               name text NOT NULL, state text NOT NULL, updated_at timestamptz NOT NULL);
 CREATE TABLE keytest.skus (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                           legacy_sku_code varchar(40) COLLATE "en-x-icu" UNIQUE, title text NOT NULL, state text NOT NULL, updated_at timestamptz NOT NULL);
+                           legacy_sku_code varchar(40) COLLATE "en-x-icu" UNIQUE, title text NOT NULL,
+                           state text NOT NULL, updated_at timestamptz NOT NULL);
 CREATE TABLE keytest.readings (id uuid PRIMARY KEY, device_id uuid NOT NULL, value int);
 CREATE TABLE keytest.measures (id bigint PRIMARY KEY, legacy_measure_id numeric UNIQUE, v text);
 """
