@@ -279,3 +279,24 @@ def test_leaf_windows_match_rows_by_equality_with_full_pages_on_both_sides(keyed
     assert found["missing_in_new"] == sorted({sku["missing_in_new"], *gone} - set(retired))
     assert found["changed"] == sorted({sku["changed"], sku["out_of_scope"], *retired} - set(gone))
     assert acc.rows_compared == len(keyed.query("legacy", "SELECT 1 FROM keytest.skus")) + 1  # + the ghost
+
+
+def test_shadow_read_mismatches_keep_uuid_and_text_keys_exactly(databases):
+    """The application's shadow-read comparisons store the key as text (any key type); the phase-4
+    gate's examples give it back unchanged."""
+    from datetime import UTC, datetime, timedelta
+
+    from migration_engine.appclient import ControlClient
+    from migration_engine.gates.runner import resolve
+
+    conn = databases.connect("legacy")
+    control.ensure_control_schema(conn, SCHEMA)
+    client = ControlClient(lambda: psycopg2.connect(databases.legacy_dsn), SCHEMA)
+    device, code = uuid.uuid4(), 'quote"d, {x}'
+    client.record_shadow_read("devices", matched=False, key=device, diffs={"name": ["a", "b"]})
+    client.record_shadow_read("devices", matched=False, key=code, diffs={"title": ["c", "d"]})
+    client.flush()
+    evaluator, _ = resolve("shadow_reads")
+    r = evaluator(conn, parse_config(config_dict()), datetime.now(UTC) + timedelta(minutes=2), entity="devices")
+    assert sorted(e["key"] for e in r.figures["examples"]) == sorted([str(device), code])
+    conn.close()
