@@ -163,11 +163,8 @@ def test_uuid_and_text_keys_pass_clean_and_find_planted_rows_by_exact_key(keyed,
             assert r.details["chunks"] > 5 and r.details["leaf_ranges"] >= 2, r.details
 
 
-def test_repair_fixes_uuid_and_text_keyed_rows_and_a_fresh_diff_passes(keyed):
-    cfg = parse_config(config_dict(chunk_size=100, bisect_min_rows=4, bisect_factor=4))
-    dev = plant(keyed, "devices", "id", "legacy_device_id", "name", _live(keyed, "devices", "id"))
-    sku = plant(keyed, "skus", "code", "legacy_sku_code", "title", ['quote"d', "back\\slash", "{brace}"])
-    conn = keyed.connect("legacy")
+def _phase3(dbs, cfg, conn):
+    """(a new StepRunner, a phase-3 diff run as its step -> (run id, passed))."""
     n = [0]
 
     def runner() -> steps.StepRunner:
@@ -177,7 +174,7 @@ def test_repair_fixes_uuid_and_text_keyed_rows_and_a_fresh_diff_passes(keyed):
 
     def diff() -> tuple[int, bool]:
         r = runner()
-        step = ConsistencyRun(cfg, "diff", phase="phase3", connect=_connect(keyed))
+        step = ConsistencyRun(cfg, "diff", phase="phase3", connect=_connect(dbs))
         r.apply([step])
         run = step.current(r.executor(planning=True))
         try:
@@ -185,6 +182,16 @@ def test_repair_fixes_uuid_and_text_keyed_rows_and_a_fresh_diff_passes(keyed):
         except VerificationError:
             return run.id, False
         return run.id, True
+
+    return runner, diff
+
+
+def test_repair_fixes_uuid_and_text_keyed_rows_and_a_fresh_diff_passes(keyed):
+    cfg = parse_config(config_dict(chunk_size=100, bisect_min_rows=4, bisect_factor=4))
+    dev = plant(keyed, "devices", "id", "legacy_device_id", "name", _live(keyed, "devices", "id"))
+    sku = plant(keyed, "skus", "code", "legacy_sku_code", "title", ['quote"d', "back\\slash", "{brace}"])
+    conn = keyed.connect("legacy")
+    runner, diff = _phase3(keyed, cfg, conn)
 
     run_pk, passed = diff()
     assert not passed
@@ -299,4 +306,28 @@ def test_shadow_read_mismatches_keep_uuid_and_text_keys_exactly(databases):
     evaluator, _ = resolve("shadow_reads")
     r = evaluator(conn, parse_config(config_dict()), datetime.now(UTC) + timedelta(minutes=2), entity="devices")
     assert sorted(e["key"] for e in r.figures["examples"]) == sorted([str(device), code])
+    conn.close()
+
+
+def test_repair_refuses_keys_recorded_with_another_type_and_changes_nothing(keyed):
+    """A run's keys are read back with the type they were recorded with: when the key column's
+    type no longer matches (config or table changed since the run), the repair refuses, naming both."""
+    from migration_engine.repair import RepairError
+    from tests.snapshots import snapshot, unchanged
+
+    cfg = parse_config(config_dict())
+    plant(keyed, "skus", "code", "legacy_sku_code", "title", ["a,b", 'quote"d', "{brace}"])
+    conn = keyed.connect("legacy")
+    runner, diff = _phase3(keyed, cfg, conn)
+    run_pk, passed = diff()
+    assert not passed
+    keyed.query("legacy", f"UPDATE {SCHEMA}.consistency_findings SET key_type = 'int8' "
+                          "WHERE run_pk = %s AND check_name = 'skus'", (run_pk,))
+    before = {side: snapshot(dsn) for side, dsn in (("legacy", keyed.legacy_dsn), ("new", keyed.new_dsn))}
+    with pytest.raises(RepairError, match=r"cannot repair skus: the run recorded int8 keys but keytest.skus.code is "
+                                          r"character varying\(40\) now"):
+        runner().apply([RepairRun(cfg, run_pk, connect=_connect(keyed), sleep=lambda s: None)])
+    after = {side: snapshot(dsn) for side, dsn in (("legacy", keyed.legacy_dsn), ("new", keyed.new_dsn))}
+    assert not unchanged(before["new"], after["new"])
+    assert not [p for p in unchanged(before["legacy"], after["legacy"]) if "keytest" in p]  # the run's record only
     conn.close()
