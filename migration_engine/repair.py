@@ -47,10 +47,11 @@ from migration_engine.backfill.engine import RETRYABLE
 from migration_engine.backfill.engine import configure_session as backfill_session
 from migration_engine.backfill.sqlgen import EntitySql
 from migration_engine.config import MigrationConfig
-from migration_engine.consistency import runs, store
+from migration_engine.consistency import keys, runs, store
 from migration_engine.consistency.diff import EntityDiffer
+from migration_engine.consistency.keys import KeyType
 from migration_engine.consistency.plan import build_entity_plan
-from migration_engine.consistency.results import ConsistencyError, Finding
+from migration_engine.consistency.results import ConsistencyError
 from migration_engine.consistency.sessions import SessionPool
 from migration_engine.ddl import DdlExecutor
 from migration_engine.errors import MigrationError, Refused
@@ -79,11 +80,12 @@ class EntityTargets:
     status: str
     counts: dict[str, int]
     message: str
-    keys: dict[str, list[int]] = field(default_factory=dict)  # stored keys per row kind
+    keys: dict[str, list[str]] = field(default_factory=dict)  # stored keys per row kind, as text
     unlinked: list[str] = field(default_factory=list)          # new keys of in-scope rows without legacy id
+    key_types: set[str] = field(default_factory=set)           # key types the findings were recorded with
 
     @property
-    def all_keys(self) -> list[int]:
+    def all_keys(self) -> list[str]:
         return sorted({k for kind in ROW_KINDS for k in self.keys.get(kind, [])})
 
     def truncated(self) -> dict[str, tuple[int, int]]:
@@ -111,13 +113,23 @@ def load_targets(conn, schema: str, run_pk: int) -> dict[str, EntityTargets]:
     if not conn.autocommit:
         conn.commit()
     out: dict[str, EntityTargets] = {}
-    for check, status, counts, message, kind, key in rows:
+    for check, status, counts, message, kind, key, key_type in rows:
         t = out.setdefault(check, EntityTargets(check, status, dict(counts or {}), message or ""))
         if kind in ROW_KINDS:
-            t.keys.setdefault(kind, []).append(int(key))
+            t.keys.setdefault(kind, []).append(str(key))
+            t.key_types.add(key_type or keys.LEGACY_KEY_TYPE)
         elif kind == "unlinked_in_new":
             t.unlinked.append(str(key))
     return out
+
+
+def _read_keys_sql(es: EntitySql, cur, batch: list) -> str:
+    """The exact ``COPY (SELECT ...) TO STDOUT`` of the in-scope old rows of ``batch`` (any key
+    type: the keys go as one array literal that takes the key column's type)."""
+    tpl = sqlfiles.load("consistency/repair_read_keys.sql")
+    params = {"keys": keys.array_literal(batch), **es.scope_params, **es.map_params()}
+    tpl.check_params(params)
+    return cur.mogrify(tpl.compose(select_list=es.select_list(), **es.old_ids()), params).decode()
 
 
 # --- the state of the keys now ---------------------------------------------------------------------
@@ -129,11 +141,12 @@ class EntityRepair:
     """What the repair would do to one entity's keys, from both sides as they are now."""
 
     name: str
-    insert: list[int] = field(default_factory=list)
-    recopy: list[int] = field(default_factory=list)
-    delete: list[int] = field(default_factory=list)
-    clean: list[int] = field(default_factory=list)     # equal again since the diff: nothing to do
-    findings: dict[int, Finding] = field(default_factory=dict)
+    insert: list = field(default_factory=list)
+    recopy: list = field(default_factory=list)
+    delete: list = field(default_factory=list)
+    clean: list = field(default_factory=list)     # equal again since the diff: nothing to do
+    findings: dict = field(default_factory=dict)
+    key_type: KeyType = KeyType(keys.LEGACY_KEY_TYPE)
 
     @property
     def work(self) -> int:
@@ -143,9 +156,14 @@ class EntityRepair:
         return {"insert": self.insert, "recopy": self.recopy, "delete": self.delete, "clean": self.clean}
 
 
-def read_keys(cfg: MigrationConfig, name: str, keys: list[int], connect: runs.Connectors
-              ) -> tuple[dict[int, Finding | None], dict[int, tuple[Row | None, Row | None]]]:
-    """Compare ``keys`` of entity ``name`` on both sides now, with the diff's own row comparison."""
+def read_keys(cfg: MigrationConfig, name: str, stored: list[str], connect: runs.Connectors,
+              key_types: set[str] | None = None) -> tuple[KeyType, dict, dict]:
+    """Compare the keys ``stored`` (as text) of entity ``name`` on both sides now, with the diff's
+    own row comparison: (key type, {key: finding or None}, {key: (old row, new row)}).
+
+    The stored keys are parsed with the key column's type as the catalog has it now, and refused
+    when the findings were recorded with a key of another type (the table or config changed since
+    the run): a text key read back as another type could address other rows."""
     c = cfg.consistency
     with SessionPool(connect["legacy"], c.statement_timeout, label="legacy") as old, \
             SessionPool(connect["new"], c.statement_timeout, label="new") as new:
@@ -153,20 +171,30 @@ def read_keys(cfg: MigrationConfig, name: str, keys: list[int], connect: runs.Co
             plan = build_entity_plan(cfg, name, old.get(), new.get())
         except ConsistencyError as exc:
             raise RepairError(f"cannot repair {name}: {exc}") from exc
+        kt = plan.key_type
+        recorded = {keys.KeyType(u).family for u in (key_types or set())}
+        if recorded - {kt.family}:
+            raise RepairError(
+                f"cannot repair {name}: the run recorded {'/'.join(sorted(key_types))} keys but "
+                f"{plan.entity.old_table}.{plan.entity.key} is {kt.data_type} now; re-run phase 3 and repair its run")
+        try:
+            wanted = sorted({kt.parse(k) for k in stored})
+        except ConsistencyError as exc:
+            raise RepairError(f"cannot repair {name}: {exc}") from exc
         differ = EntityDiffer(cfg, plan, old, new)
-        if not keys:
-            return {}, {}
-        lo, hi = keys[0], keys[-1] + 1
-        old_now = dict(differ.rows("old", lo, hi, keys=keys))
-        new_now = dict(differ.rows("new", lo, hi, keys=keys))
-        rows = {k: (old_now.get(k), new_now.get(k)) for k in keys}
-        return {k: differ.classify(k, o, n) for k, (o, n) in rows.items()}, rows
+        if not wanted:
+            return kt, {}, {}
+        old_now = dict(differ.rows("old", None, None, keys=wanted))
+        new_now = dict(differ.rows("new", None, None, keys=wanted))
+        rows = {k: (old_now.get(k), new_now.get(k)) for k in wanted}
+        return kt, {k: differ.classify(k, o, n) for k, (o, n) in rows.items()}, rows
 
 
-def assess(cfg: MigrationConfig, name: str, keys: list[int], connect: runs.Connectors) -> EntityRepair:
-    findings, rows = read_keys(cfg, name, keys, connect)
-    rep = EntityRepair(name)
-    for k in keys:
+def assess(cfg: MigrationConfig, name: str, stored: list[str], connect: runs.Connectors,
+           key_types: set[str] | None = None) -> EntityRepair:
+    kt, findings, rows = read_keys(cfg, name, stored, connect, key_types)
+    rep = EntityRepair(name, key_type=kt)
+    for k in sorted(rows):
         f = findings.get(k)
         o, n = rows.get(k, (None, None))
         if f is None:
@@ -221,7 +249,7 @@ class RepairRun(Step):
 
     def assessment(self, ex: DdlExecutor) -> tuple[dict[str, EntityTargets], dict[str, EntityRepair]]:
         targets = self.targets(ex)
-        return targets, {name: assess(self.cfg, name, t.all_keys, self.connect)
+        return targets, {name: assess(self.cfg, name, t.all_keys, self.connect, t.key_types)
                          for name, t in targets.items() if t.all_keys}
 
     def summary(self, ex: DdlExecutor) -> dict[str, Any]:
@@ -249,14 +277,16 @@ class RepairRun(Step):
         copy = sorted(rep.insert + rep.recopy)
         everything = sorted(copy + rep.delete)
         with ex.conn.cursor() as cur:
-            lock = sqlfiles.render(cur, "consistency/repair_lock_rows.sql", es.new_ids(), {"keys": everything})
+            lock = sqlfiles.render(cur, "consistency/repair_lock_rows.sql", es.new_ids(),
+                                   {"keys": keys.array_literal(everything)})
             check = sqlfiles.render(cur, "consistency/repair_old_state.sql", es.old_ids(),
-                                    {"keys": everything, **es.scope_params})
-            read = es.read_keys(cur, copy)
+                                    {"keys": keys.array_literal(everything), **es.scope_params})
+            read = _read_keys_sql(es, cur, copy)
             stage = es.create_stage().as_string(ex.conn)
             copy_in = es.copy_into_stage().as_string(ex.conn)
             write = es.write_batch(self.cfg.backfill.version_column, repair=True).as_string(ex.conn)
-            delete = sqlfiles.render(cur, "consistency/repair_delete_ghosts.sql", es.new_ids(), {"keys": rep.delete})
+            delete = sqlfiles.render(cur, "consistency/repair_delete_ghosts.sql", es.new_ids(),
+                                     {"keys": keys.array_literal(rep.delete)})
         if not ex.conn.autocommit:
             ex.conn.rollback()
         return "\n".join([
@@ -295,14 +325,14 @@ class RepairRun(Step):
         return notes
 
     def _repair_entity(self, ex: DdlExecutor, es: EntitySql, rep: EntityRepair, budget: list[int]) -> dict:
-        keys = sorted(rep.insert + rep.recopy + rep.delete)
+        todo = sorted(rep.insert + rep.recopy + rep.delete)
         done = {"written": [], "deleted": []}
         legacy, new = self.connect["legacy"](), self.connect["new"]()
         try:
             for conn in (legacy, new):
                 backfill_session(conn, self.cfg.backfill, f"{APPLICATION_NAME}:{es.name}")
-            for start in range(0, len(keys), BATCH):
-                written, deleted = self._batch(ex, legacy, new, es, keys[start:start + BATCH], budget)
+            for start in range(0, len(todo), BATCH):
+                written, deleted = self._batch(ex, legacy, new, es, rep.key_type, todo[start:start + BATCH], budget)
                 done["written"] += written
                 done["deleted"] += deleted
         finally:
@@ -315,11 +345,11 @@ class RepairRun(Step):
                  done["written"][:20], len(done["deleted"]), done["deleted"][:20])
         return done
 
-    def _batch(self, ex, legacy, new, es: EntitySql, keys: list[int], budget: list[int]) -> tuple[list, list]:
+    def _batch(self, ex, legacy, new, es: EntitySql, kt: KeyType, batch: list, budget: list[int]) -> tuple[list, list]:
         retries = 0
         while True:
             try:
-                return self._batch_once(ex, legacy, new, es, keys, budget)
+                return self._batch_once(ex, legacy, new, es, kt, batch, budget)
             except psycopg2.Error as exc:
                 new.rollback()
                 legacy.rollback()
@@ -332,44 +362,48 @@ class RepairRun(Step):
                             self.cfg.backfill.max_batch_retries, delay)
                 self.sleep(delay)
 
-    def _batch_once(self, ex, legacy, new, es: EntitySql, keys: list[int], budget: list[int]) -> tuple[list, list]:
+    def _batch_once(self, ex, legacy, new, es: EntitySql, kt: KeyType, batch_keys: list,
+                    budget: list[int]) -> tuple[list, list]:
         scope = es.new_scope_params()
+        v = kt.value
+        batch = keys.array_literal(batch_keys)
         with new.cursor() as cur, legacy.cursor() as lcur:
             # 1. new: lock the rows and keep their before-images
-            sqlfiles.run(cur, "consistency/repair_lock_rows.sql", es.new_ids(), {"keys": keys})
-            images = {int(k): image for k, image in cur.fetchall()}
+            sqlfiles.run(cur, "consistency/repair_lock_rows.sql", es.new_ids(), {"keys": batch})
+            images = {v(k): image for k, image in cur.fetchall()}
             # 2. legacy: the old rows now decide each key
-            sqlfiles.run(lcur, "consistency/repair_old_state.sql", es.old_ids(), {"keys": keys, **es.scope_params})
-            old = {int(k): bool(in_scope) for k, in_scope in lcur.fetchall()}
+            sqlfiles.run(lcur, "consistency/repair_old_state.sql", es.old_ids(), {"keys": batch, **es.scope_params})
+            old = {v(k): bool(in_scope) for k, in_scope in lcur.fetchall()}
 
-            def new_in_scope(k: int) -> bool:
+            def new_in_scope(k) -> bool:
                 return not scope["scoped"] or str(images[k].get(scope["new_scope_column"])) in scope["scope_values"]
 
-            copy = [k for k in keys if old.get(k)]
-            ghosts = [k for k in keys if not old.get(k) and k in images and (k not in old or new_in_scope(k))]
+            copy = [k for k in batch_keys if old.get(k)]
+            ghosts = [k for k in batch_keys if not old.get(k) and k in images and (k not in old or new_in_scope(k))]
             if len(ghosts) > budget[0]:
                 raise RepairRefused(f"repair {es.name}: {len(ghosts)} more ghost(s) to delete than allowed "
                                     f"(consistency.repair_max_deletes {self.limit}, approved "
                                     f"{self.approved_deletes}); the rows changed since the approval: re-run the "
                                     "repair to approve the new count; nothing of this batch was changed")
             # 3. legacy -> new: re-copy / insert the in-scope old rows
-            written: list[int] = []
+            written: list = []
             if copy:
                 buf = io.BytesIO()
-                lcur.copy_expert(es.read_keys(lcur, copy), buf)
+                lcur.copy_expert(_read_keys_sql(es, lcur, copy), buf)
                 cur.execute(es.create_stage())
                 cur.copy_expert(es.copy_into_stage().as_string(new), io.BytesIO(buf.getvalue()))
                 cur.execute(es.write_batch(self.cfg.backfill.version_column, repair=True))
-                written = sorted(int(r[0]) for r in cur.fetchall())
+                written = sorted(v(r[0]) for r in cur.fetchall())
             # 4. new: delete the ghosts
-            deleted: list[int] = []
+            deleted: list = []
             if ghosts:
-                sqlfiles.run(cur, "consistency/repair_delete_ghosts.sql", es.new_ids(), {"keys": ghosts})
-                deleted = sorted(int(r[0]) for r in cur.fetchall())
+                sqlfiles.run(cur, "consistency/repair_delete_ghosts.sql", es.new_ids(),
+                             {"keys": keys.array_literal(ghosts)})
+                deleted = sorted(v(r[0]) for r in cur.fetchall())
             legacy.commit()
             # 5. legacy: the ledger entry, committed right after the new side's change
             touched = set(written) | set(deleted)
-            details = {**ex.context, "consistency_run": self.run_pk, "entity": es.name, "keys": keys,
+            details = {**ex.context, "consistency_run": self.run_pk, "entity": es.name, "keys": batch_keys,
                        "written": written, "deleted": deleted,
                        "deleted_old_row_gone": [k for k in deleted if k not in old],
                        "skipped_newer_in_new": sorted(set(copy) - set(written)),
@@ -401,14 +435,14 @@ class RepairRun(Step):
         targets = self.targets(ex)
         problems = []
         for name, t in targets.items():
-            keys = t.all_keys
-            if not keys:
+            stored = t.all_keys
+            if not stored:
                 continue
-            findings, _rows = read_keys(self.cfg, name, keys, self.connect)
+            _kt, findings, _rows = read_keys(self.cfg, name, stored, self.connect, t.key_types)
             still = sorted(k for k, f in findings.items() if f is not None)
             if still:  # in-flight writes: read those once more after the diff's re-check delay
                 self.sleep(self.cfg.consistency.recheck_delay.total_seconds())
-                findings, _rows = read_keys(self.cfg, name, still, self.connect)
+                _kt, findings, _rows = read_keys(self.cfg, name, [str(k) for k in still], self.connect)
                 still = sorted(k for k, f in findings.items() if f is not None)
             for k in still[:self.cfg.consistency.max_reported_keys]:
                 f = findings[k]

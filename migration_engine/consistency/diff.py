@@ -30,11 +30,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migration_engine import sqlfiles
 from migration_engine.config import MigrationConfig
+from migration_engine.consistency import keys
+from migration_engine.consistency.keys import KeyType
 from migration_engine.consistency.plan import EntityPlan, build_entity_plan, execute
 from migration_engine.consistency.results import CheckResult, ConsistencyError, Finding, cap_findings
 from migration_engine.consistency.sessions import SessionPool
@@ -88,6 +90,11 @@ class EntityDiffer:
         self._new_ids = plan.new_identifiers()
         self._old_params = plan.old_params()
         self._new_params = plan.new_params()
+        self.kt = plan.key_type
+        self._old_key_ids = {"table": plan.old_identifiers()["table"], "key": plan.entity.key,
+                             "scope_column": self._old_ids["scope_column"]}
+        self._new_key_ids = {"table": plan.new_table_identifiers()["table"], "key": plan.entity.legacy_id_column,
+                             "scope_column": self._new_ids["scope_column"]}
         self._lookups = dict(plan.lookups)
         self._scope_label = f"{plan.new_scope.column if plan.new_scope else plan.entity.scope.column} (scope)" \
             if plan.entity.scope else "(scope)"
@@ -103,24 +110,45 @@ class EntityDiffer:
             acc.queries += 1
         return rows
 
-    def buckets(self, side: str, lo: int, hi: int, width: int, acc: _Acc) -> dict[int, tuple[int, int]]:
+    def buckets(self, side: str, lo: Any, hi: Any, boundaries: list, acc: _Acc) -> dict[int, tuple[int, int]]:
+        """Count and checksum per sub-range of [lo, hi): bucket ``b`` lies between ``boundaries[b-1]``
+        and ``boundaries[b]`` (``width_bucket``: below the first is bucket 0)."""
         name = "consistency/old_buckets.sql" if side == "old" else "consistency/new_buckets.sql"
-        rows = self._query(side, name, {"lo": lo, "hi": hi, "width": width}, acc)
+        rows = self._query(side, name, {"lo": lo, "hi": hi, "boundaries": keys.array_literal(boundaries)}, acc)
         return {int(b): (int(n), int(s)) for b, n, s in rows}
 
-    def rows(self, side: str, lo: int, hi: int, acc: _Acc | None = None,
-             keys: list[int] | None = None) -> Iterator[tuple[int, Row]]:
-        """Rows with key in [lo, hi) in key order, paged (keyset, never OFFSET)."""
+    def page(self, side: str, lo: Any, hi: Any, after: Any, upto: Any, acc: _Acc | None = None,
+             only: list | None = None) -> list[tuple[Any, Row]]:
+        """One page of rows with key in [lo, hi), > ``after``, <= ``upto`` (None: no bound), in key order."""
         name = "consistency/old_rows.sql" if side == "old" else "consistency/new_rows.sql"
-        after = lo - 1
+        page = self._query(side, name, {"lo": lo, "hi": hi, "after": after, "upto": upto,
+                                        "keys": None if only is None else keys.array_literal(only),
+                                        "page_size": self.page_size}, acc)
+        v = self.kt.value
+        return [(v(rec[0]), (bool(rec[1]), rec[2], rec[3], rec[4] if side == "new" else None)) for rec in page]
+
+    def rows(self, side: str, lo: Any, hi: Any, acc: _Acc | None = None,
+             keys: list | None = None) -> Iterator[tuple[Any, Row]]:
+        """Rows with key in [lo, hi) in key order, paged (keyset, never OFFSET)."""
+        after = None
         while True:
-            page = self._query(side, name, {"after": after, "hi": hi, "keys": keys,
-                                            "page_size": self.page_size}, acc)
-            for rec in page:
-                yield int(rec[0]), (bool(rec[1]), rec[2], rec[3], rec[4] if side == "new" else None)
+            page = self.page(side, lo, hi, after, None, acc, keys)
+            yield from page
             if len(page) < self.page_size:
                 return
-            after = int(page[-1][0])
+            after = page[-1][0]
+
+    def boundaries(self, side: str, lo: Any, hi: Any, every: int, acc: _Acc | None = None) -> list:
+        """Every ``every``-th in-scope key of [lo, hi) on one side, in key order (from its index)."""
+        pool, ids, params = (self.old, self._old_key_ids, self._old_params) if side == "old" else \
+            (self.new, self._new_key_ids, self._new_params)
+        with pool.get().cursor() as cur:
+            sqlfiles.run(cur, "consistency/key_boundaries.sql", ids,
+                         {"lo": lo, "hi": hi, "every": max(1, every), **params})
+            out = [self.kt.value(r[0]) for r in cur.fetchall()]
+        if acc is not None:
+            acc.queries += 1
+        return out
 
     # -- comparison ------------------------------------------------------------------------
     def classify(self, key: int, o: Row | None, n: Row | None) -> Finding | None:
@@ -147,40 +175,83 @@ class EntityDiffer:
             detail["compared_as"] = via  # lookup columns are compared as the old value they stand for
         return Finding("changed", key, tuple(names), detail)
 
-    def _merge_rows(self, lo: int, hi: int, acc: _Acc) -> None:
-        acc.leaves += 1
-        old_it, new_it = self.rows("old", lo, hi, acc), self.rows("new", lo, hi, acc)
-        o, n = next(old_it, None), next(new_it, None)
-        while o is not None or n is not None:
-            if n is None or (o is not None and o[0] < n[0]):
-                key, orow, nrow = o[0], o[1], None
-                o = next(old_it, None)
-            elif o is None or n[0] < o[0]:
-                key, orow, nrow = n[0], None, n[1]
-                n = next(new_it, None)
-            else:
-                key, orow, nrow = o[0], o[1], n[1]
-                o, n = next(old_it, None), next(new_it, None)
+    def _compare(self, old_rows: list, new_rows: list, acc: _Acc) -> None:
+        """Compare two windows holding the same key span (matched by equality, no key order needed)."""
+        o, n = dict(old_rows), dict(new_rows)
+        for key in list(o) + [k for k in n if k not in o]:
             acc.rows_compared += 1
-            finding = self.classify(key, orow, nrow)
+            finding = self.classify(key, o.get(key), n.get(key))
             if finding is not None:
                 acc.counts[finding.kind] += 1
                 acc.findings.append(finding)
+
+    def _merge_rows(self, lo: Any, hi: Any, acc: _Acc) -> None:
+        """Compare every row of [lo, hi) on both sides, a window of at most ``page_size`` rows per
+        side at a time.
+
+        A window ends at a key the server returned (the last key of a full page), and the other
+        side is read up to that key, so both sides of a window hold the same key span and are
+        matched by equality: keys are never compared in Python, any server order works (a text
+        key's collation too), and memory stays bounded however one-sided the range is.
+        """
+        acc.leaves += 1
+        full = self.page_size
+        after = None
+        while True:
+            o = self.page("old", lo, hi, after, None, acc)
+            if len(o) == full:
+                upto = o[-1][0]
+                n = self.page("new", lo, hi, after, upto, acc)
+                if len(n) == full and n[-1][0] != upto:
+                    upto = n[-1][0]
+                    o = self.page("old", lo, hi, after, upto, acc)
+            else:
+                n = self.page("new", lo, hi, after, None, acc)
+                if len(n) < full:
+                    self._compare(o, n, acc)
+                    break
+                upto = n[-1][0]
+                o = self.page("old", lo, hi, after, upto, acc)
+            self._compare(o, n, acc)
+            after = upto
         acc.findings = cap_findings(acc.findings, self.c.max_stored_keys)
 
-    def _range(self, lo: int, hi: int, acc: _Acc, *, top: bool) -> bool:
+    def _split(self, lo: Any, hi: Any, counts: tuple[int, int], acc: _Acc, *, top: bool) -> list | None:
+        """The keys that cut [lo, hi) into sub-ranges, or None when it cannot be cut further.
+
+        Integer keys: every ``width`` keys (their density is known: no query). Any other type: every
+        n-th in-scope key of the side holding more rows, read from the server in key order."""
+        if self.kt.integer:
+            if hi - lo <= 1:
+                return None
+            width = bucket_width(self.c, lo, hi, top=top)
+            return list(range(lo + width, hi, width))
+        side = "old" if counts[0] >= counts[1] else "new"
+        cuts = self.boundaries(side, lo, hi, math.ceil(max(counts) / self.c.bisect_factor), acc)
+        return cuts or None
+
+    def _range(self, lo: Any, hi: Any, acc: _Acc, *, top: bool, cuts: list | None = None,
+               counts: tuple[int, int] = (0, 0)) -> bool:
         """Compare [lo, hi); returns whether anything differed at checksum level.
 
         A chunk (``top``) is split at once into sub-ranges of about ``bisect_min_rows`` rows (the
         GROUP BY returns them in the same single scan), so a difference usually costs one more
         query per side, for its rows; a denser sub-range is split ``bisect_factor`` ways again.
+        ``cuts``: the chunk's sub-range boundaries when known (non-integer keys: from the key scan
+        that cut the chunks).
         """
-        width = bucket_width(self.c, lo, hi, top=top)
-        ob = self.buckets("old", lo, hi, width, acc)
-        nb = self.buckets("new", lo, hi, width, acc)
+        if cuts is None:
+            cuts = self._split(lo, hi, counts, acc, top=top)
+            if cuts is None and not top:  # one key (integer) or one row: compare the rows
+                self._merge_rows(lo, hi, acc)
+                return True
+            cuts = cuts or []
+        ob = self.buckets("old", lo, hi, cuts, acc)
+        nb = self.buckets("new", lo, hi, cuts, acc)
         if top:
             acc.old_count += sum(n for n, _ in ob.values())
             acc.new_count += sum(n for n, _ in nb.values())
+        edges = [lo, *cuts, hi]
         differed = False
         for b in sorted(set(ob) | set(nb)):
             oc, osum = ob.get(b, (0, 0))
@@ -188,17 +259,16 @@ class EntityDiffer:
             if oc == nc and osum == nsum:
                 continue
             differed = True
-            blo = lo + b * width
-            bhi = min(hi, blo + width)
-            if width == 1 or max(oc, nc) <= self.c.bisect_min_rows or oc == 0 or nc == 0:
+            blo, bhi = edges[b], edges[b + 1]
+            if max(oc, nc) <= self.c.bisect_min_rows or oc == 0 or nc == 0:
                 self._merge_rows(blo, bhi, acc)
             else:
-                self._range(blo, bhi, acc, top=False)
+                self._range(blo, bhi, acc, top=False, counts=(oc, nc))
         return differed
 
-    def compare_chunk(self, lo: int, hi: int) -> _Acc:
+    def compare_chunk(self, lo: Any, hi: Any, cuts: list | None = None) -> _Acc:
         acc = _Acc()
-        if self._range(lo, hi, acc, top=True):
+        if self._range(lo, hi, acc, top=True, cuts=cuts):
             acc.differing_chunks = 1
         return acc
 
@@ -209,9 +279,8 @@ class EntityDiffer:
         if not keys:
             return 0
         time.sleep(self.c.recheck_delay.total_seconds())
-        lo, hi = keys[0], keys[-1] + 1
-        old_now = dict(self.rows("old", lo, hi, acc, keys=keys))
-        new_now = dict(self.rows("new", lo, hi, acc, keys=keys))
+        old_now = dict(self.rows("old", None, None, acc, keys=keys))
+        new_now = dict(self.rows("new", None, None, acc, keys=keys))
         cleared = 0
         kept: list[Finding] = []
         for f in acc.findings:
@@ -240,32 +309,77 @@ def bucket_width(c, lo: int, hi: int, *, top: bool) -> int:
     return max(1, math.ceil((hi - lo) / fanout))
 
 
-def _chunks(lo: int, hi: int, rows: int, chunk_size: int) -> list[tuple[int, int]]:
-    """Key ranges of about ``chunk_size`` rows each (width from the observed key density)."""
+def _chunks(lo: int, hi: int, rows: int, chunk_size: int) -> list[Chunk]:
+    """Integer keys: ranges of about ``chunk_size`` rows each (width from the observed key density)."""
     if hi <= lo:
         return []
     width = max(1, math.ceil((hi - lo) * chunk_size / max(rows, 1)))
-    return [(start, min(hi, start + width)) for start in range(lo, hi, width)]
+    return [Chunk(start, min(hi, start + width)) for start in range(lo, hi, width)]
 
 
-def _bounds(pool: SessionPool, name: str, ids: dict) -> tuple[int | None, int | None, int]:
+@dataclass(frozen=True)
+class Chunk:
+    """[lo, hi) of the key (None: unbounded); ``cuts``: its checksum sub-range boundaries when
+    known up front (non-integer keys), else the diff computes them (integer arithmetic)."""
+
+    lo: Any
+    hi: Any
+    cuts: tuple | None = None
+
+
+def boundary_chunks(fine: list, per_chunk: int) -> list[Chunk]:
+    """Chunks of ``per_chunk`` sub-ranges from the sorted sub-range boundaries ``fine`` (every
+    ``bisect_min_rows``-th key): chunk edges are every ``per_chunk``-th boundary, the first and
+    last chunk are open-ended (keys below the first / above the last boundary of either side)."""
+    per = max(1, per_chunk)
+    edge_at = list(range(per - 1, len(fine), per))
+    out, start = [], -1
+    for i in [*edge_at, len(fine)]:
+        lo = fine[start] if start >= 0 else None
+        hi = fine[i] if i < len(fine) else None
+        out.append(Chunk(lo, hi, tuple(fine[start + 1:i])))
+        start = i
+    return out
+
+
+def _bounds(pool: SessionPool, name: str, ids: dict, kt: KeyType | None = None) -> tuple[Any, Any, int]:
     with pool.get().cursor() as cur:
         sqlfiles.run(cur, name, ids)
         lo, hi, n = cur.fetchone()
-    return (None if lo is None else int(lo)), (None if hi is None else int(hi)), int(n)
+    value = kt.value if kt is not None else (lambda v: None if v is None else int(v))
+    return value(lo), value(hi), int(n)
 
 
 def entity_chunks(cfg: MigrationConfig, plan: EntityPlan, old: SessionPool,
-                  new: SessionPool) -> tuple[list[tuple[int, int]], int, int]:
-    """The key-range chunks of one entity (from both sides' key bounds) and each side's row count."""
+                  new: SessionPool) -> tuple[list[Chunk], int, int]:
+    """The key-range chunks of one entity and each side's row count (rows with a key).
+
+    Integer keys: from both sides' min/max (arithmetic, no scan). Other keys: every
+    ``bisect_min_rows``-th in-scope key of the side with more rows, in key order (one index scan),
+    grouped into chunks of about ``chunk_size`` rows."""
     e = plan.entity
-    olo, ohi, on = _bounds(old, "consistency/key_bounds.sql", {"table": plan.old_identifiers()["table"], "key": e.key})
+    kt = plan.key_type
+    olo, ohi, on = _bounds(old, "consistency/key_bounds.sql", {"table": plan.old_identifiers()["table"], "key": e.key},
+                           kt)
     nlo, nhi, nn = _bounds(new, "consistency/key_bounds.sql", {"table": plan.new_table_identifiers()["table"],
-                                                               "key": e.legacy_id_column})
-    los = [v for v in (olo, nlo) if v is not None]
-    his = [v for v in (ohi, nhi) if v is not None]
-    chunks = _chunks(min(los), max(his) + 1, max(on, nn), cfg.consistency.chunk_size) if los else []
-    return chunks, on, nn
+                                                               "key": e.legacy_id_column}, kt)
+    c = cfg.consistency
+    if not (on or nn):
+        return [], on, nn
+    if kt.integer:
+        los = [v for v in (olo, nlo) if v is not None]
+        his = [v for v in (ohi, nhi) if v is not None]
+        return _chunks(min(los), max(his) + 1, max(on, nn), c.chunk_size), on, nn
+    differ = EntityDiffer(cfg, plan, old, new)
+    fine = differ.boundaries("old" if on >= nn else "new", None, None, c.bisect_min_rows)
+    return boundary_chunks(fine, math.ceil(c.chunk_size / c.bisect_min_rows)), on, nn
+
+
+def describe_range(chunks: list[Chunk]) -> str:
+    if not chunks:
+        return "-"
+    lo, hi = chunks[0].lo, chunks[-1].hi
+    return f"{'(lowest)' if lo is None else lo}..{'(highest)' if hi is None else hi}"
 
 
 def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], Any],
@@ -286,14 +400,15 @@ def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], An
             say(f"diff {name}: note: {note}")
         differ = EntityDiffer(cfg, plan, old, new)
         chunks, on, nn = entity_chunks(cfg, plan, old, new)
-        say(f"diff {name}: keys {chunks[0][0] if chunks else '-'}..{chunks[-1][1] - 1 if chunks else '-'}, "
+        say(f"diff {name}: {plan.key_type.data_type} keys {describe_range(chunks)}, "
             f"{on} old / {nn} new rows with a key, {len(chunks)} chunks, {c.parallelism} workers")
         total = _Acc()
         lock = threading.Lock()
         done = 0
         step = max(1, len(chunks) // 10)
         with ThreadPoolExecutor(max_workers=c.parallelism, thread_name_prefix=f"diff-{name}") as pool:
-            futures = [pool.submit(differ.compare_chunk, lo, hi) for lo, hi in chunks]
+            futures = [pool.submit(differ.compare_chunk, ch.lo, ch.hi, None if ch.cuts is None else list(ch.cuts))
+                       for ch in chunks]
             for fut in as_completed(futures):
                 part = fut.result()
                 with lock:
@@ -314,7 +429,7 @@ def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], An
             unlinked = cur.fetchall()
         if unlinked:
             total.counts["unlinked_in_new"] = int(unlinked[0][0])
-            total.findings += [Finding("unlinked_in_new", int(r[1]), (), {"new_key": int(r[1])}) for r in unlinked]
+            total.findings += [Finding("unlinked_in_new", r[1], (), {"new_key": r[1]}) for r in unlinked]
             total.new_count += int(unlinked[0][0])
 
     counts = {k: int(total.counts.get(k, 0)) for k in (*ROW_KINDS, "unlinked_in_new")}
@@ -324,7 +439,8 @@ def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], An
                "columns": list(plan.columns), "notes": list(plan.notes)}
     message = (f"{name}: {total.old_count} old / {total.new_count} new in scope; "
                + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    typed = [replace(f, key_type=plan.key_type.udt) if f.kind in ROW_KINDS else f for f in total.findings]
     return CheckResult(name, "entity", "failed" if failed else "passed", counts=counts,
-                       findings=cap_findings(total.findings, c.max_stored_keys),
+                       findings=cap_findings(typed, c.max_stored_keys),
                        old_count=total.old_count, new_count=total.new_count, message=message,
                        duration_s=time.monotonic() - started, details=details)

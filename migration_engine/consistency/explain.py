@@ -15,7 +15,8 @@ from typing import Any
 
 from migration_engine import sqlfiles
 from migration_engine.config import MigrationConfig
-from migration_engine.consistency.diff import EntityDiffer, bucket_width, entity_chunks
+from migration_engine.consistency import keys
+from migration_engine.consistency.diff import EntityDiffer, entity_chunks
 from migration_engine.consistency.plan import build_entity_plan, require_columns
 from migration_engine.consistency.plan import render as render_composed
 from migration_engine.consistency.references import count_query, find_reference, reference_chunks
@@ -48,8 +49,9 @@ def _entity(cfg: MigrationConfig, name: str, connect: Connectors) -> list[str]:
         differ = EntityDiffer(cfg, plan, old, new)
         out = [f"-- entity {name}: {on} legacy / {nn} new rows with a key, {len(chunks)} chunk(s), "
                f"{c.parallelism} worker(s); per chunk one checksum query per database"]
-        for lo, hi in chunks:
-            params = {"lo": lo, "hi": hi, "width": bucket_width(c, lo, hi, top=True)}
+        for ch in chunks:
+            cuts = list(ch.cuts) if ch.cuts is not None else differ._split(ch.lo, ch.hi, (0, 0), None, top=True) or []
+            params = {"lo": ch.lo, "hi": ch.hi, "boundaries": keys.array_literal(cuts)}
             with old.get().cursor() as cur:
                 out.append(_on("legacy", render_composed(cur, "consistency/old_buckets.sql", differ._old_ids,
                                                          {**differ._old_params, **params})))
@@ -57,10 +59,10 @@ def _entity(cfg: MigrationConfig, name: str, connect: Connectors) -> list[str]:
                 out.append(_on("new", render_composed(cur, "consistency/new_buckets.sql", differ._new_ids,
                                                       {**differ._new_params, **params})))
         if chunks:
-            lo, hi = chunks[0]
-            rows = {"after": lo - 1, "hi": hi, "keys": None, "page_size": differ.page_size}
-            out.append(f"-- only where a sub-range's count or checksum differs: the same queries at a narrower "
-                       f"@width down to {c.bisect_min_rows} rows, then that range's rows, a page at a time "
+            rows = {"lo": chunks[0].lo, "hi": chunks[0].hi, "after": None, "upto": None, "keys": None,
+                    "page_size": differ.page_size}
+            out.append(f"-- only where a sub-range's count or checksum differs: the same queries on narrower "
+                       f"sub-ranges down to {c.bisect_min_rows} rows, then that range's rows, a page at a time "
                        f"(shown for the first chunk); differing keys are read again after {_secs(c.recheck_delay)}")
             with old.get().cursor() as cur:
                 out.append(_on("legacy", render_composed(cur, "consistency/old_rows.sql", differ._old_ids,
@@ -79,16 +81,18 @@ def _reference(cfg: MigrationConfig, name: str, connect: Connectors) -> list[str
     src, dst = ref.from_, ref.to
     with SessionPool(connect[src.db], c.statement_timeout, label=src.db) as from_pool, \
             SessionPool(connect[dst.db], c.statement_timeout, label=dst.db) as to_pool:
-        from_ids, to_ids, chunks, rows = reference_chunks(cfg, ref, from_pool, to_pool)
+        rp = reference_chunks(cfg, ref, from_pool, to_pool)
+        from_ids, to_ids, chunks, rows = rp.from_ids, rp.to_ids, rp.chunks, rp.rows
         out = [f"-- reference {name}: {rows} rows of {src.table} ({src.db}) in {len(chunks)} chunk(s) -> "
                f"{dst.table}.{dst.column} ({dst.db}); per chunk its references, then which of them are missing"]
-        for lo, hi in chunks:
-            text = _render(from_pool, "consistency/ref_from_chunk.sql", from_ids, {"lo": lo, "hi": hi})
+        for ch in chunks:
+            text = _render(from_pool, "consistency/ref_from_chunk.sql", from_ids, {"lo": ch.lo, "hi": ch.hi})
             out.append(_on(src.db, text))
         with to_pool.get().cursor() as cur:
-            missing = sqlfiles.load("consistency/ref_missing.sql").compose(**to_ids).as_string(cur)
-        missing = "\n".join(ln for ln in missing.splitlines() if not ln.lstrip().startswith("--")).strip()
-        out.append(_on(dst.db, missing.replace("%(vals)s", "@vals") + "\n-- @vals: the chunk's distinct references; "
+            existing = sqlfiles.load("consistency/ref_existing.sql").compose(**to_ids).as_string(cur)
+        existing = "\n".join(ln for ln in existing.splitlines() if not ln.lstrip().startswith("--")).strip()
+        out.append(_on(dst.db, existing.replace("%(vals)s", "@vals") + "\n-- @vals: the chunk's distinct references "
+                   "(the ones not returned are orphans); "
                    f"orphans found are looked up again after {_secs(c.recheck_delay)}"))
     return out
 

@@ -23,6 +23,8 @@ from psycopg2 import sql
 
 from migration_engine import sqlfiles, transform_settings, transforms
 from migration_engine.config import Entity, MigrationConfig, TableRef
+from migration_engine.consistency import keys
+from migration_engine.consistency.keys import KeyType
 from migration_engine.consistency.results import ConsistencyError
 
 _FAMILIES = {
@@ -95,14 +97,17 @@ def require_columns(conn, cfg: MigrationConfig, side: str, table: TableRef, colu
     return cols
 
 
-def integer_pk(conn, cfg: MigrationConfig, side: str, table: TableRef) -> str:
-    """The single integer primary-key column of a table (chunks are primary-key ranges)."""
+def single_key(conn, cfg: MigrationConfig, side: str, table: TableRef, what: str) -> tuple[str, KeyType]:
+    """The single primary-key column of a table and its type (chunks are primary-key ranges).
+
+    Any supported key type (consistency/keys.py); a composite or missing primary key, or a key
+    of another type, is refused naming the table, the columns and their types."""
     pk = primary_key(conn, table)
-    if len(pk) != 1 or family(pk[0][1]) != "integer":
+    if len(pk) != 1:
         raise ConsistencyError(
-            f"{where_is(cfg, side)}: table {table} needs a single-column integer primary key to be "
-            f"checked in key-range chunks (found {pk or 'none'})")
-    return pk[0][0]
+            f"{what}: {where_is(cfg, side)}: table {table} needs a single-column primary key to be checked in "
+            f"key-range chunks (found {', '.join(f'{n} {u}' for n, u in pk) if pk else 'none'})")
+    return pk[0][0], keys.require_key(conn, what, where_is(cfg, side), table, pk[0][0])
 
 
 def _id_list(alias: str, names: list[str]) -> sql.Composed:
@@ -154,6 +159,7 @@ class EntityPlan:
     old_scope: Scope | None
     new_scope: Scope | None
     notes: tuple[str, ...] = ()
+    key_type: KeyType = KeyType("int8", "bigint")  # the old key's (the legacy-id column is checked alike)
 
     def old_identifiers(self) -> dict[str, Any]:
         e = self.entity
@@ -215,12 +221,11 @@ def build_entity_plan(cfg: MigrationConfig, name: str, old_conn, new_conn) -> En
     new_needed = [e.new_key, e.legacy_id_column] + [c.new for c in e.columns]
     old_cols = require_columns(old_conn, cfg, "legacy", e.old_table, old_needed)
     new_cols = require_columns(new_conn, cfg, "new", e.new_table, new_needed)
-    if family(old_cols[e.key]) != "integer":
-        raise ConsistencyError(f"{e.old_table}.{e.key} is {old_cols[e.key]}: the diff splits key ranges "
-                               "and needs an integer key")
-    if family(new_cols[e.legacy_id_column]) != "integer":
-        raise ConsistencyError(f"{e.new_table}.{e.legacy_id_column} is {new_cols[e.legacy_id_column]}: "
-                               "the legacy-id column must be an integer like the old key")
+    what = f"entity {name!r}"
+    old_kt = keys.require_key(old_conn, what, where_is(cfg, "legacy"), e.old_table, e.key)
+    new_kt = keys.require_key(new_conn, what, where_is(cfg, "new"), e.new_table, e.legacy_id_column)
+    keys.require_same_order(what, ("old", e.old_table, e.key, old_kt),
+                            ("legacy-id", e.new_table, e.legacy_id_column, new_kt))
 
     columns: list[str] = []
     old_values: list[sql.Composable] = []
@@ -292,7 +297,7 @@ def build_entity_plan(cfg: MigrationConfig, name: str, old_conn, new_conn) -> En
     return EntityPlan(
         name=name, entity=e, columns=tuple(columns), old_values=tuple(old_values), new_values=tuple(new_values),
         new_source=source, lookups=lookups, value_maps=maps, old_scope=old_scope, new_scope=new_scope,
-        notes=(note,) if note else (),
+        notes=(note,) if note else (), key_type=old_kt,
     )
 
 

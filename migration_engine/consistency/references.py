@@ -19,12 +19,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from typing import Any
 
 from migration_engine import sqlfiles
 from migration_engine.config import CountSide, MigrationConfig, Reference
-from migration_engine.consistency.diff import _bounds, _chunks
-from migration_engine.consistency.plan import family, ident, integer_pk, require_columns
+from migration_engine.consistency import keys
+from migration_engine.consistency.diff import Chunk, _bounds, _chunks, boundary_chunks
+from migration_engine.consistency.keys import KeyType
+from migration_engine.consistency.plan import family, ident, require_columns, single_key, where_is
 from migration_engine.consistency.results import CheckResult, ConsistencyError, Finding, cap_findings
 from migration_engine.consistency.sessions import SessionPool
 
@@ -39,12 +42,15 @@ def _error(name: str, kind: str, exc: Exception, started: float) -> CheckResult:
                        duration_s=time.monotonic() - started)
 
 
-def _missing(pool: SessionPool, ids: dict, values: list) -> set:
+def _missing(pool: SessionPool, ids: dict, values: list, kt: KeyType) -> set:
+    """The ``values`` that do not exist in the referenced column (sent as one array literal that
+    takes the column's type; equality, not order, decides, so any key type works)."""
     if not values:
         return set()
     with pool.get().cursor() as cur:
-        sqlfiles.run(cur, "consistency/ref_missing.sql", ids, {"vals": values})
-        return {r[0] for r in cur.fetchall()}
+        sqlfiles.run(cur, "consistency/ref_existing.sql", ids, {"vals": keys.array_literal(values)})
+        found = {kt.value(r[0]) for r in cur.fetchall()}
+    return set(values) - found
 
 
 def find_reference(cfg: MigrationConfig, name: str) -> Reference:
@@ -54,22 +60,47 @@ def find_reference(cfg: MigrationConfig, name: str) -> Reference:
     return ref
 
 
+@dataclass(frozen=True)
+class RefPlan:
+    from_ids: dict
+    to_ids: dict
+    chunks: list[Chunk]
+    rows: int
+    pk_type: KeyType     # the referencing table's primary key (the chunks)
+    value_type: KeyType  # the referenced column (the values looked up)
+
+
 def reference_chunks(cfg: MigrationConfig, ref: Reference, from_pool: SessionPool,
-                     to_pool: SessionPool) -> tuple[dict, dict, list[tuple[int, int]], int]:
-    """Preflight (columns, types, integer key) and the key-range chunks of the referencing table."""
+                     to_pool: SessionPool) -> RefPlan:
+    """Preflight (columns, types, a single-column key) and the key-range chunks of the referencing
+    table: integer keys by arithmetic on min/max, any other key every ``chunk_size``-th key."""
     src, dst = ref.from_, ref.to
+    what = f"reference {ref.name}"
     from_cols = require_columns(from_pool.get(), cfg, src.db, src.table, [src.column])
     to_cols = require_columns(to_pool.get(), cfg, dst.db, dst.table, [dst.column])
     if family(from_cols[src.column]) != family(to_cols[dst.column]):
         raise ConsistencyError(
-            f"reference {ref.name}: {src.table}.{src.column} is {from_cols[src.column]} but "
+            f"{what}: {src.table}.{src.column} is {from_cols[src.column]} but "
             f"{dst.table}.{dst.column} is {to_cols[dst.column]}")
-    pk = integer_pk(from_pool.get(), cfg, src.db, src.table)
+    pk, pk_type = single_key(from_pool.get(), cfg, src.db, src.table, what)
+    value_type = keys.require_key(to_pool.get(), what, where_is(cfg, dst.db), dst.table, dst.column)
+    keys.require_key(from_pool.get(), what, where_is(cfg, src.db), src.table, src.column)
     from_ids = {"table": ident(src.table), "pk": pk, "column": src.column}
     to_ids = {"table": ident(dst.table), "column": dst.column}
-    lo, hi, rows = _bounds(from_pool, "consistency/key_bounds.sql", {"table": ident(src.table), "key": pk})
-    chunks = _chunks(lo, hi + 1, rows, cfg.consistency.chunk_size) if lo is not None else []
-    return from_ids, to_ids, chunks, rows
+    lo, hi, rows = _bounds(from_pool, "consistency/key_bounds.sql", {"table": ident(src.table), "key": pk}, pk_type)
+    c = cfg.consistency
+    if lo is None:
+        chunks: list[Chunk] = []
+    elif pk_type.integer:
+        chunks = _chunks(lo, hi + 1, rows, c.chunk_size)
+    else:
+        with from_pool.get().cursor() as cur:
+            sqlfiles.run(cur, "consistency/key_boundaries.sql", {"table": ident(src.table), "key": pk,
+                                                                 "scope_column": pk},
+                         {"lo": None, "hi": None, "every": c.chunk_size, "scoped": False, "scope_values": []})
+            cuts = [pk_type.value(r[0]) for r in cur.fetchall()]
+        chunks = boundary_chunks(cuts, 1)
+    return RefPlan(from_ids, to_ids, chunks, rows, pk_type, value_type)
 
 
 def check_reference(cfg: MigrationConfig, name: str, connect: Connectors,
@@ -86,7 +117,8 @@ def check_reference(cfg: MigrationConfig, name: str, connect: Connectors,
     with SessionPool(connect[src.db], c.statement_timeout, label=src.db) as from_pool, \
             SessionPool(connect[dst.db], c.statement_timeout, label=dst.db) as to_pool:
         try:
-            from_ids, to_ids, chunks, rows = reference_chunks(cfg, ref, from_pool, to_pool)
+            rp = reference_chunks(cfg, ref, from_pool, to_pool)
+            from_ids, to_ids, chunks, rows = rp.from_ids, rp.to_ids, rp.chunks, rp.rows
         except ConsistencyError as exc:
             return _error(name, "reference", exc, started)
         say(f"reference {name}: {rows} rows of {src.table} in {len(chunks)} chunks -> {target}")
@@ -97,25 +129,26 @@ def check_reference(cfg: MigrationConfig, name: str, connect: Connectors,
         def work(lo_: int, hi_: int) -> tuple[int, int, list[tuple]]:
             with from_pool.get().cursor() as cur:
                 sqlfiles.run(cur, "consistency/ref_from_chunk.sql", from_ids, {"lo": lo_, "hi": hi_})
-                pairs = cur.fetchall()
+                pairs = [(rp.pk_type.value(k), rp.value_type.value(v)) for k, v in cur.fetchall()]
             values = sorted({v for _, v in pairs})
-            missing = _missing(to_pool, to_ids, values)
+            missing = _missing(to_pool, to_ids, values, rp.value_type)
             return len(pairs), len(values), [(k, v) for k, v in pairs if v in missing]
 
         with ThreadPoolExecutor(max_workers=c.parallelism, thread_name_prefix=f"ref-{name}") as pool:
-            for fut in as_completed([pool.submit(work, a, b) for a, b in chunks]):
+            for fut in as_completed([pool.submit(work, ch.lo, ch.hi) for ch in chunks]):
                 n_rows, n_vals, orphans = fut.result()
                 with lock:
                     totals["rows_checked"] += n_rows
                     totals["distinct_values"] += n_vals
                     totals["orphans"] += len(orphans)
                     findings = cap_findings(findings + [
-                        Finding("orphan", k, (src.column,), {"value": v, "references": target})
+                        Finding("orphan", k, (src.column,), {"value": v, "references": target},
+                                key_type=rp.pk_type.udt)
                         for k, v in orphans], c.max_stored_keys)
         cleared = 0
         if findings:
             time.sleep(c.recheck_delay.total_seconds())
-            still = _missing(to_pool, to_ids, sorted({f.detail["value"] for f in findings}))
+            still = _missing(to_pool, to_ids, sorted({f.detail["value"] for f in findings}), rp.value_type)
             kept = [f for f in findings if f.detail["value"] in still]
             cleared = len(findings) - len(kept)
             totals["orphans"] -= cleared

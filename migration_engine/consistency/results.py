@@ -28,10 +28,11 @@ class Finding:
     key: Any
     columns: tuple[str, ...] = ()
     detail: dict[str, Any] = field(default_factory=dict)
+    key_type: str | None = None  # the key column's type (int8, uuid, text...) when ``key`` is a table key
 
     def as_row(self) -> dict[str, Any]:
-        return {"kind": self.kind, "entity_key": str(self.key), "columns": list(self.columns),
-                "detail": self.detail}
+        return {"kind": self.kind, "entity_key": str(self.key), "key_type": self.key_type,
+                "columns": list(self.columns), "detail": self.detail}
 
     def describe(self) -> str:
         """``42 (title, status)`` / ``17 → 999999``: how a key is named in an alert."""

@@ -23,8 +23,7 @@ SCHEMA = "migration_control"
 V0 = Path(__file__).resolve().parents[1] / "fixtures" / "control_schema_v0"
 NAMES = ["001_control_tables.sql", "002_control_indexes.sql", "003_backfill_tables.sql",
          "004_consistency_tables.sql", "005_slack_tables.sql", "006_backfill_generic_keys.sql",
-         # 007: a placeholder until the consistency key-types migration lands (drop on merge)
-         "007_reserved_keys_diff.sql", "008_perf_samples.sql"]
+         "007_finding_key_types.sql", "008_perf_samples.sql"]
 LATEST = len(NAMES)
 TABLES = {"feature_flags", "dual_write_stats", "shadow_read_stats", "shadow_read_mismatches", "path_stats",
           "gate_results", "audit_ledger", "alerts", "step_state", "backfill_runs", "backfill_ranges",
@@ -53,10 +52,11 @@ _BOUNDS = {"backfill_runs": ("key_min", "key_max"), "backfill_ranges": ("key_lo"
 
 
 def _contents(databases) -> dict[str, list[str]]:
-    """Every row of every control table (except schema_version), as text, in a stable order."""
+    """Every row of every control table (except schema_version), as text, in a stable order; without
+    the ``key_type`` columns later migrations add (006: backfill_runs, 007: consistency_findings)."""
     def select(t: str) -> str:
         if t not in _BOUNDS:
-            return f'SELECT row_to_json(x)::text FROM {SCHEMA}."{t}" AS x ORDER BY 1'
+            return f'SELECT (to_jsonb(x) - \'key_type\')::text FROM {SCHEMA}."{t}" AS x ORDER BY 1'
         bounds = ", ".join(f"'{c}', x.{c}::text" for c in _BOUNDS[t])
         return (f"SELECT (to_jsonb(x) - 'key_type' || jsonb_build_object({bounds}))::text "
                 f'FROM {SCHEMA}."{t}" AS x ORDER BY 1')
@@ -318,5 +318,31 @@ def test_concurrent_upgrades_of_a_new_database_apply_each_migration_once(databas
     assert sorted(m.name for r in results for m in r) == NAMES  # each applied by exactly one caller
     assert [n for _v, n in _versions(databases)] == NAMES
     conn = databases.connect("legacy")
+    assert control_schema.verify(conn, SCHEMA) == []
+    conn.close()
+
+
+def test_migration_007_keeps_every_finding_and_the_repair_reads_the_old_rows_as_integer_keys(databases):
+    """Findings stored before 007 (integer keys, no key_type) survive the upgrade unchanged and are
+    read back by the repair as the integers they were; new findings carry their key's type."""
+    from migration_engine import repair
+
+    conn = databases.connect("legacy")
+    control_schema.upgrade(conn, SCHEMA, target=6)
+    databases.query("legacy", f"""
+        INSERT INTO {SCHEMA}.consistency_runs (kind, status) VALUES ('diff', 'failed');
+        INSERT INTO {SCHEMA}.consistency_check_results (run_pk, check_name, check_kind, status, counts)
+        VALUES (1, 'listings', 'entity', 'failed', '{{"changed": 2}}');
+        INSERT INTO {SCHEMA}.consistency_findings (run_pk, check_name, kind, entity_key, columns)
+        VALUES (1, 'listings', 'changed', '42', '{{title}}'), (1, 'listings', 'changed', '9000000001', '{{}}')
+    """)
+    before = _contents(databases)
+    assert [m.name for m in control_schema.upgrade(conn, SCHEMA)] == ["007_finding_key_types.sql"]
+    after = _contents(databases)
+    assert {t: len(r) for t, r in after.items()} == {t: len(r) for t, r in before.items()}
+    rows = databases.query("legacy", f"SELECT entity_key, key_type FROM {SCHEMA}.consistency_findings ORDER BY id")
+    assert rows == [("42", None), ("9000000001", None)]
+    targets = repair.load_targets(conn, SCHEMA, 1)
+    assert targets["listings"].all_keys == ["42", "9000000001"] and targets["listings"].key_types == {"int8"}
     assert control_schema.verify(conn, SCHEMA) == []
     conn.close()

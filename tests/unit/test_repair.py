@@ -123,7 +123,8 @@ def test_dry_run_lists_the_keys_and_the_exact_sql_and_changes_nothing(env):
     assert f"insert [{p.missing}]" in text and f"re-copy [{p.changed}]" in text
     assert f"delete [{min(p.ghost, p.out_of_scope)}, {max(p.ghost, p.out_of_scope)}]" in text
     assert "FOR UPDATE" in text and "COPY (" in text and 'ON CONFLICT ("legacy_listing_id") DO UPDATE' in text
-    assert f'"legacy_listing_id" = ANY(ARRAY[{min(p.ghost, p.out_of_scope)},{max(p.ghost, p.out_of_scope)}]' in text
+    lo, hi = sorted((p.ghost, p.out_of_scope))
+    assert f'"legacy_listing_id" = ANY(\'{{"{lo}","{hi}"}}\')' in text  # the keys as one array literal
     assert 'DELETE FROM "marketplace"."service_listings"' in text
 
 

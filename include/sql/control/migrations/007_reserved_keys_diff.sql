@@ -1,4 +1,0 @@
--- Migration 007: RESERVED for branch i12-keys-diff (a placeholder so that 008 applies on
--- branch i15-perf, whose runner refuses gaps in the numbering). It sends nothing.
--- MERGE NOTE: delete this file when the branch that owns 007 lands (two files numbered 007 are
--- refused by control_schema.migrations(), so a merge that keeps both cannot go unnoticed).
