@@ -337,7 +337,7 @@ def test_migration_007_keeps_every_finding_and_the_repair_reads_the_old_rows_as_
         VALUES (1, 'listings', 'changed', '42', '{{title}}'), (1, 'listings', 'changed', '9000000001', '{{}}')
     """)
     before = _contents(databases)
-    assert [m.name for m in control_schema.upgrade(conn, SCHEMA)] == ["007_finding_key_types.sql"]
+    assert [m.name for m in control_schema.upgrade(conn, SCHEMA, target=7)] == ["007_finding_key_types.sql"]
     after = _contents(databases)
     assert {t: len(r) for t, r in after.items()} == {t: len(r) for t, r in before.items()}
     rows = databases.query("legacy", f"SELECT entity_key, key_type FROM {SCHEMA}.consistency_findings ORDER BY id")
