@@ -123,8 +123,8 @@ def _open(conn) -> set[str]:
 def test_dry_run_measures_and_records_nothing(databases, control_conn, cfg, fake_slack):
     plant(databases, datetime.now(UTC), "payment_processing", requests=200, errors=100)
     out = metric_alerts.evaluate_all(control_conn, cfg, context={"dag_id": "d", "run_id": "r"}, dry_run=True)
-    assert out["dry_run"] and {a["name"]: a["status"] for a in out["alerts"]}["metric_alert:payment_processing_errors"] \
-        == "critical"
+    statuses = {a["name"]: a["status"] for a in out["alerts"]}
+    assert out["dry_run"] and statuses["metric_alert:payment_processing_errors"] == "critical"
     assert gate_rows(control_conn) == [] and fake_slack.messages() == []
 
 
@@ -132,7 +132,8 @@ def test_legacy_keys_are_aliases_and_bad_rows_are_named():
     data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     data["alerts"] = {"payment_error_critical_pct": 0.2, "cross_db_latency_p95_warn_ms": 300}
     rows = {a.name: a for a in parse_config(data).alerts.metrics}
-    assert rows["payment_processing_errors"].threshold == 0.2 and rows["payment_processing_errors"].severity == "critical"
+    payment = rows["payment_processing_errors"]
+    assert payment.threshold == 0.2 and payment.severity == "critical"
     assert rows["cross_db_latency_p95"].threshold == 300 and rows["cross_db_latency_p95"].metric == "p95_ms"
     shipped = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())["alerts"]
     data["alerts"] = {**shipped, "invoice_state_error_critical_pct": 2}
