@@ -287,5 +287,6 @@ def cutover_overrides(tmp_path) -> dict:
             "rollout": [{"pct": 10, "hold": "4s"}, {"pct": 25, "hold": "3s"}, {"pct": 50, "hold": "3s"},
                         {"pct": 100, "hold": "3s"}],
             "keep_old_sync": "2s",
+            "performance_window": "10m", "performance_min_samples": 100,
         },
     }

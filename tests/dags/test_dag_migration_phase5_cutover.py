@@ -47,7 +47,7 @@ def prepare_for_cutover(databases, cfg) -> None:
     """Backfilled new tables, dual-write on, checklist history, a verified pre-cutover backup."""
     from devtools.demo_copy import copy_active_listings
     from migration_engine.consistency import store
-    from tests.gate_fixtures import write_stats
+    from tests.gate_fixtures import write_operation_stats, write_stats
 
     prepare_control(databases)
     legacy, new = databases.connect("legacy"), databases.connect("new")
@@ -56,6 +56,9 @@ def prepare_for_cutover(databases, cfg) -> None:
         now = datetime.now(UTC)
         write_stats(legacy, end=now, minutes=10, attempts=200, success_pct=99.9)
         write_stats(legacy, end=now, minutes=10, attempts=200, success_pct=100, table="shadow_read_stats")
+        # the shadow reads' timings of both sides (the performance gate): new path within +20 % of old
+        write_operation_stats(legacy, "shadow_read.old", end=now, minutes=10, requests=200, p95_ms=40)
+        write_operation_stats(legacy, "shadow_read.new", end=now, minutes=10, requests=200, p95_ms=44)
         run = store.start_run(legacy, cfg.control_schema, kind="full", dag_id="migration_phase4_validation",
                               run_id="test")
         store.finish_run(legacy, cfg.control_schema, run, status="passed", failed_checks=[], summary={})
@@ -83,7 +86,8 @@ def test_healthy_rollout_reaches_100_and_writes_move_after_approval(databases, a
         traffic.stop()
     assert run.state == "success", (run.tasks, [(s, r) for s, r, *_ in gate_rows(databases, "read_error_rate")][-5:])
     assert all(run.tasks[t] == "success" for t in ("check_dual_write", "check_consistency", "check_shadow_reads",
-                                                   "check_backup", "read_rollout_100pct", "write_cutover",
+                                                   "check_backup", "check_performance", "checklist_result",
+                                                   "read_rollout_100pct", "write_cutover",
                                                    "end_keep_old_sync")), run.tasks
     f = flags(databases)
     assert f["read_new_pct"] == 100 and f["write_to_new"] is True and f["keep_old_sync"] is False
@@ -96,7 +100,8 @@ def test_healthy_rollout_reaches_100_and_writes_move_after_approval(databases, a
     checks = gate_rows(databases, "read_error_rate")
     assert checks and all(s == "passed" for s, *_ in checks), [(s, r) for s, r, *_ in checks if s != "passed"]
     assert {c[2]["step_pct"] for c in checks} == {10, 25, 50, 100}
-    for gate in ("cutover_dual_write", "consistency_passed_recently", "cutover_shadow_reads", "pre_cutover_backup"):
+    for gate in ("cutover_dual_write", "consistency_passed_recently", "cutover_shadow_reads", "pre_cutover_backup",
+                 "cutover_read_latency"):
         assert gate_rows(databases, gate)[-1][0] == "passed", gate
     # Listings created after the write cutover live in the new table (and, during keep_old_sync, the old one).
     assert traffic.stats.errors.get("create", 0) == 0
@@ -190,3 +195,52 @@ def test_dry_run_prints_the_plan_and_changes_nothing(databases, airflow_db, fake
     assert all(p.changed and "UPDATE" in p.executed[0] for p in plans[:-1]), plans
     assert not plans[-1].changed  # keep_old_sync is already off
     assert flags(databases)["read_new_pct"] == 0 and flags(databases)["write_to_new"] is False
+
+
+def _checklist_alert(databases) -> list[tuple]:
+    return databases.query("legacy", "SELECT status, severity, occurrences, conditions FROM migration_control.alerts "
+                                     "WHERE dedup_key = %s", (f"checklist:{DAG}",))
+
+
+def test_early_trigger_pages_once_with_next_steps_and_a_later_passing_run_resolves_it(
+        databases, airflow_db, fake_slack, tmp_path, monkeypatch):
+    from tests.airflow_helpers import run_dag
+
+    overrides = cutover_overrides(tmp_path)
+    overrides["cutover"]["checklist_timeout"] = "4s"
+    cfg = write_config(tmp_path, monkeypatch, overrides)
+    prepare_control(databases)
+    set_flags(databases, dual_write_enabled=True)
+    # Too early: no dual-write history, no consistency run, no shadow reads, no backup, no timings.
+    state, tasks = run_dag(DAG)
+    assert state == "failed" and tasks["checklist_result"] == "failed", tasks
+    assert tasks["approve_read_cutover"] == "upstream_failed", tasks
+    assert flags(databases)["read_new_pct"] == 0
+    posted = fake_slack.messages()
+    assert len(posted) == 1, [m["text"] for m in posted]  # one page for the run, not one per gate
+    page = posted[0]["text"] + json_blocks(posted[0])
+    assert "Phase 5 checklist not met: 5 check(s) short" in page
+    for next_step in ("migration_phase2_dual_write", "migration_phase4_validation", "migration_preflight_backup",
+                      "shadow_read_pct", "pg_stat_statements"):
+        assert next_step in page, next_step
+    assert "only 0" in page or "no attempts" in page  # the short figure, not only the gate's name
+    ((status, severity, occurrences, conditions),) = _checklist_alert(databases)
+    # Only data that is not there yet (nothing found wrong): a warning to the warning channel, no on-call mention.
+    assert status == "open" and severity == "warning" and occurrences == 1
+    assert posted[0]["channel"] == cfg.slack.warning_channel
+    assert set(conditions) == {"cutover_dual_write", "consistency_passed_recently", "cutover_shadow_reads",
+                               "pre_cutover_backup", "cutover_read_latency"}
+
+    # Everything in place: the next run's passing evaluations resolve the page before anyone approves.
+    prepare_for_cutover(databases, cfg)
+    run = run_dag_answering(DAG, [Answer("approve_read_cutover", "Reject")], timeout=90)
+    assert run.tasks["checklist_result"] == "success", run.tasks
+    assert _checklist_alert(databases)[0][0] == "resolved"
+    replies = [m for m in fake_slack.messages() if m.get("thread_ts")]
+    assert any("Resolved: Phase 5 checklist not met" in m["text"] for m in replies), [m["text"] for m in replies]
+
+
+def json_blocks(message: dict) -> str:
+    import json
+
+    return json.dumps(message.get("blocks", []), ensure_ascii=False)
