@@ -410,6 +410,9 @@ class Cutover(Strict):
         "Pre-cutover gate check_performance (seed: performance benchmarks meet targets) and the read "
         "rollout's latency rollback (seed scenario 2): new-path read p95 may exceed the old path's by at most "
         "this many percent."))
+    performance_min_increase_ms: Annotated[float, Field(ge=0)] = Field(10, description=(
+        "Latency noise floor: a new-path p95 above the allowed percentage but less than this many ms above the "
+        "old path's is not a degradation (sub-millisecond reads differ by large percentages)."))
     performance_window: Window = Field(timedelta(hours=1), description=(
         "Window of the pre-cutover performance gate (shadow_read.new vs shadow_read.old p95)."))
     performance_min_samples: Annotated[int, Field(ge=1)] = Field(100, description=(
@@ -440,6 +443,13 @@ class Cleanup(Strict):
     drop_columns: list[DropColumn] = []
     # Before renaming, the old tables must show no writes (pg_stat_user_tables) for this long.
     quiet_period: Timeout = timedelta(seconds=15)
+    consistency_passing_for: Window = Field(timedelta(days=7), description=(
+        "Drop readiness (seed post-migration checklist: all consistency checks passing for 7 days): every "
+        "finished full consistency run of this long before the drop passed, the first of them at least this "
+        "long ago."))
+    consistency_max_gap: Window = Field(timedelta(hours=2), description=(
+        "Drop readiness: the longest stretch without a finished consistency run allowed in that period (the "
+        "hourly DAG must have kept running), the time since the latest run included."))
 
 
 class CountSide(Strict):

@@ -24,26 +24,36 @@ GATE = "cutover_read_latency"
 
 
 def judge_latency(new_p95: float | None, old_p95: float | None, *, max_increase_pct: float, span: str,
-                  gate: str = GATE, new_samples: int = 0, old_samples: int = 0, min_samples: int = 1
-                  ) -> GateResult:
-    """``critical`` when new p95 > old p95 x (1 + pct/100); ``waiting`` without enough data on either side."""
+                  gate: str = GATE, new_samples: int = 0, old_samples: int = 0, min_samples: int = 1,
+                  min_increase_ms: float = 0.0, old_label: str = "old-path") -> GateResult:
+    """``critical`` when new p95 > old p95 x (1 + pct/100) **and** more than ``min_increase_ms`` above it
+    (a noise floor); ``waiting`` without enough data on either side."""
     figures: dict[str, Any] = {
         "new_p95_ms": None if new_p95 is None else round(new_p95, 1),
         "old_p95_ms": None if old_p95 is None else round(old_p95, 1),
         "max_p95_increase_pct": max_increase_pct, "new_samples": new_samples, "old_samples": old_samples,
-        "min_samples": min_samples, "window": span}
+        "min_samples": min_samples, "min_increase_ms": min_increase_ms, "window": span}
     if new_p95 is None or old_p95 is None or new_samples < min_samples or old_samples < min_samples:
         return GateResult(gate, "waiting", (
             f"not enough timed reads to compare over {span}: {new_samples:,} new-path, {old_samples:,} old-path "
             f"(need {min_samples:,} each); no data is not success"), figures)
-    limit = old_p95 * (1 + max_increase_pct / 100)
+    limit = max(old_p95 * (1 + max_increase_pct / 100), old_p95 + min_increase_ms)
     increase = 100.0 * (new_p95 - old_p95) / old_p95 if old_p95 > 0 else 0.0
     figures.update({"limit_ms": round(limit, 1), "increase_pct": round(increase, 1)})
-    summary = (f"new-path read p95 {new_p95:.1f} ms vs old-path {old_p95:.1f} ms over {span} "
-               f"({increase:+.0f}%, allowed +{max_increase_pct:g}%, limit {limit:.1f} ms)")
+    summary = (f"new-path read p95 {new_p95:.1f} ms vs {old_label} {old_p95:.1f} ms over {span} "
+               f"({increase:+.0f}%, allowed +{max_increase_pct:g}% / +{min_increase_ms:g} ms, limit {limit:.1f} ms)")
     if new_p95 > limit:
         return GateResult(gate, "critical", f"{summary}: the new path is too slow", figures)
     return GateResult(gate, "passed", summary, figures)
+
+
+def path_latency(conn, schema: str, path: str, start: datetime, end: datetime, entities: list[str] | None = None):
+    """Served reads of one path (``path_stats``, all entities or one) over ``[start, end)`` with their p95."""
+    filters: dict[str, Any] = {"operation": "read", "path": path}
+    if entities and len(entities) == 1:
+        filters["entity"] = entities[0]
+    return window_stats(conn, schema=schema, table="path_stats", total_column="requests", bad_column="errors",
+                        start=start, end=end, max_gap=end - start, filters=filters, latency_column="p95_latency_ms")
 
 
 def operation_window(conn, cfg: MigrationConfig, operation: str, start: datetime, end: datetime):
@@ -70,7 +80,7 @@ def read_latency(conn, cfg: MigrationConfig, now: datetime, **params: Any) -> Ga
     old = operation_window(conn, cfg, co.performance_old_operation, now - window, now)
     result = judge_latency(new.p95_latency_ms, old.p95_latency_ms, max_increase_pct=pct,
                            span=f"the last {fmt_duration(window)}", new_samples=new.total, old_samples=old.total,
-                           min_samples=min_samples)
+                           min_samples=min_samples, min_increase_ms=co.performance_min_increase_ms)
     figures = {**result.figures, "new_operation": co.performance_new_operation,
                "old_operation": co.performance_old_operation}
     return GateResult(result.gate, result.status, result.reason, figures)
