@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from migration_engine import sqlfiles
+from migration_engine.latency import histogram
 
 DEFAULT_FLAGS: dict[str, Any] = {
     "dual_write_enabled": False,
@@ -184,7 +185,8 @@ class ControlClient:
                     sqlfiles.run(cur, "control/path_stats_upsert.sql", ids, {
                         "entity": entity, "bucket": bucket, "operation": operation, "path": path,
                         "instance": self.instance, "requests": c.n, "errors": c.bad,
-                        "p95_latency_ms": p95(c.latencies)})
+                        "p95_latency_ms": p95(c.latencies),
+                        "latency_histogram": histogram(c.latencies) if c.latencies else None})
                 for (operation, bucket), c in ops.items():
                     sqlfiles.run(cur, "control/operation_stats_upsert.sql", ids, {
                         "operation": operation, "bucket": bucket, "instance": self.instance,

@@ -15,13 +15,6 @@ twice (triggerer failover) is harmless. The resumed task then alerts and fails t
 
 Every check is recorded in ``gate_results`` (gate ``read_error_rate``, with the hold's counters).
 
-Latency (seed rollback scenario 2, "performance degradation"): the same check also compares the
-new path's read p95 in the interval (``path_stats``, minute buckets overlapping the interval) with
-the old path's in the same interval, or - with too few old-path reads, as at 100 % - with the
-pre-rollout baseline p95; above ``cutover.performance_max_p95_increase_pct`` % (and more than
-``cutover.performance_min_increase_ms`` above) it is a breach like an error-rate rise: rolled back in
-that check, the reason naming the latencies. Too few new-path timings: latency is not judged (the
-error rate's data rule decides whether the interval counts).
 A restarted trigger resumes from its serialized kwargs: same hold end, and its first interval
 reaches back to the last snapshot it was given (a longer interval, still judged correctly); with
 ``hold_started`` (the hold's first start, kept across retries of the task) ``start`` also reads the
@@ -41,8 +34,8 @@ from typing import Any
 from migration_engine import control, db, sqlfiles
 from migration_engine.cutover.rollout import Decision, HoldMonitor
 from migration_engine.gates import GateResult
-from migration_engine.gates.error_rate import Snapshot, evaluate_delta, path_totals
-from migration_engine.gates.read_latency import judge_latency, path_latency
+from migration_engine.gates.error_rate import Snapshot, evaluate_delta, interval_counts, path_totals
+from migration_engine.gates.read_latency import judge_latency
 from migration_engine.watch import Payload
 
 log = logging.getLogger(__name__)
@@ -143,7 +136,7 @@ class HoldWatch:
             current = Snapshot(at=now, since=previous.since, old=totals["old"], new=totals["new"])
             result = evaluate_delta(previous, current, baseline_pct=self.baseline_pct,
                                     max_increase_points=self.max_increase_points, min_requests=self.min_requests)
-            result = self._with_latency(conn, result, previous.at, now)
+            result = self._with_latency(result, previous, current)
             flag_pct = int(control.current_flags(conn, self.schema)["read_new_pct"])
             decision = monitor.observe(result, now=now, flag_pct=flag_pct)
             try:
@@ -153,7 +146,10 @@ class HoldWatch:
                     reason=result.reason, dag_id=self.dag_id, run_id=self.run_id)
             except Exception as exc:  # noqa: BLE001 - the decision stands without its record
                 log.error("could not record the check in gate_results: %s", exc)
-            log.info("read rollout %s%%: %s - %s", self.pct, decision.kind, result.reason)
+            latency = result.figures.get("latency_status")
+            log.info("read rollout %s%%: %s - %s%s", self.pct, decision.kind, result.reason,
+                     f"; latency {latency}: new p95 {result.figures.get('latency_new_p95_ms')} ms vs "
+                     f"{result.figures.get('latency_old_p95_ms')} ms" if latency else "")
             self.previous = current
             return decision
         except Exception as exc:  # noqa: BLE001
@@ -166,19 +162,21 @@ class HoldWatch:
         finally:
             conn.close()
 
-    def _with_latency(self, conn, result: GateResult, start: datetime, end: datetime) -> GateResult:
-        """The interval's error-rate result, made critical if new-path reads got too slow."""
-        if self.max_p95_increase_pct is None or result.status == "critical" or end <= start:
+    def _with_latency(self, result: GateResult, previous: Snapshot, current: Snapshot) -> GateResult:
+        """The interval's error-rate result, made critical if new-path reads got too slow.
+
+        The interval's latency distribution is the difference of the two snapshots' histograms
+        (exact for the interval, whatever its length; one slow outlier among many requests does not
+        move the p95)."""
+        if self.max_p95_increase_pct is None or result.status == "critical":
             return result
-        new = path_latency(conn, self.schema, "new", start, end, self.entities)
-        old = path_latency(conn, self.schema, "old", start, end, self.entities)
-        conn.rollback()
-        if old.total >= self.min_requests and old.p95_latency_ms is not None:
-            old_p95, old_n, label = old.p95_latency_ms, old.total, "old path in the same interval"
+        new, old = interval_counts(previous, current)
+        if old.timed >= self.min_requests and old.p95_ms is not None:
+            old_p95, old_n, label = old.p95_ms, old.timed, "old path in the same interval"
         else:
             old_p95, old_n, label = self.baseline_p95_ms, self.min_requests, "pre-rollout old-path baseline"
-        latency = judge_latency(new.p95_latency_ms, old_p95, max_increase_pct=self.max_p95_increase_pct,
-                                span=result.figures.get("interval", "the interval"), new_samples=new.total,
+        latency = judge_latency(new.p95_ms, old_p95, max_increase_pct=self.max_p95_increase_pct,
+                                span=result.figures.get("interval", "the interval"), new_samples=new.timed,
                                 old_samples=old_n if old_p95 is not None else 0, min_samples=self.min_requests,
                                 min_increase_ms=self.min_p95_increase_ms, old_label=label)
         figures = {**result.figures, **{f"latency_{k}": v for k, v in latency.figures.items()},

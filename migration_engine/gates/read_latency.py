@@ -47,15 +47,6 @@ def judge_latency(new_p95: float | None, old_p95: float | None, *, max_increase_
     return GateResult(gate, "passed", summary, figures)
 
 
-def path_latency(conn, schema: str, path: str, start: datetime, end: datetime, entities: list[str] | None = None):
-    """Served reads of one path (``path_stats``, all entities or one) over ``[start, end)`` with their p95."""
-    filters: dict[str, Any] = {"operation": "read", "path": path}
-    if entities and len(entities) == 1:
-        filters["entity"] = entities[0]
-    return window_stats(conn, schema=schema, table="path_stats", total_column="requests", bad_column="errors",
-                        start=start, end=end, max_gap=end - start, filters=filters, latency_column="p95_latency_ms")
-
-
 def operation_window(conn, cfg: MigrationConfig, operation: str, start: datetime, end: datetime):
     return window_stats(conn, schema=cfg.control_schema, table="operation_stats", total_column="requests",
                         bad_column="errors", start=start, end=end, max_gap=end - start,

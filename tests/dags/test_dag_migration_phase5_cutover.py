@@ -165,6 +165,49 @@ def test_error_spike_at_25_percent_rolls_back_within_one_interval(databases, air
     assert len(breach) == 1 and breach[0][2]["step_pct"] == 25
 
 
+def test_latency_spike_at_25_percent_rolls_back_within_one_interval_with_the_reason(
+        databases, airflow_db, fake_slack, tmp_path, monkeypatch):
+    """Seed rollback scenario 2's other symptom: no errors, but new-path reads get slow."""
+    cfg = write_config(tmp_path, monkeypatch, cutover_overrides(tmp_path))
+    prepare_for_cutover(databases, cfg)
+    traffic = Traffic(databases, rate=150, mix=READ_HEAVY).start()
+    injected: dict = {}
+    stop = threading.Event()
+
+    def slow_at_25() -> None:
+        while not stop.is_set():
+            if flags(databases)["read_new_pct"] == 25:
+                traffic.inject(new_path_latency_ms=150)
+                injected["at"] = datetime.now(UTC)
+                return
+            stop.wait(0.05)
+
+    injector = threading.Thread(target=slow_at_25, daemon=True)
+    try:
+        time.sleep(2)
+        injector.start()
+        run = run_dag_answering(DAG, [Answer("approve_read_cutover", "Approve"),
+                                      Answer("approve_write_cutover", "Approve")], timeout=120)
+    finally:
+        stop.set()
+        traffic.stop()
+    assert run.state == "failed", run.tasks
+    assert run.tasks["read_rollout_10pct"] == "success" and run.tasks["read_rollout_25pct"] == "failed", run.tasks
+    assert flags(databases)["read_new_pct"] == 0 and _pct_changes(databases) == [10, 25, 0]
+    (rolled,) = ledger(databases, "read_rollout.rolled_back")
+    details, reason = rolled[5], rolled[6]
+    assert details["step_pct"] == 25 and details["decision"] == "breach"
+    assert "latency degradation" in reason and "new-path read p95" in reason, reason
+    figures = details["figures"]
+    assert figures["latency_status"] == "critical" and figures["latency_new_p95_ms"] >= 150
+    assert figures["new_error_pct"] <= figures["baseline_pct"] + 0.5  # the error rate alone would not have tripped
+    rolled_back_at = datetime.fromisoformat(details["rolled_back_at"])
+    assert rolled_back_at - injected["at"] <= timedelta(seconds=INTERVAL_S + 1.5), (injected, rolled_back_at)
+    critical = [m for m in fake_slack.messages() if m["channel"] == cfg.slack.critical_channel]
+    assert any("Read rollout rolled back at 25%" in m["text"] and "latency degradation" in m["text"]
+               for m in critical), [m["text"] for m in critical]
+
+
 def test_dry_run_prints_the_plan_and_changes_nothing(databases, airflow_db, fake_slack, tmp_path, monkeypatch):
     from migration_engine.cutover.steps import plan_steps
     from migration_engine.steps import StepRunner

@@ -21,8 +21,11 @@ from migration_engine.sqlfiles import SQL_DIR_ENV, split_statements, sql_dir
 SCHEMA = "migration_control"
 V0 = Path(__file__).resolve().parents[1] / "fixtures" / "control_schema_v0"
 NAMES = ["001_control_tables.sql", "002_control_indexes.sql", "003_backfill_tables.sql",
-         "004_consistency_tables.sql", "005_slack_tables.sql"]
+         "004_consistency_tables.sql", "005_slack_tables.sql",
+         # 006-008: other branches of this round (the lead merges their names in)
+         "009_metric_alerts.sql"]
 TABLES = {"feature_flags", "dual_write_stats", "shadow_read_stats", "shadow_read_mismatches", "path_stats",
+          "operation_stats",
           "gate_results", "audit_ledger", "alerts", "step_state", "backfill_runs", "backfill_ranges",
           "consistency_runs", "consistency_check_results", "consistency_findings", "slack_requests",
           "slack_approvals"}

@@ -10,6 +10,7 @@ import pytest
 
 from migration_engine.config import load_config
 from migration_engine.gates.read_latency import judge_latency, read_latency
+from migration_engine.latency import OVERFLOW_MS, histogram, minus, percentile
 from tests.gate_fixtures import SCHEMA, write_operation_stats
 
 
@@ -30,6 +31,15 @@ def test_judge_latency_limit_noise_floor_and_thin_data():
     thin = judge_latency(500, 40, max_increase_pct=20, span="1h", new_samples=99, old_samples=500, min_samples=100)
     assert thin.status == "waiting" and "no data is not success" in thin.reason
     assert judge_latency(None, 40, max_increase_pct=20, span="1h").status == "waiting"
+
+
+def test_latency_histograms_are_additive_and_read_conservatively():
+    h = histogram([0.5, 3, 3, 7, 40, 40, 40, 40, 40, 90_000])
+    assert sum(h) == 10 and h[0] == 1 and h[-1] == 1
+    assert percentile(h, 0.5) == 50.0 and percentile(h, 0.95) == OVERFLOW_MS and percentile([0] * len(h)) is None
+    later = [a + b for a, b in zip(h, histogram([300] * 5), strict=True)]
+    assert minus(later, h) == tuple(histogram([300] * 5)) and percentile(minus(later, h)) == 500.0
+    assert minus(h, later) == tuple([0] * len(h)) and minus((), h) == ()
 
 
 def test_pre_cutover_gate_blocks_a_slow_new_path(control_conn, cfg):
@@ -61,11 +71,11 @@ def test_hold_watch_rolls_back_on_latency_degradation(databases, control_conn, c
     control.set_flag(control_conn, SCHEMA, "read_new_pct", 25, actor="test", reason="test")
     start = datetime.now(UTC)
     snap = take_snapshot(control_conn, cfg, now=start)
-    with control_conn.cursor() as cur:  # the app's per-minute path stats of this interval: no errors, slow new path
-        for path, requests, p95 in (("old", 300, 5.0), ("new", 100, 120.0)):
+    with control_conn.cursor() as cur:  # the app's stats of this interval: no errors, new path slow
+        for path, times in (("old", [4.0] * 290 + [2000.0] * 10), ("new", [120.0] * 100)):
             cur.execute(f"INSERT INTO {SCHEMA}.path_stats (entity, bucket, operation, path, instance, requests, "
-                        "errors, p95_latency_ms) VALUES ('listings', date_trunc('minute', now()), 'read', %s, 'a', %s, "
-                        "0, %s)", (path, requests, p95))
+                        "errors, p95_latency_ms, latency_histogram) VALUES ('listings', date_trunc('minute', now()), "
+                        "'read', %s, 'a', %s, 0, %s, %s)", (path, len(times), max(times), histogram(times)))
     control_conn.commit()
     watch = HoldWatch(conn_id=cfg.connections.legacy, schema=SCHEMA, entities=list(cfg.entities), pct=25,
                       hold_until=(start + timedelta(hours=1)).isoformat(), max_increase_points=0.5, min_requests=4,
@@ -75,8 +85,9 @@ def test_hold_watch_rolls_back_on_latency_degradation(databases, control_conn, c
     payload = watch.poll()
     assert payload is not None and payload["status"] == "breach", payload
     assert payload["rolled_back"] is True
-    assert "latency degradation" in payload["reason"] and "120.0 ms vs old path in the same interval 5.0 ms" \
-        in payload["reason"]
+    # 3 % outliers at 2 s on the old path do not move its p95 (the histogram of the interval, not a max)
+    assert "latency degradation" in payload["reason"] and "new-path read p95 250.0 ms vs old path in the same " \
+        "interval 5.0 ms" in payload["reason"], payload["reason"]
     assert control.get_flags(control_conn, SCHEMA)["read_new_pct"] == 0
 
 

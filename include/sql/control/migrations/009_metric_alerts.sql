@@ -21,3 +21,9 @@ CREATE TABLE IF NOT EXISTS "{schema}".operation_stats (
 -- The gates / metrics an open alert reported (e.g. ["cutover_dual_write", "pre_cutover_backup"]):
 -- a later passing evaluation of all of them resolves it (gates.runner, metric_alerts).
 ALTER TABLE "{schema}".alerts ADD COLUMN IF NOT EXISTS conditions jsonb;
+
+-- Latency histograms of served reads/writes per path (counts per fixed bucket, bounds in
+-- appclient.LATENCY_BOUNDS_MS): additive like the counters, so the difference of two snapshots is
+-- the exact latency distribution of the interval between them - the read rollout judges an
+-- interval's p95 from it (a per-minute p95 merged by maximum cannot be split into intervals).
+ALTER TABLE "{schema}".path_stats ADD COLUMN IF NOT EXISTS latency_histogram bigint [];
