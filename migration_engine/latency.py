@@ -47,3 +47,15 @@ def percentile(hist: Sequence[int], q: float = 0.95) -> float | None:
         if seen >= rank:
             return float(LATENCY_BOUNDS_MS[i]) if i < len(LATENCY_BOUNDS_MS) else OVERFLOW_MS
     return OVERFLOW_MS
+
+
+def percentile_floor(hist: Sequence[int], q: float = 0.95) -> float | None:
+    """The lower bound of the bucket holding the ``q`` rank: the true percentile is at least this.
+    A degradation is only declared when this floor is above the limit (bucket edges never trip it)."""
+    upper = percentile(hist, q)
+    if upper is None:
+        return None
+    if upper == OVERFLOW_MS:
+        return float(LATENCY_BOUNDS_MS[-1])
+    i = LATENCY_BOUNDS_MS.index(upper)
+    return 0.0 if i == 0 else float(LATENCY_BOUNDS_MS[i - 1])

@@ -178,7 +178,8 @@ class HoldWatch:
         latency = judge_latency(new.p95_ms, old_p95, max_increase_pct=self.max_p95_increase_pct,
                                 span=result.figures.get("interval", "the interval"), new_samples=new.timed,
                                 old_samples=old_n if old_p95 is not None else 0, min_samples=self.min_requests,
-                                min_increase_ms=self.min_p95_increase_ms, old_label=label)
+                                min_increase_ms=self.min_p95_increase_ms, old_label=label,
+                                new_p95_floor=new.p95_floor_ms)
         figures = {**result.figures, **{f"latency_{k}": v for k, v in latency.figures.items()},
                    "latency_status": latency.status}
         if latency.status == "critical":

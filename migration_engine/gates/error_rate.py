@@ -56,6 +56,10 @@ class PathCounts:
         return latency.percentile(self.hist) if self.hist else None
 
     @property
+    def p95_floor_ms(self) -> float | None:
+        return latency.percentile_floor(self.hist) if self.hist else None
+
+    @property
     def timed(self) -> int:
         return sum(self.hist)
 

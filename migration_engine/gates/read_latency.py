@@ -25,9 +25,14 @@ GATE = "cutover_read_latency"
 
 def judge_latency(new_p95: float | None, old_p95: float | None, *, max_increase_pct: float, span: str,
                   gate: str = GATE, new_samples: int = 0, old_samples: int = 0, min_samples: int = 1,
-                  min_increase_ms: float = 0.0, old_label: str = "old-path") -> GateResult:
+                  min_increase_ms: float = 0.0, old_label: str = "old-path",
+                  new_p95_floor: float | None = None) -> GateResult:
     """``critical`` when new p95 > old p95 x (1 + pct/100) **and** more than ``min_increase_ms`` above it
-    (a noise floor); ``waiting`` without enough data on either side."""
+    (a noise floor); ``waiting`` without enough data on either side.
+
+    From histograms (the rollout) ``new_p95`` is its bucket's upper bound and ``new_p95_floor`` its
+    lower bound, ``old_p95`` the old bucket's upper bound: it trips only when the new p95 is certainly
+    above the limit (a value near a bucket edge never does)."""
     figures: dict[str, Any] = {
         "new_p95_ms": None if new_p95 is None else round(new_p95, 1),
         "old_p95_ms": None if old_p95 is None else round(old_p95, 1),
@@ -42,7 +47,10 @@ def judge_latency(new_p95: float | None, old_p95: float | None, *, max_increase_
     figures.update({"limit_ms": round(limit, 1), "increase_pct": round(increase, 1)})
     summary = (f"new-path read p95 {new_p95:.1f} ms vs {old_label} {old_p95:.1f} ms over {span} "
                f"({increase:+.0f}%, allowed +{max_increase_pct:g}% / +{min_increase_ms:g} ms, limit {limit:.1f} ms)")
-    if new_p95 > limit:
+    if new_p95_floor is not None:
+        figures["new_p95_floor_ms"] = round(new_p95_floor, 1)
+        summary = summary.replace(f"p95 {new_p95:.1f} ms", f"p95 {new_p95_floor:g}-{new_p95:g} ms", 1)
+    if (new_p95 if new_p95_floor is None else new_p95_floor) > limit:
         return GateResult(gate, "critical", f"{summary}: the new path is too slow", figures)
     return GateResult(gate, "passed", summary, figures)
 

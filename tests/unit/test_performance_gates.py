@@ -10,7 +10,7 @@ import pytest
 
 from migration_engine.config import load_config
 from migration_engine.gates.read_latency import judge_latency, read_latency
-from migration_engine.latency import OVERFLOW_MS, histogram, minus, percentile
+from migration_engine.latency import OVERFLOW_MS, histogram, minus, percentile, percentile_floor
 from tests.gate_fixtures import SCHEMA, write_operation_stats
 
 
@@ -40,6 +40,17 @@ def test_latency_histograms_are_additive_and_read_conservatively():
     later = [a + b for a, b in zip(h, histogram([300] * 5), strict=True)]
     assert minus(later, h) == tuple(histogram([300] * 5)) and percentile(minus(later, h)) == 500.0
     assert minus(h, later) == tuple([0] * len(h)) and minus((), h) == ()
+    assert percentile_floor(histogram([300] * 5)) == 250.0 and percentile_floor(histogram([0.5])) == 0.0
+
+
+def test_bucket_edges_never_trip_the_rollout_latency_check():
+    # ~11 ms vs ~9 ms reads land in the 25 and 10 ms buckets: the floor (10 ms) is not above the limit
+    edge = judge_latency(25.0, 10.0, max_increase_pct=20, span="1s", new_samples=20, old_samples=20, min_samples=4,
+                         min_increase_ms=10, new_p95_floor=10.0)
+    assert edge.status == "passed", edge.reason
+    spike = judge_latency(250.0, 10.0, max_increase_pct=20, span="1s", new_samples=20, old_samples=20,
+                          min_samples=4, min_increase_ms=10, new_p95_floor=100.0)
+    assert spike.status == "critical" and "p95 100-250 ms" in spike.reason
 
 
 def test_pre_cutover_gate_blocks_a_slow_new_path(control_conn, cfg):
@@ -86,7 +97,7 @@ def test_hold_watch_rolls_back_on_latency_degradation(databases, control_conn, c
     assert payload is not None and payload["status"] == "breach", payload
     assert payload["rolled_back"] is True
     # 3 % outliers at 2 s on the old path do not move its p95 (the histogram of the interval, not a max)
-    assert "latency degradation" in payload["reason"] and "new-path read p95 250.0 ms vs old path in the same " \
+    assert "latency degradation" in payload["reason"] and "new-path read p95 100-250 ms vs old path in the same " \
         "interval 5.0 ms" in payload["reason"], payload["reason"]
     assert control.get_flags(control_conn, SCHEMA)["read_new_pct"] == 0
 
