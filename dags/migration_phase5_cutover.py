@@ -1,14 +1,18 @@
 """migration_phase5_cutover: seed Phase 5 - checklist, gradual read rollout with automatic rollback,
 write cutover.
 
-1. **Pre-cutover checklist** (seed 5.1), four deferrable gates, every evaluation recorded in
+1. **Pre-cutover checklist** (seed 5.1), five deferrable gates, every evaluation recorded in
    `migration_control.gate_results`; each waits up to `cutover.checklist_timeout`, a critical
    status fails at once:
    `check_dual_write` (≥ `cutover.dual_write_min_success_pct` % over `cutover.dual_write_window`),
    `check_consistency` (a passed full consistency run younger than `cutover.consistency_max_age`),
    `check_shadow_reads` (mismatches < `cutover.shadow_mismatch_max_pct` % over
    `cutover.shadow_window`, at least `cutover.shadow_min_reads` reads),
-   `check_backup` (a restore-verified `migration_preflight_backup` younger than `cutover.backup_max_age`).
+   `check_backup` (a restore-verified `migration_preflight_backup` younger than `cutover.backup_max_age`),
+   `check_performance` (new-path read p95 within `cutover.performance_max_p95_increase_pct` % of the old
+   path's over `cutover.performance_window`, from the shadow reads' timings).
+   `checklist_result` then pages on-call **once** for the run if any check is short, listing each
+   one's figure and next step (resolved when they all pass again), and fails the run.
 2. **approve_read_cutover** - human approval (gate `pre_cutover`) with the checklist figures.
 3. **measure_baseline** - the old path's read error rate over `cutover.baseline_window`.
 4. **read_rollout_<pct>pct**, one task per `cutover.rollout` step (10/25/50/100 %): set
@@ -41,7 +45,7 @@ from __future__ import annotations
 from airflow.sdk import Param, chain, task
 
 from migration_engine.airflow.approvals import approval
-from migration_engine.airflow.cutover import CHECKS, checklist_sensors, rollout_pcts
+from migration_engine.airflow.cutover import CHECKS, checklist_result, checklist_sensors, rollout_pcts
 from migration_engine.airflow.dags import migration_dag
 from migration_engine.airflow.dry_run import choose
 from migration_engine.airflow.operators import KeepOldSyncEndOperator, ReadRolloutStepOperator
@@ -96,8 +100,9 @@ def migration_phase5_cutover():
 
     mode = choose_mode()
     mode >> show_plan()
+    result = checklist_result()
     mode >> checks
-    checks >> approve_read
+    checks >> result >> approve_read
     chain(approve_read, measure_baseline(), *steps, approve_write, write_cutover(),
           KeepOldSyncEndOperator(task_id="end_keep_old_sync"))
 

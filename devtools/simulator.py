@@ -78,8 +78,15 @@ class Faults:
     field_mismatch_rate: float = 0.0      # the secondary write stores a corrupted mismatch_column
     mismatch_column: str = "title"        # new-table column name (its old counterpart on the old side)
     new_path_latency_ms: float = 0.0      # added to every new-table read
+    invoice_error_rate: float = 0.0       # an invoice state transition fails (metric alert)
+    payment_error_rate: float = 0.0       # a payment fails (metric alert)
+    cross_db_latency_ms: float = 0.0      # added to every cross-database query (shadow comparison)
 
     def __post_init__(self) -> None:
+        _rate(self.invoice_error_rate, "invoice_error_rate")
+        _rate(self.payment_error_rate, "payment_error_rate")
+        if self.cross_db_latency_ms < 0:
+            raise ValueError("cross_db_latency_ms must be >= 0")
         _rate(self.dual_write_failure_rate, "dual_write_failure_rate")
         _rate(self.new_read_error_rate, "new_read_error_rate")
         _rate(self.field_mismatch_rate, "field_mismatch_rate")
@@ -397,21 +404,38 @@ class MarketplaceApp:
             self.control.record_request(self.entity_name, operation="read", path=path, ok=False,
                                         latency_ms=(time.perf_counter() - start) * 1000)
             raise
-        self.control.record_request(self.entity_name, operation="read", path=path, ok=True,
-                                    latency_ms=(time.perf_counter() - start) * 1000)
+        served_ms = (time.perf_counter() - start) * 1000
+        self.control.record_request(self.entity_name, operation="read", path=path, ok=True, latency_ms=served_ms)
         shadow = None
         shadow_pct = int(flags["shadow_read_pct"])
         if ref.old_id is not None and shadow_pct and self.rng.random() * 100 < shadow_pct:
-            shadow = self._shadow(ref, path, row, cohort=f"read_new_{pct}")
+            shadow = self._shadow(ref, path, row, cohort=f"read_new_{pct}", served_ms=served_ms)
         return ListingRead(path, row, shadow)
 
-    def _shadow(self, ref: ListingRef, path: str, served: dict | None, cohort: str) -> ShadowResult | None:
-        """Read the other side too and compare (seed 4.1); a failed shadow read is only logged."""
+    def _shadow(self, ref: ListingRef, path: str, served: dict | None, cohort: str,
+                served_ms: float | None = None) -> ShadowResult | None:
+        """Read the other side too and compare (seed 4.1); a failed shadow read is only logged.
+
+        Reports the stats contract's named operations: ``shadow_read.old`` / ``shadow_read.new`` (each
+        side's read time for the same key - the pre-cutover performance gate compares them) and
+        ``cross_db_query`` (the whole comparison across both databases - the seed's cross-DB alert).
+        """
+        started = time.perf_counter()
         try:
+            if self.faults.cross_db_latency_ms:
+                time.sleep(self.faults.cross_db_latency_ms / 1000)
+            other = time.perf_counter()
             if path == "old":
+                if self.faults.new_path_latency_ms:
+                    time.sleep(self.faults.new_path_latency_ms / 1000)
                 old_row, new_row = served, self._select("new", self.entity.legacy_id_column, ref.old_id)
             else:
                 old_row, new_row = self._select("old", self.entity.key, ref.old_id), served
+            other_ms = (time.perf_counter() - other) * 1000
+            if served_ms is not None:
+                self.control.record_operation(f"shadow_read.{path}", ok=True, latency_ms=served_ms)
+                self.control.record_operation(f"shadow_read.{'new' if path == 'old' else 'old'}", ok=True,
+                                              latency_ms=other_ms)
             if new_row is None and (old_row is None or not self.mapping.in_scope(old_row)):
                 return None  # nothing to compare: absent, or out of the migration's scope by design
             with self._tx("new") as cur:
@@ -421,7 +445,22 @@ class MarketplaceApp:
             return None
         self.control.record_shadow_read(self.entity_name, matched=not diffs, cohort=cohort,
                                         key=ref.old_id, diffs=diffs)
+        self.control.record_operation("cross_db_query", ok=True, latency_ms=(time.perf_counter() - started) * 1000)
         return ShadowResult(not diffs, cohort, diffs)
+
+    # -- the marketplace's other critical operations (seed alert table) ------------------------------
+    def checkout(self, ref: ListingRef | Any) -> None:
+        """An order on a listing: an invoice state transition, then the payment. Both are reported as
+        named operations (``invoice_state_transition``, ``payment_processing``); failures are injected
+        with ``Faults.invoice_error_rate`` / ``payment_error_rate``. Reads the listing from its routed path."""
+        self.get_listing(ref)
+        for operation, rate in (("invoice_state_transition", self.faults.invoice_error_rate),
+                                ("payment_processing", self.faults.payment_error_rate)):
+            start = time.perf_counter()
+            failed = self._chance(rate)
+            self.control.record_operation(operation, ok=not failed, latency_ms=(time.perf_counter() - start) * 1000)
+            if failed:
+                raise InjectedFault(f"injected {operation} error")
 
     def diff(self, old_row: dict | None, new_row: dict | None,
              lookup: Callable[[ColumnMap, Any], Any]) -> dict[str, dict[str, Any]]:

@@ -37,7 +37,7 @@ from migration_engine.config import ConfigError, load_config
 
 log = logging.getLogger("devtools.simulator")
 
-KINDS = ("create", "update", "read")
+KINDS = ("create", "update", "read", "checkout")
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,10 @@ class Mix:
     create: float = 1
     update: float = 2
     read: float = 7
+    checkout: float = 0  # an invoice transition + a payment (the seed's invoice/payment alerts)
 
     def __post_init__(self) -> None:
-        weights = [self.create, self.update, self.read]
+        weights = [self.create, self.update, self.read, self.checkout]
         if min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"mix weights must be >= 0 and not all 0, got {weights}")
 
@@ -67,7 +68,7 @@ class Mix:
         return cls(**{k: weights.get(k, 0.0) for k in KINDS})
 
     def pick(self, rng: random.Random) -> str:
-        return rng.choices(KINDS, weights=[self.create, self.update, self.read])[0]
+        return rng.choices(KINDS, weights=[self.create, self.update, self.read, self.checkout])[0]
 
 
 @dataclass
@@ -120,6 +121,8 @@ class Workload:
             ref = self.app.update_listing(self.pool[i], title=f"Edited listing {self.n}",
                                           price_cents=self.rng.randint(1000, 200_000))
             self._remember(ref, i)
+        elif kind == "checkout":
+            self.app.checkout(self.rng.choice(self.pool))
         else:
             self.app.get_listing(self.rng.choice(self.pool))
 

@@ -389,6 +389,7 @@ def send_alert(
     conn: Any = None,
     schema: str | None = None,
     mentions: list[str] | None = None,
+    conditions: list[str] | None = None,
 ) -> AlertResult:
     """Post one alert to Slack; never raises.
 
@@ -399,6 +400,8 @@ def send_alert(
     control database; committed by this call) repeats of an open alert update its message instead
     of paging again; ``schema`` defaults to the config's ``control_schema``. Pass a connection with
     no transaction of yours in progress: this call commits it (or rolls it back on a DB error).
+    ``conditions`` (with ``dedup_key``): the gates this alert reports (their ``gate_results`` names);
+    a later passing evaluation of all of them resolves it (:func:`resolve_cleared`).
     """
     sev = "critical"
     try:
@@ -409,7 +412,7 @@ def send_alert(
                       link=link, link_text=link_text, mentions=mentions)
         if dedup_key and conn is not None:
             return _send_dedup(sev, title, text, target, settings, dedup_key, conn, schema or settings.schema,
-                               render)
+                               render, conditions)
         if dedup_key:
             log.warning("alerts: dedup_key %r given without a control DB connection; not deduplicating",
                         dedup_key)
@@ -543,7 +546,7 @@ def _seen_note(occurrences: int, first_seen: datetime | None) -> str:
 
 
 def _send_dedup(sev: str, title: str, text: str, target: str, settings: _Settings, dedup_key: str, conn,
-                schema: str, render: dict) -> AlertResult:
+                schema: str, render: dict, conditions: list[str] | None = None) -> AlertResult:
     from migration_engine import sqlfiles
 
     box: dict = {}
@@ -577,7 +580,8 @@ def _send_dedup(sev: str, title: str, text: str, target: str, settings: _Setting
                     cur, "alerts/upsert_open.sql", {"schema": schema},
                     {"dedup_key": dedup_key, "severity": sev, "channel": channel_id, "slack_ts": ts,
                      "title": title[:1000], "last_text": text[:10000], "occurrences": occurrences,
-                     "delivery_error": None if delivery.ok else delivery.error, "first_seen": first_seen},
+                     "delivery_error": None if delivery.ok else delivery.error, "first_seen": first_seen,
+                     "conditions": json.dumps(sorted(set(conditions))) if conditions else None},
                 )
     except Exception as exc:  # noqa: BLE001 - a control-DB problem must not swallow the page
         log.warning("alerts: dedup state for %r unavailable (%s); sending without deduplication",
@@ -718,3 +722,37 @@ def resolve_task_alerts(dag_id: Any, task_id: Any, map_index: Any = None, run_id
             resolve_alert(key, f"{dag_id}.{task_id} succeeded in run {run_id}", conn=conn)
     finally:
         conn.close()
+
+
+# --- conditions that cleared ---------------------------------------------------------------
+def resolve_cleared(gate: str, *, conn: Any, schema: str, cfg: MigrationConfig | None = None,
+                    text: str = "") -> list[str]:
+    """Resolve every open alert that reported ``gate`` once all of its conditions pass again.
+
+    Called after a passing evaluation of ``gate`` (``gates.runner``): an alert that reported several
+    gates (the phase-5 checklist page) resolves when the latest evaluation of each of them - in any
+    run - is ``passed``. Returns the keys resolved; never raises.
+    """
+    from migration_engine import sqlfiles
+
+    try:
+        with conn.cursor() as cur:
+            sqlfiles.run(cur, "alerts/open_with_condition.sql", {"schema": schema}, {"gate": gate})
+            rows = cur.fetchall()
+        conn.commit()
+    except Exception as exc:  # noqa: BLE001 - resolving is best effort; the gate's decision stands
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001
+            pass
+        log.warning("alerts: open alerts for gate %s unavailable: %s", gate, describe_error(exc))
+        return []
+    resolved = []
+    for key, pending in rows:
+        if pending:  # other conditions of the alert are not passing yet
+            log.info("alerts: %s: %s passes now; still waiting for %s", key, gate, ", ".join(pending))
+            continue
+        res = resolve_alert(key, text or f"cleared: {gate} passes again", conn=conn, schema=schema, cfg=cfg)
+        if res.action == "resolved":
+            resolved.append(key)
+    return resolved

@@ -8,6 +8,7 @@ maximum (a conservative merge). Only psycopg2 and this package are needed; no Ai
     client = ControlClient(lambda: psycopg2.connect(dsn), schema="migration_control")
     if client.flag("dual_write_enabled"): ...
     client.record_dual_write("listings", ok=True, latency_ms=12.5)
+    client.record_operation("payment_processing", ok=False, latency_ms=80)  # metric alerts
     client.flush()   # call every few seconds and at shutdown
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from migration_engine import sqlfiles
+from migration_engine.latency import histogram
 
 DEFAULT_FLAGS: dict[str, Any] = {
     "dual_write_enabled": False,
@@ -33,6 +36,10 @@ DEFAULT_FLAGS: dict[str, Any] = {
     "keep_old_sync": False,
     "maintenance_mode": False,
 }
+
+
+# Named operations (``operation_stats.operation``): what ``alerts.metrics[].operation`` refers to.
+OPERATION_RE = re.compile(r"^[a-z][a-z0-9_.]{0,62}$")
 
 
 def minute_bucket(ts: float | None = None) -> datetime:
@@ -85,6 +92,7 @@ class ControlClient:
         self._dual: dict[tuple, _Counter] = defaultdict(_Counter)
         self._shadow: dict[tuple, _Counter] = defaultdict(_Counter)
         self._paths: dict[tuple, _Counter] = defaultdict(_Counter)
+        self._ops: dict[tuple, _Counter] = defaultdict(_Counter)
         self._mismatch_examples: list[tuple] = []
 
     # -- connection ---------------------------------------------------------------------------
@@ -151,14 +159,24 @@ class ControlClient:
         with self._lock:
             self._paths[(entity, minute_bucket(self._clock()), operation, path)].add(ok, latency_ms)
 
+    def record_operation(self, operation: str, *, ok: bool, latency_ms: float | None = None) -> None:
+        """One named operation (``invoice_state_transition``, ``payment_processing``,
+        ``cross_db_query``...): counted per minute for the metric alerts (``alerts.metrics``)."""
+        if not isinstance(operation, str) or not OPERATION_RE.match(operation):
+            raise ValueError(f"operation name must match {OPERATION_RE.pattern} (lowercase, digits, _ and .), "
+                             f"got {operation!r}")
+        with self._lock:
+            self._ops[(operation, minute_bucket(self._clock()))].add(ok, latency_ms)
+
     def flush(self) -> None:
         """Write everything aggregated so far; on failure the data is kept for the next flush."""
         with self._lock:
             dual, self._dual = self._dual, defaultdict(_Counter)
             shadow, self._shadow = self._shadow, defaultdict(_Counter)
             paths, self._paths = self._paths, defaultdict(_Counter)
+            ops, self._ops = self._ops, defaultdict(_Counter)
             examples, self._mismatch_examples = self._mismatch_examples, []
-        if not (dual or shadow or paths or examples):
+        if not (dual or shadow or paths or ops or examples):
             return
         ids = {"schema": self.schema}
         try:
@@ -175,7 +193,12 @@ class ControlClient:
                     sqlfiles.run(cur, "control/path_stats_upsert.sql", ids, {
                         "entity": entity, "bucket": bucket, "operation": operation, "path": path,
                         "instance": self.instance, "requests": c.n, "errors": c.bad,
-                        "p95_latency_ms": p95(c.latencies)})
+                        "p95_latency_ms": p95(c.latencies),
+                        "latency_histogram": histogram(c.latencies) if c.latencies else None})
+                for (operation, bucket), c in ops.items():
+                    sqlfiles.run(cur, "control/operation_stats_upsert.sql", ids, {
+                        "operation": operation, "bucket": bucket, "instance": self.instance,
+                        "requests": c.n, "errors": c.bad, "p95_latency_ms": p95(c.latencies)})
                 for entity, key, cohort, diffs in examples:
                     sqlfiles.run(cur, "control/shadow_mismatch_insert.sql", ids, {
                         "entity": entity, "entity_key": key, "cohort": cohort,
@@ -185,7 +208,8 @@ class ControlClient:
             if self._conn is not None and not self._conn.closed:
                 self._conn.rollback()
             with self._lock:  # put it back so nothing is lost
-                for store, old in ((self._dual, dual), (self._shadow, shadow), (self._paths, paths)):
+                for store, old in ((self._dual, dual), (self._shadow, shadow), (self._paths, paths),
+                                   (self._ops, ops)):
                     for k, c in old.items():
                         tgt = store[k]
                         tgt.n += c.n

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg2.errors
@@ -394,6 +394,52 @@ def archive(conn, cfg: MigrationConfig, *, actor: str, context: dict, now: datet
 
 
 # --- drop ----------------------------------------------------------------------------------
+def consistency_streak(conn, cfg: MigrationConfig, now: datetime) -> dict[str, Any]:
+    """Seed post-migration checklist "all consistency checks passing for 7 days", from consistency_runs.
+
+    Passes when every full run finished in the last ``cleanup.consistency_passing_for`` passed, the
+    current streak of passed runs began at least that long ago, and no stretch of it (nor the time
+    since its latest run) is longer than ``cleanup.consistency_max_gap``. ``problems`` says what is short.
+    """
+    need, max_gap = cfg.cleanup.consistency_passing_for, cfg.cleanup.consistency_max_gap
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "cleanup/consistency_streak.sql", {"schema": cfg.control_schema},
+                     {"kinds": ["full"], "now": now})
+        last_bad, start, last, runs, gap_s = cur.fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    out: dict[str, Any] = {"required": fmt_duration(need), "max_gap": fmt_duration(max_gap), "runs": int(runs or 0),
+                           "streak_start": start.isoformat(timespec="seconds") if start else None,
+                           "latest_run": last.isoformat(timespec="seconds") if last else None,
+                           "last_not_passed": last_bad.isoformat(timespec="seconds") if last_bad else None}
+    problems: list[str] = []
+    hint = "keep migration_consistency_hourly running (and fix what it finds)"
+    if cfg.consistency.retention < need:
+        problems.append(f"consistency.retention ({fmt_duration(cfg.consistency.retention)}) is shorter than "
+                        f"cleanup.consistency_passing_for ({fmt_duration(need)}): the history cannot prove it")
+    if start is None:
+        why = f" (the latest, at {last_bad:%Y-%m-%d %H:%M} UTC, did not pass)" if last_bad else ""
+        problems.append(f"no passing consistency run to build on{why}: consistency checks must pass for "
+                        f"{fmt_duration(need)} before the drop; {hint}")
+        out["problems"] = problems
+        return out
+    streak = now - start
+    out["passing_for"] = fmt_duration(streak)
+    if streak < need:
+        since = f" (the run at {last_bad:%Y-%m-%d %H:%M} UTC did not pass)" if last_bad else ""
+        problems.append(f"consistency checks have passed for {fmt_duration(streak)}{since}, need "
+                        f"{fmt_duration(need)}: {fmt_duration(need - streak)} to go; {hint}")
+    since_last = now - last
+    longest = max(timedelta(seconds=gap_s or 0), since_last)
+    out["longest_gap"] = fmt_duration(longest)
+    if longest > max_gap:
+        problems.append(f"a stretch of {fmt_duration(longest)} without a consistency run (allowed "
+                        f"{fmt_duration(max_gap)}; the latest run finished {fmt_duration(since_last)} ago): passing "
+                        f"checks must be continuous; {hint}")
+    out["problems"] = problems
+    return out
+
+
 def drop_readiness(conn, cfg: MigrationConfig, now: datetime | None = None) -> GateResult:
     """May the archived tables be dropped now? ``passed`` only if every check holds (fails closed)."""
     now = now or datetime.now(UTC)
@@ -441,7 +487,10 @@ def drop_readiness(conn, cfg: MigrationConfig, now: datetime | None = None) -> G
                             "- find it before dropping")
         if activity.scans > int(record.get("scans_baseline") or 0):
             info["reads_since_archive"] = activity.scans - int(record.get("scans_baseline") or 0)
-    figures = {"tables": tables, "now": now.isoformat(timespec="seconds")}
+    all_gone = bool(tables) and all(i.get("state") == "gone" for i in tables.values())
+    consistency = {} if all_gone else consistency_streak(conn, cfg, now)
+    problems += consistency.pop("problems", [])
+    figures = {"tables": tables, "now": now.isoformat(timespec="seconds"), "consistency": consistency}
     if problems:
         return GateResult("drop_archived_tables", "failed", "; ".join(problems), figures)
     if all(i.get("state") == "gone" for i in tables.values()):

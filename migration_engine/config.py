@@ -564,6 +564,21 @@ class Cutover(Strict):
     rollback_max_deletes: Annotated[int, Field(ge=0)] = 1000
     """Rollback scenario 3: at most this many old rows per entity are deleted (or marked) because their new row was
     deleted after the cutover; more refuses."""
+    performance_max_p95_increase_pct: Annotated[float, Field(ge=0, le=1000)] = Field(20, description=(
+        "Pre-cutover gate check_performance (seed: performance benchmarks meet targets) and the read "
+        "rollout's latency rollback (seed scenario 2): new-path read p95 may exceed the old path's by at most "
+        "this many percent."))
+    performance_min_increase_ms: Annotated[float, Field(ge=0)] = Field(10, description=(
+        "Latency noise floor: a new-path p95 above the allowed percentage but less than this many ms above the "
+        "old path's is not a degradation (sub-millisecond reads differ by large percentages)."))
+    performance_window: Window = Field(timedelta(hours=1), description=(
+        "Window of the pre-cutover performance gate (shadow_read.new vs shadow_read.old p95)."))
+    performance_min_samples: Annotated[int, Field(ge=1)] = Field(100, description=(
+        "Reads of each path the performance gate needs in its window (fewer: waiting, never passed)."))
+    performance_new_operation: str = Field("shadow_read.new", description=(
+        "Stats-contract operation timing new-path reads before the cutover (operation_stats)."))
+    performance_old_operation: str = Field("shadow_read.old", description=(
+        "Stats-contract operation timing old-path reads of the same keys (operation_stats)."))
 
     @model_validator(mode="after")
     def _rollout_order(self) -> Cutover:
@@ -594,6 +609,13 @@ class Cleanup(Strict):
     # Before renaming, the old tables must show no writes (pg_stat_user_tables) for this long.
     quiet_period: Timeout = timedelta(seconds=15)
     """Before renaming, the old tables must show no writes (pg_stat_user_tables) for this long. Never scaled."""
+    consistency_passing_for: Window = Field(timedelta(days=7), description=(
+        "Drop readiness (seed post-migration checklist: all consistency checks passing for 7 days): every "
+        "finished full consistency run of this long before the drop passed, the first of them at least this "
+        "long ago."))
+    consistency_max_gap: Window = Field(timedelta(hours=2), description=(
+        "Drop readiness: the longest stretch without a finished consistency run allowed in that period (the "
+        "hourly DAG must have kept running), the time since the latest run included."))
 
 
 class CountSide(Strict):
@@ -798,15 +820,79 @@ class Deadlines(Strict):
         return self.phase_runs.get(dag_id, self.phase_runs["default"])
 
 
-class AlertThresholds(Strict):
-    """The seed's alert table rows that are not covered by a phase section."""
+_OPERATION_RE = re.compile(r"^[a-z][a-z0-9_.]{0,62}$")
+# The three keys the seed's alert table had before ``alerts.metrics``: kept as aliases that set the
+# threshold of the row of that name (docs/oncall-slack.md, "Metric alerts").
+LEGACY_ALERT_KEYS = {
+    "cross_db_latency_p95_warn_ms": ("cross_db_latency_p95", "cross_db_query", "p95_ms", "warning"),
+    "invoice_state_error_critical_pct": ("invoice_state_transition_errors", "invoice_state_transition",
+                                         "error_pct", "critical"),
+    "payment_error_critical_pct": ("payment_processing_errors", "payment_processing", "error_pct", "critical"),
+}
 
-    cross_db_latency_p95_warn_ms: Annotated[float, Field(gt=0)] = 200
-    """The seed's cross-database call p95 latency warning (ms). Not read by any DAG yet (validated only)."""
-    invoice_state_error_critical_pct: Pct = 1
-    """The seed's invoice state error rate (%) that is critical. Not read by any DAG yet (validated only)."""
-    payment_error_critical_pct: Pct = 0.5
-    """The seed's payment error rate (%) that is critical. Not read by any DAG yet (validated only)."""
+
+class MetricAlert(Strict):
+    """One row of the seed's alert table: a named operation's error rate or p95 against a threshold."""
+
+    name: Ident = Field(description="Stable name of the alert (its Slack dedup key and gate_results gate "
+                                    "``metric_alert:<name>``).")
+    operation: str = Field(pattern=_OPERATION_RE.pattern, description=(
+        "Operation name the application reports through the stats contract "
+        "(``ControlClient.record_operation``), e.g. ``payment_processing``."))
+    metric: Literal["error_pct", "p95_ms"] = Field(description=(
+        "``error_pct``: errors / requests in % over the window; ``p95_ms``: event-weighted p95 latency (ms) of "
+        "the per-minute p95s over the window."))
+    threshold: Annotated[float, Field(gt=0)] = Field(description=(
+        "The alert fires when the metric is strictly above this (percent for error_pct, ms for p95_ms)."))
+    severity: Literal["warning", "critical"] = Field(description=(
+        "Slack routing: critical pages on-call in the critical channel, warning goes to the warning channel."))
+    window: Window = Field(timedelta(minutes=15), description="Rolling window the metric is measured over.")
+    min_samples: Annotated[int, Field(ge=1)] = Field(100, description=(
+        "Fewer requests than this in the window: not judged (an open alert stays open, nothing new fires)."))
+    next_step: str = Field("", description="What on-call should do first; shown in the page.")
+
+    @model_validator(mode="after")
+    def _pct_bound(self) -> MetricAlert:
+        if self.metric == "error_pct" and self.threshold >= 100:
+            raise ValueError(f"alert {self.name}: an error_pct threshold must be below 100, got {self.threshold:g}")
+        return self
+
+
+class Alerts(Strict):
+    """Metric alerts (seed "Monitoring and Alerts" rows not covered by a phase's gates)."""
+
+    evaluate_every: Window = Field(timedelta(minutes=5), description=(
+        "Schedule of the migration_metric_alerts DAG that evaluates ``metrics`` (read at DAG parse time)."))
+    metrics: list[MetricAlert] = Field([], description=(
+        "The metric alerts; the shipped config has the seed's three rows. Empty: the DAG evaluates nothing."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or not set(value) & set(LEGACY_ALERT_KEYS):
+            return value
+        value = dict(value)
+        rows = [dict(r) if isinstance(r, dict) else r for r in value.get("metrics") or []]
+        for key, (name, operation, metric, severity) in LEGACY_ALERT_KEYS.items():
+            if key not in value:
+                continue
+            threshold = value.pop(key)
+            row = next((r for r in rows if isinstance(r, dict) and r.get("name") == name), None)
+            if row is None:
+                rows.append({"name": name, "operation": operation, "metric": metric, "severity": severity,
+                             "threshold": threshold})
+            else:
+                row["threshold"] = threshold
+        value["metrics"] = rows
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> Alerts:
+        names = [m.name for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"alerts.metrics: duplicate alert name(s) {dupes}")
+        return self
 
 
 # The database performance view and metrics (issue 15, docs/performance.md, docs/metrics.md).
@@ -887,8 +973,8 @@ class MigrationConfig(Strict):
     """Slack channels and links."""
     approvals: Approvals = {}
     """Who may answer each approval point, and how long it waits."""
-    alerts: AlertThresholds = {}
-    """The seed's alert thresholds not covered by a phase section (not read by any DAG yet)."""
+    alerts: Alerts = {}
+    """Metric alerts: the seed's alert table rows that no phase gate covers (`migration_metric_alerts`)."""
     deadlines: Deadlines = {}
     """Pages when a run or an approval runs out of time silently."""
     perf: Perf = Field({}, description="The database performance view and the metrics the sampler emits.")

@@ -287,5 +287,17 @@ def cutover_overrides(tmp_path) -> dict:
             "rollout": [{"pct": 10, "hold": "4s"}, {"pct": 25, "hold": "3s"}, {"pct": 50, "hold": "3s"},
                         {"pct": 100, "hold": "3s"}],
             "keep_old_sync": "2s",
+            "performance_window": "10m", "performance_min_samples": 100,
         },
     }
+
+
+# --- phase 6: the consistency history the drop needs ------------------------------------------------
+def plant_consistency_runs(databases, *, end, span, every, status: str = "passed") -> int:
+    """Full consistency runs finished every ``every`` over ``span`` up to ``end`` (the hourly DAG's history)."""
+    rows = databases.query(
+        "legacy", f"INSERT INTO {SCHEMA}.consistency_runs (kind, status, dag_id, run_id, started_at, finished_at) "
+                  "SELECT 'full', %s, 'migration_consistency_hourly', 'planted', t - interval '1 minute', t "
+                  "FROM generate_series(%s::timestamptz - %s::interval, %s::timestamptz, %s::interval) AS t "
+                  "RETURNING id", (status, end, span, end, every))
+    return len(rows)

@@ -70,6 +70,19 @@ def write_stats(
     return len(rows)
 
 
+def write_operation_stats(conn, operation: str, *, end: datetime, minutes: int, requests: int = 100,
+                          errors: int = 0, p95_ms: float | None = 40.0, instance: str = "app-1") -> None:
+    """What the application reports for a named operation: one ``operation_stats`` row per minute."""
+    last = minute(end) - timedelta(minutes=1)
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {SCHEMA}.operation_stats (operation, bucket, instance, requests, errors, p95_latency_ms) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (operation, bucket, instance) DO UPDATE "
+            "SET requests = excluded.requests, errors = excluded.errors, p95_latency_ms = excluded.p95_latency_ms",
+            [(operation, last - timedelta(minutes=i), instance, requests, errors, p95_ms) for i in range(minutes)])
+    conn.commit()
+
+
 def clear_stats(conn, table: str = "dual_write_stats") -> None:
     with conn.cursor() as cur:
         cur.execute(f"DELETE FROM {SCHEMA}.{table}")

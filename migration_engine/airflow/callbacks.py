@@ -50,9 +50,20 @@ def _task_event(context: Any) -> dict[str, Any]:
     }
 
 
+def _paged_elsewhere(context: Any) -> bool:
+    """The task (``page_on_failure=False``) or its error (``already_paged``) has its own page."""
+    if _attr(_get(context, "task"), "page_on_failure") is False:
+        return True
+    exc = _get(context, "exception")
+    return any(_attr(e, "already_paged") is True for e in (exc, _attr(exc, "__cause__")) if e is not None)
+
+
 def task_failure_callback(context: Any) -> None:
     """``on_failure_callback``: a critical alert naming DAG, task, run, try and the exception."""
     try:
+        if _paged_elsewhere(context):
+            log.info("alerts: failure already paged by the migration's own alert; no task-failure page")
+            return
         alerts.task_alert("critical", "failed", "task_failure", **_task_event(context))
     except Exception as exc:  # noqa: BLE001 - a callback must never mask the task's own failure
         log.error("alerts: failure callback could not alert: %s", alerts.describe_error(exc))
@@ -61,6 +72,8 @@ def task_failure_callback(context: Any) -> None:
 def task_retry_callback(context: Any) -> None:
     """``on_retry_callback``: a warning (no page) that a task failed and will be retried."""
     try:
+        if _paged_elsewhere(context):
+            return
         alerts.task_alert("warning", "is retrying", "task_retry", **_task_event(context))
     except Exception as exc:  # noqa: BLE001
         log.error("alerts: retry callback could not alert: %s", alerts.describe_error(exc))

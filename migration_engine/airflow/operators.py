@@ -91,7 +91,8 @@ class ReadRolloutStepOperator(BaseOperator):
                 max_increase_points=co.error_rate_max_increase_points, min_requests=co.min_requests_per_check,
                 baseline_pct=baseline["baseline_pct"], max_inconclusive=co.max_inconclusive_checks,
                 snapshot=snapshot.as_dict(), dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
-                hold_started=hold_started),
+                hold_started=hold_started, max_p95_increase_pct=co.performance_max_p95_increase_pct,
+                min_p95_increase_ms=co.performance_min_increase_ms, baseline_p95_ms=baseline.get("baseline_p95_ms")),
             method_name="execute_complete",
             # A stuck triggerer must surface: the (rest of the) hold plus a few intervals of slack.
             timeout=max(hold_until - now, timedelta(0)) + max(3 * co.check_interval, timedelta(minutes=10)),

@@ -29,6 +29,9 @@ Resilient: ``retries`` defaults to ``WAIT_RETRIES`` (at least 1, see ``migration
 a retried try keeps the first try's deadline (read back from the ledger's ``wait.started``), and
 the gate's alert state is read back from ``gate_results`` (no second page for a status already
 reported). A triggerer restart re-creates the trigger from its kwargs: same deadline, same state.
+
+``page_on_failure=False``: the failure and retry callbacks stay quiet for this task because another
+task pages for it (the phase-5 checklist's ``checklist_result``: one page per run, not one per gate).
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class GateSensor(BaseSensorOperator):
         dry_run: bool | str = False,
         gate_timeout: float | str | None = None,
         max_consecutive_errors: int = 5,
+        page_on_failure: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **wait_retries(kwargs.get("task_id"), kwargs))
@@ -98,6 +102,8 @@ class GateSensor(BaseSensorOperator):
         self.dry_run = dry_run
         self.gate_timeout = gate_timeout
         self.max_consecutive_errors = max_consecutive_errors
+        # False: the task's failure/retry callbacks do not page (a summary task pages for it).
+        self.page_on_failure = page_on_failure
 
     def execute(self, context) -> Any:
         ti = context["ti"]

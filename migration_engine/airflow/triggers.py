@@ -131,7 +131,8 @@ class ReadRolloutHoldTrigger(PollingTrigger):
                  interval_s: float, max_increase_points: float, min_requests: int, baseline_pct: float | None,
                  max_inconclusive: int, snapshot: dict[str, Any], dag_id: str | None = None,
                  run_id: str | None = None, task_id: str | None = None, max_errors: int = 3,
-                 hold_started: str | None = None) -> None:
+                 hold_started: str | None = None, max_p95_increase_pct: float | None = None,
+                 min_p95_increase_ms: float = 0.0, baseline_p95_ms: float | None = None) -> None:
         super().__init__(poll_interval=interval_s, deadline=hold_until)
         self.kwargs = {
             "conn_id": conn_id, "schema": schema, "entities": list(entities), "pct": int(pct),
@@ -139,7 +140,8 @@ class ReadRolloutHoldTrigger(PollingTrigger):
             "max_increase_points": float(max_increase_points), "min_requests": int(min_requests),
             "baseline_pct": baseline_pct, "max_inconclusive": int(max_inconclusive), "snapshot": dict(snapshot),
             "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "max_errors": int(max_errors),
-            "hold_started": hold_started}
+            "hold_started": hold_started, "max_p95_increase_pct": max_p95_increase_pct,
+            "min_p95_increase_ms": float(min_p95_increase_ms or 0.0), "baseline_p95_ms": baseline_p95_ms}
         # the hold's end is judged by the watch; a check that errored at the end is retried this often
         self.overrun_polls = int(max_errors)
 

@@ -14,6 +14,7 @@ must not depend on worker availability. Setting a flag to 0 is idempotent, so a 
 twice (triggerer failover) is harmless. The resumed task then alerts and fails the run.
 
 Every check is recorded in ``gate_results`` (gate ``read_error_rate``, with the hold's counters).
+
 A restarted trigger resumes from its serialized kwargs: same hold end, and its first interval
 reaches back to the last snapshot it was given (a longer interval, still judged correctly); with
 ``hold_started`` (the hold's first start, kept across retries of the task) ``start`` also reads the
@@ -32,7 +33,9 @@ from typing import Any
 
 from migration_engine import control, db, sqlfiles
 from migration_engine.cutover.rollout import Decision, HoldMonitor
-from migration_engine.gates.error_rate import Snapshot, evaluate_delta, path_totals
+from migration_engine.gates import GateResult
+from migration_engine.gates.error_rate import Snapshot, evaluate_delta, interval_counts, path_totals
+from migration_engine.gates.read_latency import judge_latency
 from migration_engine.watch import Payload
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,9 @@ class HoldWatch:
     def __init__(self, *, conn_id: str, schema: str, entities: list[str], pct: int, hold_until: str,
                  max_increase_points: float, min_requests: int, baseline_pct: float | None, max_inconclusive: int,
                  snapshot: dict[str, Any], dag_id: str | None = None, run_id: str | None = None,
-                 task_id: str | None = None, max_errors: int = 3, hold_started: str | None = None) -> None:
+                 task_id: str | None = None, max_errors: int = 3, hold_started: str | None = None,
+                 max_p95_increase_pct: float | None = None, min_p95_increase_ms: float = 0.0,
+                 baseline_p95_ms: float | None = None) -> None:
         self.conn_id, self.schema, self.entities = conn_id, schema, list(entities)
         self.pct, self.hold_until = int(pct), datetime.fromisoformat(hold_until)
         self.max_increase_points, self.min_requests = float(max_increase_points), int(min_requests)
@@ -52,6 +57,9 @@ class HoldWatch:
         self.monitor = HoldMonitor(self.pct, self.hold_until, self.max_inconclusive)
         self.previous = Snapshot.from_dict(self.snapshot)
         self.hold_started = hold_started
+        self.max_p95_increase_pct = None if max_p95_increase_pct is None else float(max_p95_increase_pct)
+        self.min_p95_increase_ms = float(min_p95_increase_ms or 0.0)
+        self.baseline_p95_ms = None if baseline_p95_ms is None else float(baseline_p95_ms)
         self.resumed_from: dict[str, Any] | None = None
 
     @property
@@ -128,6 +136,7 @@ class HoldWatch:
             current = Snapshot(at=now, since=previous.since, old=totals["old"], new=totals["new"])
             result = evaluate_delta(previous, current, baseline_pct=self.baseline_pct,
                                     max_increase_points=self.max_increase_points, min_requests=self.min_requests)
+            result = self._with_latency(result, previous, current)
             flag_pct = int(control.current_flags(conn, self.schema)["read_new_pct"])
             decision = monitor.observe(result, now=now, flag_pct=flag_pct)
             try:
@@ -137,7 +146,10 @@ class HoldWatch:
                     reason=result.reason, dag_id=self.dag_id, run_id=self.run_id)
             except Exception as exc:  # noqa: BLE001 - the decision stands without its record
                 log.error("could not record the check in gate_results: %s", exc)
-            log.info("read rollout %s%%: %s - %s", self.pct, decision.kind, result.reason)
+            latency = result.figures.get("latency_status")
+            log.info("read rollout %s%%: %s - %s%s", self.pct, decision.kind, result.reason,
+                     f"; latency {latency}: new p95 {result.figures.get('latency_new_p95_ms')} ms vs "
+                     f"{result.figures.get('latency_old_p95_ms')} ms" if latency else "")
             self.previous = current
             return decision
         except Exception as exc:  # noqa: BLE001
@@ -149,6 +161,30 @@ class HoldWatch:
                                          max_errors=self.max_errors)
         finally:
             conn.close()
+
+    def _with_latency(self, result: GateResult, previous: Snapshot, current: Snapshot) -> GateResult:
+        """The interval's error-rate result, made critical if new-path reads got too slow.
+
+        The interval's latency distribution is the difference of the two snapshots' histograms
+        (exact for the interval, whatever its length; one slow outlier among many requests does not
+        move the p95)."""
+        if self.max_p95_increase_pct is None or result.status == "critical":
+            return result
+        new, old = interval_counts(previous, current)
+        if old.timed >= self.min_requests and old.p95_ms is not None:
+            old_p95, old_n, label = old.p95_ms, old.timed, "old path in the same interval"
+        else:
+            old_p95, old_n, label = self.baseline_p95_ms, self.min_requests, "pre-rollout old-path baseline"
+        latency = judge_latency(new.p95_ms, old_p95, max_increase_pct=self.max_p95_increase_pct,
+                                span=result.figures.get("interval", "the interval"), new_samples=new.timed,
+                                old_samples=old_n if old_p95 is not None else 0, min_samples=self.min_requests,
+                                min_increase_ms=self.min_p95_increase_ms, old_label=label,
+                                new_p95_floor=new.p95_floor_ms)
+        figures = {**result.figures, **{f"latency_{k}": v for k, v in latency.figures.items()},
+                   "latency_status": latency.status}
+        if latency.status == "critical":
+            return GateResult(result.gate, "critical", f"latency degradation: {latency.reason}", figures)
+        return GateResult(result.gate, result.status, result.reason, figures)
 
     def roll_back(self, decision: Decision) -> dict[str, Any]:
         """read_new_pct = 0 and the reason in the ledger; never raises (the event reports failure)."""

@@ -25,9 +25,16 @@ def measure_baseline(conn, cfg: MigrationConfig, *, actor: str, context: dict, n
     if flags.get("write_to_new"):
         raise CutoverRefused("writes are already on the new tables (write_to_new = true): the read rollout is "
                              "over; nothing to do (roll back with migration_rollback_writes if needed)")
+    from migration_engine.gates.error_rate import path_totals
+
     counts, window = old_path_baseline(conn, cfg, now=now)
+    end = now or datetime.now(UTC)
+    timed = path_totals(conn, cfg.control_schema, list(cfg.entities), end - window)["old"]
     conn.rollback() if not conn.autocommit else None
+    # baseline_p95_ms: the rollout's latency rollback compares against it when a check interval has too
+    # few old-path reads (at 100 % there are none); None (no timings reported) disables that fallback.
     figures = {"baseline_pct": counts.error_pct, "requests": counts.requests, "errors": counts.errors,
+               "baseline_p95_ms": timed.p95_ms, "baseline_timed_reads": timed.timed,
                "window": fmt_duration(window), "read_new_pct_before": flags.get("read_new_pct")}
     if counts.requests < cfg.cutover.min_requests_per_check:
         raise CutoverRefused(

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from migration_engine import sqlfiles
+from migration_engine import latency, sqlfiles
 from migration_engine.config import MigrationConfig
 from migration_engine.gates import GateResult, register
 from migration_engine.gates.window import fmt_duration, window_stats
@@ -45,14 +45,28 @@ SNAPSHOT_LOOKBACK = timedelta(minutes=5)
 class PathCounts:
     requests: int = 0
     errors: int = 0
+    hist: tuple[int, ...] = ()  # latency histogram (migration_engine.latency bounds); () if not reported
 
     @property
     def error_pct(self) -> float | None:
         return None if self.requests <= 0 else 100.0 * self.errors / self.requests
 
+    @property
+    def p95_ms(self) -> float | None:
+        return latency.percentile(self.hist) if self.hist else None
+
+    @property
+    def p95_floor_ms(self) -> float | None:
+        return latency.percentile_floor(self.hist) if self.hist else None
+
+    @property
+    def timed(self) -> int:
+        return sum(self.hist)
+
     def minus(self, other: PathCounts) -> PathCounts:
         # A stats reset (rows deleted) would make this negative; clamp so it reads as "no data".
-        return PathCounts(max(0, self.requests - other.requests), max(0, self.errors - other.errors))
+        return PathCounts(max(0, self.requests - other.requests), max(0, self.errors - other.errors),
+                          latency.minus(self.hist, other.hist))
 
     def as_list(self) -> list[int]:
         return [self.requests, self.errors]
@@ -69,13 +83,16 @@ class Snapshot:
 
     def as_dict(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(), "since": self.since.isoformat(),
-                "old": self.old.as_list(), "new": self.new.as_list()}
+                "old": self.old.as_list(), "new": self.new.as_list(),
+                "old_hist": list(self.old.hist), "new_hist": list(self.new.hist)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
         try:
+            hists = {p: tuple(map(int, data.get(f"{p}_hist") or ())) for p in ("old", "new")}
             return cls(at=datetime.fromisoformat(data["at"]), since=datetime.fromisoformat(data["since"]),
-                       old=PathCounts(*map(int, data["old"])), new=PathCounts(*map(int, data["new"])))
+                       old=PathCounts(*map(int, data["old"]), hists["old"]),
+                       new=PathCounts(*map(int, data["new"]), hists["new"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed error-rate snapshot {data!r}: {exc}") from None
 
@@ -145,8 +162,8 @@ def path_totals(conn, schema: str, entities: list[str], since: datetime, operati
                      {"operation": operation, "entities": list(entities), "since": since})
         rows = cur.fetchall()
     out = {"old": PathCounts(), "new": PathCounts()}
-    for path, requests, errors in rows:
-        out[path] = PathCounts(int(requests), int(errors))
+    for path, requests, errors, hist in rows:
+        out[path] = PathCounts(int(requests), int(errors), tuple(int(n) for n in hist or ()))
     return out
 
 
@@ -170,6 +187,11 @@ def evaluate_delta(previous: Snapshot, current: Snapshot, *, baseline_pct: float
     figures = {**result.figures, "interval_start": previous.at.isoformat(timespec="seconds"),
                "interval_end": current.at.isoformat(timespec="seconds")}
     return GateResult(result.gate, result.status, result.reason, figures)
+
+
+def interval_counts(previous: Snapshot, current: Snapshot) -> tuple[PathCounts, PathCounts]:
+    """(new, old) counts - with their latency histograms - reported between two snapshots."""
+    return current.new.minus(previous.new), current.old.minus(previous.old)
 
 
 def window_counts(conn, cfg: MigrationConfig, *, entities: list[str], start: datetime, end: datetime,

@@ -9,7 +9,12 @@ dry-run mode, and tests. It never needs Airflow itself.
   ``"package.module:function"`` path.
 * :class:`GateMonitor` keeps the last status so Slack is paged only when the status *changes*
   (waiting -> warning, warning -> critical, ...) and the open alert is resolved when the gate
-  recovers; every evaluation - including failed ones - lands in ``gate_results``.
+  recovers; every evaluation - including failed ones - lands in ``gate_results``. A passing
+  evaluation also resolves any other open alert that reported this gate as a condition once all
+  of its conditions pass (``alerts.resolve_cleared``: e.g. the phase-5 checklist page of an
+  earlier run), so an alert closes when what it reported clears, not when a task succeeds.
+
+Logging: the evaluation is logged once, by the caller (``gates.watch`` summarises repeats).
 """
 
 from __future__ import annotations
@@ -224,8 +229,15 @@ class GateMonitor:
                 alert = status if self._page(cfg, conn, result, previous) else None
             elif previous in ALERTING and status in ("passed", "waiting"):
                 alert = "resolved" if self._resolve(cfg, conn, result) else None
-        log.info("gate %s: %s - %s", self.label, status, result.reason)
+        if status == "passed" and changed and gate_id is not None:
+            self._resolve_cleared(cfg, conn, result)
         return Evaluation(result, gate_id, changed, alert)
+
+    def _resolve_cleared(self, cfg: MigrationConfig, conn, result: GateResult) -> None:
+        from migration_engine.alerts import resolve_cleared
+
+        resolve_cleared(self.label, conn=conn, schema=cfg.control_schema, cfg=cfg,
+                        text=f"cleared: {self.label} passed in {self.dag_id} run {self.run_id}: {result.reason}")
 
     def _page(self, cfg: MigrationConfig, conn, result: GateResult, previous: str | None) -> bool:
         from migration_engine.alerts import send_alert

@@ -13,6 +13,7 @@ from tests.cutover_fixtures import (
     flags,
     gate_rows,
     ledger,
+    plant_consistency_runs,
     prepare_control,
     set_flags,
     wait_for,
@@ -41,6 +42,7 @@ def _comment(databases, name: str) -> str | None:
 def test_archive_rerun_noop_drop_refused_then_dropped(databases, airflow_db, fake_slack, tmp_path, monkeypatch):
     write_config(tmp_path, monkeypatch, OVERRIDES)
     prepare_control(databases)
+    plant_consistency_runs(databases, end=datetime.now(UTC), span="8 days", every="1 hour")  # a week of passing checks
     set_flags(databases, dual_write_enabled=True, write_to_new=True, keep_old_sync=True, shadow_read_pct=100)
     time.sleep(1.1)  # min_age_after_write_cutover
 

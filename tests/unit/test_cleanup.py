@@ -8,7 +8,7 @@ import pytest
 
 from migration_engine import cleanup
 from migration_engine.config import TableRef
-from tests.cutover_fixtures import ledger, prepare_control, set_flags, wait_for, write_config
+from tests.cutover_fixtures import ledger, plant_consistency_runs, prepare_control, set_flags, wait_for, write_config
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -50,6 +50,7 @@ def test_write_cutover_age_gate(databases, tmp_path, monkeypatch):
 def test_drop_refused_when_archived_table_was_written(databases, tmp_path, monkeypatch):
     cfg = write_config(tmp_path, monkeypatch, OVERRIDES)
     prepare_control(databases)
+    plant_consistency_runs(databases, end=datetime.now(UTC), span="8 days", every="1 hour")
     conn = databases.connect("legacy")
     try:
         result = cleanup.archive(conn, cfg, actor="test", context={})
@@ -101,5 +102,38 @@ def test_archive_plan_is_the_exact_sql_and_a_rerun_records_nothing(databases, tm
         n = len(ledger(databases))
         assert all(not p.changed for p in runner.plan(cleanup.archive_steps(cfg)))
         assert not cleanup.archive(conn, cfg, actor="test", context={})["changed"] and len(ledger(databases)) == n
+    finally:
+        conn.close()
+
+
+def test_drop_refused_before_7_days_of_passing_consistency(databases, tmp_path, monkeypatch):
+    """Seed post-migration checklist: "all consistency checks passing for 7 days" before anything is dropped."""
+    cfg = write_config(tmp_path, monkeypatch, OVERRIDES)
+    prepare_control(databases)
+    now = datetime.now(UTC)
+    conn = databases.connect("legacy")
+    try:
+        cleanup.archive(conn, cfg, actor="test", context={})
+        later = now + timedelta(seconds=RETENTION_S + 1)  # past the safe-drop date: only consistency decides
+        none = cleanup.drop_readiness(conn, cfg, later)
+        assert none.status == "failed" and "no passing consistency run" in none.reason
+
+        # Six days of hourly passing runs: a day short.
+        plant_consistency_runs(databases, end=now, span="6 days", every="1 hour")
+        short = cleanup.drop_readiness(conn, cfg, later)
+        assert short.status == "failed" and "passed for 6d 00h" in short.reason and "need 7d 00h" in short.reason
+        assert short.figures["consistency"]["runs"] == 6 * 24 + 1
+
+        # Eight days, but one run three days ago failed: the streak restarts there.
+        plant_consistency_runs(databases, end=now - timedelta(days=6, minutes=30), span="2 days", every="1 hour")
+        assert cleanup.drop_readiness(conn, cfg, later).passed
+        plant_consistency_runs(databases, end=now - timedelta(days=3, minutes=10), span="0", every="1 hour",
+                               status="failed")
+        failed = cleanup.drop_readiness(conn, cfg, later)
+        assert failed.status == "failed" and "passed for 3d 00h" in failed.reason and "did not pass" in failed.reason
+
+        # The hourly DAG stopped: no run for the last 5 hours.
+        stale = cleanup.drop_readiness(conn, cfg, now + timedelta(hours=5))
+        assert "without a consistency run" in stale.reason
     finally:
         conn.close()

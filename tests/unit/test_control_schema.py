@@ -23,13 +23,13 @@ SCHEMA = "migration_control"
 V0 = Path(__file__).resolve().parents[1] / "fixtures" / "control_schema_v0"
 NAMES = ["001_control_tables.sql", "002_control_indexes.sql", "003_backfill_tables.sql",
          "004_consistency_tables.sql", "005_slack_tables.sql", "006_backfill_generic_keys.sql",
-         "007_finding_key_types.sql", "008_perf_samples.sql"]
+         "007_finding_key_types.sql", "008_perf_samples.sql", "009_metric_alerts.sql"]
 LATEST = len(NAMES)
 TABLES = {"feature_flags", "dual_write_stats", "shadow_read_stats", "shadow_read_mismatches", "path_stats",
           "gate_results", "audit_ledger", "alerts", "step_state", "backfill_runs", "backfill_ranges",
           "consistency_runs", "consistency_check_results", "consistency_findings", "slack_requests",
           "slack_approvals"}  # the tables the unversioned layout had (tests/fixtures/control_schema_v0)
-NEW_TABLES = {"perf_samples", "perf_table_samples", "perf_statement_counters"}  # 008
+NEW_TABLES = {"perf_samples", "perf_table_samples", "perf_statement_counters", "operation_stats"}  # 008, 009
 
 
 def _fast(**overrides) -> Ddl:

@@ -283,6 +283,29 @@ def test_shadow_reads_match_clean_data_and_report_missing_rows(env):
                            f"FROM {env.schema}.shadow_read_stats") == [(6, 1)]
 
 
+def test_simulator_reports_the_named_operations_of_the_alert_table(env):
+    """Shadow reads time both sides (performance gate) and the comparison (cross-DB alert); checkout reports
+    an invoice transition and a payment, failing at the injected rates."""
+    env.flags(dual_write_enabled=True, shadow_read_pct=100)
+    app = env.app(Faults(new_path_latency_ms=30, payment_error_rate=1.0), seed=3)
+    refs = [app.create_listing(2, f"Timed {i}") for i in range(10)]
+    for ref in refs:
+        app.get_listing(ref)
+    with pytest.raises(Exception, match="injected payment_processing error"):
+        app.checkout(refs[0])
+    app.control.flush()
+    ops = {op: (n, bad, p95) for op, n, bad, p95 in env.q(
+        "legacy", f"SELECT operation, sum(requests)::int, sum(errors)::int, max(p95_latency_ms) "
+                  f"FROM {env.schema}.operation_stats GROUP BY 1")}
+    assert ops["shadow_read.old"][0] == 11 and ops["shadow_read.new"][0] == 11 and ops["cross_db_query"][0] == 11
+    assert ops["shadow_read.new"][2] >= 30 > ops["shadow_read.old"][2]  # the slow new side shows
+    assert ops["invoice_state_transition"][:2] == (1, 0) and ops["payment_processing"][:2] == (1, 1)
+    # served reads carry latency histograms (the rollout's per-interval p95)
+    [(timed, requests)] = env.q("legacy", f"SELECT sum((SELECT sum(n) FROM unnest(latency_histogram) n))::int, "
+                                          f"sum(requests)::int FROM {env.schema}.path_stats WHERE operation = 'read'")
+    assert timed == requests == 11
+
+
 # -- write cutover and maintenance --------------------------------------------------------------
 def test_write_cutover_with_keep_old_sync_writes_new_first_and_links_old(env):
     env.flags(dual_write_enabled=True, read_new_pct=100, write_to_new=True, keep_old_sync=True)
