@@ -1,7 +1,7 @@
 """The wheel is the product: every module, all product SQL, the DAGs and the default config; no dev tooling.
 
 Installed with ``--no-deps`` into a directory outside the checkout (next to a view of this venv's
-third-party packages without the editable install of the checkout), the 15 DAG files parse with zero
+third-party packages without the editable install of the checkout), the 16 DAG files parse with zero
 import errors and the plugins load from the installed package, with no checkout path on sys.path.
 """
 
@@ -50,7 +50,7 @@ def test_wheel_holds_the_product_and_nothing_else(wheel):
            for p in (ROOT / "include" / "sql").rglob("*.sql")}
     assert sql and not sql - names, sorted(sql - names)
     dags = {"migration_engine/dags/" + p.name for p in (ROOT / "dags").glob("*.py")}
-    assert len(dags) == 15 and not dags - names, sorted(dags - names)
+    assert len(dags) == 16 and not dags - names, sorted(dags - names)
     assert "migration_engine/defaults/migration.yaml" in names
     tops = {n.split("/", 1)[0] for n in names}
     assert tops == {"migration_engine", f"{DIST_NAME}-0.2.0.dist-info"}, tops  # no devtools, tests, bench
@@ -101,7 +101,7 @@ def test_installed_wheel_parses_every_dag_and_loads_the_plugins(wheel, tmp_path)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["package"].startswith(str(site_dir)), out["package"]
     assert out["import_errors"] == {}, out["import_errors"]
-    assert len(out["dags"]) == 15 and all(d.startswith("migration_") for d in out["dags"]), out["dags"]
+    assert len(out["dags"]) == 16 and all(d.startswith("migration_") for d in out["dags"]), out["dags"]
     assert set(out["plugins"]) == {"migration_dashboard", "migration_slack_interactivity"}, out
     assert all(f.startswith(str(site_dir)) for f in out["plugins"].values()), out["plugins"]
     assert out["plugin_errors"] == {}, out["plugin_errors"]

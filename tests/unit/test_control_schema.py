@@ -48,17 +48,20 @@ def _tables(databases) -> set[str]:
 
 # Migration 006 turns the backfill's key bounds from bigint into text (and adds backfill_runs.key_type):
 # their rows are compared with the bounds as text on both sides, so a changed value still shows.
+# 006: backfill_runs.key_type, 007: consistency_findings.key_type, 009: path_stats.latency_histogram and
+# alerts.conditions
+ADDED = "'{key_type,latency_histogram,conditions}'::text []"
 _BOUNDS = {"backfill_runs": ("key_min", "key_max"), "backfill_ranges": ("key_lo", "key_hi", "last_key")}
 
 
 def _contents(databases) -> dict[str, list[str]]:
     """Every row of every control table (except schema_version), as text, in a stable order; without
-    the ``key_type`` columns later migrations add (006: backfill_runs, 007: consistency_findings)."""
+    the nullable columns later migrations add to existing tables (ADDED: NULL in every old row)."""
     def select(t: str) -> str:
         if t not in _BOUNDS:
-            return f'SELECT (to_jsonb(x) - \'key_type\')::text FROM {SCHEMA}."{t}" AS x ORDER BY 1'
+            return f'SELECT (to_jsonb(x) - {ADDED})::text FROM {SCHEMA}."{t}" AS x ORDER BY 1'
         bounds = ", ".join(f"'{c}', x.{c}::text" for c in _BOUNDS[t])
-        return (f"SELECT (to_jsonb(x) - 'key_type' || jsonb_build_object({bounds}))::text "
+        return (f"SELECT (to_jsonb(x) - {ADDED} || jsonb_build_object({bounds}))::text "
                 f'FROM {SCHEMA}."{t}" AS x ORDER BY 1')
     return {t: [r[0] for r in databases.query("legacy", select(t))]
             for t in sorted(_tables(databases) - {"schema_version"})}
