@@ -201,3 +201,19 @@ def test_backfill_with_the_controller_logs_and_ledgers_its_decisions(databases, 
     probes = databases.query("legacy", "SELECT count(*) FROM pg_stat_activity "
                                        "WHERE application_name = 'migration-backfill-probe'")[0][0]
     assert probes == 0  # the probe's sessions are closed
+
+
+def test_budget_params_map_to_the_throttle_section(cfg):
+    from migration_engine.backfill.settings import BackfillError
+    from migration_engine.backfill.tasks import settings_from_params
+
+    assert settings_from_params(cfg, {}).throttle == cfg.backfill.throttle  # empty: the config's
+    on = settings_from_params(cfg, {"latency_budget_pct": 20, "replica_lag_budget_seconds": 10})
+    assert on.throttle.budget.enabled and on.throttle.budget.max_latency_increase_pct == 20
+    assert on.throttle.budget.max_replication_lag == timedelta(seconds=10)
+    assert on.throttle.budget.probe_interval == cfg.backfill.throttle.budget.probe_interval  # merged, not replaced
+    assert settings_from_params(cfg, {"latency_budget_pct": 0}).throttle.budget.enabled is False
+    with pytest.raises(BackfillError, match=r"latency_budget_pct must be a number >= 0 .* got -5"):
+        settings_from_params(cfg, {"latency_budget_pct": -5})
+    with pytest.raises(BackfillError, match=r"replica_lag_budget_seconds must be a number of seconds > 0, got 'x'"):
+        settings_from_params(cfg, {"replica_lag_budget_seconds": "x"})
