@@ -340,7 +340,7 @@ class LatencyBudget(Strict):
     min_rows_per_second: int = Field(200, ge=1, description=(
         "The controller never goes below this rate (whole backfill)."))
     increase_pct: float = Field(15, gt=0, le=100, description=(
-        "Under budget (pressure below 0.8): the rate grows by this percent per decision."))
+        "While every signal uses less than half its budget: the rate grows by this percent per decision."))
     decrease_factor: float = Field(0.6, gt=0, lt=1, description="Over budget: the rate is multiplied by this.")
 
 

@@ -8,13 +8,15 @@ contract; tests feed it synthetic samples.
 
 The budget (``backfill.throttle.budget``): each latency signal may rise at most
 ``max_latency_increase_pct`` over its baseline (measured before the first batch), replication lag of
-either database at most ``max_replication_lag``. *Pressure* is the worst signal divided by its
-limit (1.0 = exactly at the budget). Like gh-ost's and Spirit's throttlers, but continuous:
+either database at most ``max_replication_lag``. *Pressure* is the share of the budget a signal
+uses: for a latency, (value - baseline) / (limit - baseline) - 0 at the baseline, 1.0 at exactly
++``max_latency_increase_pct``, negative below the baseline; for replica lag, lag / max lag. The
+worst signal decides. Like gh-ost's and Spirit's throttlers, but continuous:
 
 * pressure > 1: multiplicative decrease (``decrease_factor``), at most once per ``signal_samples``
   decisions, so the signal can show the effect before the next cut;
-* pressure < 0.8: increase by ``increase_pct`` of the current rate, but never above twice the rate
-  the copy actually achieved (no wind-up while the database is the bottleneck);
+* pressure < 0.5 (``CALM``): increase by ``increase_pct`` of the current rate, but never above twice
+  the rate the copy actually achieved (no wind-up while the database is the bottleneck);
 * otherwise hold.
 
 The rate is for the whole backfill; ``share`` parallel ranges each take their part.
@@ -27,7 +29,7 @@ from typing import Any
 
 from migration_engine.config import LatencyBudget
 
-CALM = 0.8  # below this pressure the rate grows
+CALM = 0.5  # below this share of the budget the rate grows
 
 
 @dataclass(frozen=True)
@@ -90,18 +92,25 @@ class RateController:
         return out
 
     def pressure(self, s: Sample) -> tuple[float | None, str | None, float | None, float | None]:
-        """(worst value / limit, signal name, value, limit) over every signal that has a reading."""
+        """(share of the budget used, signal name, value, limit) of the worst signal that has a reading."""
         worst: tuple[float | None, str | None, float | None, float | None] = (None, None, None, None)
         pct = self.b.max_latency_increase_pct
-        candidates = [(f"{side} probe latency", v, _limit(self.baseline.latency_ms.get(side), pct))
+        candidates = [(f"{side} probe latency", v, self.baseline.latency_ms.get(side))
                       for side, v in s.latency_ms.items()]
-        candidates.append(("application p95", s.app_p95_ms, _limit(self.baseline.app_p95_ms, pct)))
+        candidates.append(("application p95", s.app_p95_ms, self.baseline.app_p95_ms))
         max_lag = self.b.max_replication_lag.total_seconds()
-        candidates += [(f"{side} replication lag", v, max_lag) for side, v in s.lag_seconds.items()]
-        for name, value, limit in candidates:
+        for name, value, base in candidates:
+            limit = _limit(base, pct)
             if value is None or limit is None:
                 continue
-            p = value / limit
+            p = (value - base) / (limit - base)
+            if worst[0] is None or p > worst[0]:
+                worst = (p, name, value, limit)
+        for side, value in s.lag_seconds.items():
+            if value is None:
+                continue
+            p = value / max_lag
+            name, limit = f"{side} replication lag", max_lag
             if worst[0] is None or p > worst[0]:
                 worst = (p, name, value, limit)
         return worst

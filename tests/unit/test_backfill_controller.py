@@ -33,25 +33,25 @@ BASE = Baseline({"legacy": 2.0, "new": 2.0}, app_p95_ms=10.0)
 
 def test_controller_grows_while_calm_and_never_past_twice_what_the_copy_achieved():
     c = RateController(_budget(), BASE)
-    d = c.decide(Sample({"legacy": 1.8, "new": 1.9}), achieved_rows_per_second=10_000)  # 0.79 of 2.4 ms
+    d = c.decide(Sample({"legacy": 2.1, "new": 2.15}), achieved_rows_per_second=10_000)  # new uses 37 %
     assert (d.action, d.rows_per_second) == ("increase", pytest.approx(11_500))
     assert d.signal == "new probe latency" and d.limit == pytest.approx(2.4)  # +20 % over 2.0
     for _ in range(20):
         d = c.decide(Sample({"legacy": 1.5, "new": 1.5}), achieved_rows_per_second=8_000)
     assert d.rows_per_second == pytest.approx(16_000)  # the database does 8k/s: no wind-up past 2x
     assert c.decide(Sample({"legacy": 1.5}), 8_000).action == "hold"  # at the anti-wind-up bound
-    assert c.decide(Sample({"legacy": 2.1}), 20_000).action == "hold"  # 0.875 of the budget: hold
+    assert c.decide(Sample({"legacy": 2.25}), 20_000).action == "hold"  # uses 62 % of the +0.4 ms: hold
 
 
 def test_controller_cuts_when_a_signal_crosses_its_budget_and_holds_near_it():
     c = RateController(_budget(signal_samples=3), BASE)
     d = c.decide(Sample({"legacy": 2.0, "new": 3.0}), 10_000)  # new: 3.0 ms > 2.4 ms
     assert (d.action, d.rows_per_second, d.signal) == ("decrease", pytest.approx(6000), "new probe latency")
-    assert d.pressure == pytest.approx(1.25)
-    assert "decrease to 6,000 rows/s: new probe latency 3.00 ms (budget 2.40 ms" in d.text()
+    assert d.pressure == pytest.approx(2.5)  # +1.0 ms of an allowed +0.4 ms
+    assert "decrease to 6,000 rows/s: new probe latency 3.00 ms (budget 2.40 ms, pressure 2.50)" in d.text()
     # the next cut waits for signal_samples decisions, so the signal can show the first one's effect
     assert [c.decide(Sample({"new": 3.0}), 6000).action for _ in range(3)] == ["hold", "hold", "decrease"]
-    assert c.decide(Sample({"new": 2.3}), 3600).action == "hold"  # 0.96 of the budget: between 0.8 and 1
+    assert c.decide(Sample({"new": 2.3}), 3600).action == "hold"  # uses 75 % of the budget: between 0.5 and 1
     for _ in range(30):
         c.decide(Sample({"new": 9.0}), 3600)
     assert c.rate == 500  # never below min_rows_per_second
