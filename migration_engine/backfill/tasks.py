@@ -15,7 +15,7 @@ from migration_engine import control, db
 from migration_engine.backfill import store
 from migration_engine.backfill.engine import RangeWorker
 from migration_engine.backfill.runs import finish_run
-from migration_engine.backfill.settings import BackfillError, backfill_settings
+from migration_engine.backfill.settings import BackfillError, backfill_settings, budget_overrides
 from migration_engine.backfill.step import BackfillPass
 from migration_engine.config import Backfill, MigrationConfig
 
@@ -26,26 +26,6 @@ SETTING_PARAMS = ("batch_size", "max_rows_per_second", "parallelism")
 
 def actor(dag_id: str | None, run_id: str | None) -> str:
     return f"airflow:{dag_id}/{run_id}"
-
-
-BUDGET_PARAMS = ("latency_budget_pct", "replica_lag_budget_seconds")
-
-
-def budget_overrides(params: dict[str, Any]) -> dict[str, Any] | None:
-    """The latency-budget Params as a ``throttle`` override: ``latency_budget_pct`` None = the config's
-    controller setting, 0 = controller off (fixed cap only), > 0 = on with that budget;
-    ``replica_lag_budget_seconds`` None = the config's."""
-    pct, lag = params.get("latency_budget_pct"), params.get("replica_lag_budget_seconds")
-    budget: dict[str, Any] = {}
-    if pct is not None:
-        if isinstance(pct, bool) or not isinstance(pct, int | float) or pct < 0:
-            raise BackfillError(f"Param latency_budget_pct must be a number >= 0 (0 = controller off), got {pct!r}")
-        budget = {"enabled": False} if pct == 0 else {"enabled": True, "max_latency_increase_pct": pct}
-    if lag is not None:
-        if isinstance(lag, bool) or not isinstance(lag, int | float) or lag <= 0:
-            raise BackfillError(f"Param replica_lag_budget_seconds must be a number of seconds > 0, got {lag!r}")
-        budget["max_replication_lag"] = float(lag)
-    return {"budget": budget} if budget else None
 
 
 def settings_from_params(cfg: MigrationConfig, params: dict[str, Any]) -> Backfill:

@@ -217,3 +217,12 @@ def test_budget_params_map_to_the_throttle_section(cfg):
         settings_from_params(cfg, {"latency_budget_pct": -5})
     with pytest.raises(BackfillError, match=r"replica_lag_budget_seconds must be a number of seconds > 0, got 'x'"):
         settings_from_params(cfg, {"replica_lag_budget_seconds": "x"})
+
+
+def test_cli_flags_set_the_budget(cfg):
+    from migration_engine.backfill.__main__ import _settings, parse_args
+
+    s = _settings(cfg, parse_args(["run", "--latency-budget-pct", "30", "--replica-lag-budget-seconds", "5"]))
+    assert s.throttle.budget.enabled and s.throttle.budget.max_latency_increase_pct == 30
+    assert s.throttle.budget.max_replication_lag == timedelta(seconds=5)
+    assert _settings(cfg, parse_args(["run"])).throttle == cfg.backfill.throttle
