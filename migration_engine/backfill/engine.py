@@ -412,6 +412,12 @@ class RangeWorker:
                 self._ledger_progress(legacy, done_before + result.rows_read, total, rate, eta, after, hi)
                 last_ledger = now
             size = throttle.next_batch_size(size, elapsed, self.s)
+            if self.controller is not None:
+                # paced, not bursty: a batch at the controller's rate takes about one probe interval,
+                # so the copy reacts within a second and the load it adds is smooth
+                interval = self.s.throttle.budget.probe_interval.total_seconds()
+                per_interval = self.controller.worker_rate(share) * interval
+                size = max(self.s.min_batch_size, min(size, int(per_interval)))
             if pause > 0:
                 self.sleep(pause)
         result.seconds = time.monotonic() - started

@@ -27,6 +27,7 @@ from migration_engine.config import LatencyBudget
 log = logging.getLogger(__name__)
 
 SIDES = ("legacy", "new")
+LOOKUPS = 3  # lookups per sample; the sample is their median (one slow scheduling blip is not a signal)
 
 
 class Probe:
@@ -74,18 +75,21 @@ class Probe:
                 pass
 
     def sample_once(self) -> dict[str, float | None]:
-        """Time one lookup per database (ms); also what the thread does every ``probe_interval``."""
-        key = self._rng.randint(self.key_lo, self.key_hi)
+        """Time ``LOOKUPS`` lookups per database, median in ms; what the thread does every ``probe_interval``."""
+        keys = [self._rng.randint(self.key_lo, self.key_hi) for _ in range(LOOKUPS)]
         out: dict[str, float | None] = {}
         for side in SIDES:
             name, ids = (("backfill/probe_old.sql", self.es.old_ids()) if side == "legacy"
                          else ("backfill/probe_new.sql", self.es.new_ids()))
             try:
-                t0 = time.perf_counter()
-                with self._conns[side].cursor() as cur:
-                    sqlfiles.run(cur, name, ids, {"probe_key": key})
-                    cur.fetchone()
-                ms = (time.perf_counter() - t0) * 1000
+                timings = []
+                for key in keys:
+                    t0 = time.perf_counter()
+                    with self._conns[side].cursor() as cur:
+                        sqlfiles.run(cur, name, ids, {"probe_key": key})
+                        cur.fetchone()
+                    timings.append((time.perf_counter() - t0) * 1000)
+                ms = median(timings)
             except Exception as exc:  # noqa: BLE001 - a failing probe is reported, not fatal
                 if side not in self._failed:
                     log.warning("%s: latency probe on the %s database failed (%s); no latency signal from it",
@@ -107,7 +111,7 @@ class Probe:
     def baseline(self, sleep: Callable[[float], None] = time.sleep) -> dict[str, float | None]:
         """Median latency per database over ``baseline_duration`` (sampled before the copy starts)."""
         interval = self.b.probe_interval.total_seconds()
-        n = max(3, round(self.b.baseline_duration.total_seconds() / interval))
+        n = max(5, round(self.b.baseline_duration.total_seconds() / interval))
         got: dict[str, list[float]] = {side: [] for side in SIDES}
         for i in range(n):
             for side, ms in self.sample_once().items():
