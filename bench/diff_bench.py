@@ -1,6 +1,6 @@
 """Consistency diff benchmark: our range-checksum diff vs reladiff, same data, same run.
 
-    .venv/bin/python bench/diff_bench.py [--listings 1000000] [--k 30] [--repeat 1] [--json out.json]
+    .venv/bin/python bench/diff_bench.py [--listings 100000 1000000 4000000] [--k 30] [--repeat 1] [--json out.json]
 
 Starts its own throwaway PostgreSQL cluster (devtools.pgcluster), seeds the demo
 databases (devtools.demo_data.build; ~70 % of the listings are ACTIVE = in scope), fills
@@ -12,16 +12,16 @@ Both tools get the same job - in-scope rows only, status mapped, provider compar
 it stands for, 8 value columns - and must report exactly the K planted keys:
 
   ours:     migration_engine.consistency.diff.diff_entity with the project config (chunk_size,
-            bisect_min_rows, bisect_factor, parallelism from include/migration.yaml) - the mapping
-            is applied inside each server's checksum query. recheck_delay is set to 10 ms (the data
-            is static; the re-check queries still run).
+            bisect_min_rows, bisect_factor, parallelism, recheck_delay from include/migration.yaml,
+            nothing overridden) - the mapping is applied inside each server's checksum query.
   reladiff: reladiff.diff_tables (HASHDIFF, its defaults: bisection factor 32, threshold 16384)
             over two views that apply the same scope and mapping (bench_old_view.sql /
             bench_new_view.sql), with as many threads as our parallelism.
 
 reladiff is installed for this benchmark only (``.venv/bin/pip install reladiff``); it is not a
 project dependency. Timings depend on the machine and on what else runs on it: this prints the
-numbers and the ratio, it never asserts on them.
+numbers and the ratio, it never asserts on them. The cluster runs with PostgreSQL's default
+durability (fsync, synchronous_commit, full_page_writes on: ``PgCluster(durable=True)``).
 """
 
 from __future__ import annotations
@@ -86,9 +86,7 @@ def prepare(legacy_dsn: str, new_dsn: str, listings: int, k: int) -> dict:
 
 
 def run_ours(legacy_dsn: str, new_dsn: str) -> tuple[float, dict]:
-    data = __import__("yaml").safe_load(DEFAULT_CONFIG_PATH.read_text())
-    data["consistency"]["recheck_delay"] = "10ms"
-    cfg = parse_config(data)
+    cfg = parse_config(__import__("yaml").safe_load(DEFAULT_CONFIG_PATH.read_text()))  # shipped config
     t0 = time.monotonic()
     r = diff_entity(cfg, "listings", lambda: psycopg2.connect(legacy_dsn), lambda: psycopg2.connect(new_dsn),
                     progress=lambda _msg: None)
@@ -96,8 +94,9 @@ def run_ours(legacy_dsn: str, new_dsn: str) -> tuple[float, dict]:
     found = {"changed": sorted(r.keys("changed")), "missing_in_new": sorted(r.keys("missing_in_new")),
              "extra_in_new": sorted(r.keys("missing_in_old"))}
     return elapsed, {"found": found, "old_count": r.old_count, "new_count": r.new_count, **r.details,
-                     "settings": {k: getattr(cfg.consistency, k) for k in
-                                  ("chunk_size", "bisect_min_rows", "bisect_factor", "parallelism")}}
+                     "settings": {k: str(getattr(cfg.consistency, k)) for k in
+                                  ("chunk_size", "bisect_min_rows", "bisect_factor", "parallelism",
+                                   "recheck_delay")}}
 
 
 def run_reladiff(legacy_dsn: str, new_dsn: str, threads: int) -> tuple[float, dict] | None:
@@ -119,9 +118,53 @@ def run_reladiff(legacy_dsn: str, new_dsn: str, threads: int) -> tuple[float, di
     return elapsed, {"found": found}
 
 
+def one_size(listings: int, k: int, repeat: int) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="zdm-diff-bench-"))
+    os.chmod(workdir, 0o755)
+    cluster = PgCluster(workdir / "pgdata", free_port(), durable=True)
+    cluster.start()
+    try:
+        for name in ("bench_legacy", "bench_new"):
+            cluster.create_database(name, drop_existing=True)
+        legacy_dsn, new_dsn = cluster.dsn("bench_legacy"), cluster.dsn("bench_new")
+        print(f"[{listings:,}] seeding {listings:,} listings ...", flush=True)
+        prep = prepare(legacy_dsn, new_dsn, listings, k)
+        planted = prep["planted"]
+        print(f"[{listings:,}] seeded in {prep['seed_s']} s; copied {prep['copied']:,} ACTIVE listings to the new "
+              f"side in {prep['copy_s']} s; planted {sum(map(len, planted.values()))} differences: "
+              + ", ".join(f"{kind}={len(v)}" for kind, v in planted.items()), flush=True)
+
+        ours_cfg = run_ours(legacy_dsn, new_dsn)[1]["settings"]  # warm-up: caches, plans (not timed)
+        threads = int(ours_cfg["parallelism"])
+        run_reladiff(legacy_dsn, new_dsn, threads)  # warm-up for reladiff too (same caches for both)
+        runs = []
+        for i in range(repeat):
+            ours_s, ours = run_ours(legacy_dsn, new_dsn)
+            rel_s, rel = run_reladiff(legacy_dsn, new_dsn, threads)
+            ok_ours, ok_rel = ours["found"] == planted, rel["found"] == planted
+            runs.append({"ours_s": round(ours_s, 2), "reladiff_s": round(rel_s, 2), "ours_all_found": ok_ours,
+                         "reladiff_all_found": ok_rel})
+            print(f"[{listings:,}] run {i + 1}: ours {ours_s:.2f} s (all {k} found: {ok_ours}; {ours['chunks']} "
+                  f"chunks, {ours['queries']} queries, {ours['rows_compared']} rows compared) | reladiff "
+                  f"{rel_s:.2f} s (all {k} found: {ok_rel}) | ratio reladiff/ours = {rel_s / ours_s:.2f}x",
+                  flush=True)
+            for who, res in (("ours", ours), ("reladiff", rel)):
+                if res["found"] != planted:
+                    print(f"  {who} found {res['found']} but planted {planted}", flush=True)
+        best_ours = min(r["ours_s"] for r in runs)
+        best_rel = min(r["reladiff_s"] for r in runs)
+        return {"listings": listings, "in_scope": prep["counts"]["active_listings"], "k": k, "settings": ours_cfg,
+                "reladiff_threads": threads, "runs": runs, "best_ours_s": best_ours, "best_reladiff_s": best_rel,
+                "ratio_reladiff_over_ours": round(best_rel / best_ours, 2),
+                "all_found": all(r["ours_all_found"] and r["reladiff_all_found"] for r in runs)}
+    finally:
+        cluster.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench/diff_bench.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--listings", type=int, default=1_000_000)
+    ap.add_argument("--listings", type=int, nargs="+", default=[100_000, 1_000_000, 4_000_000])
     ap.add_argument("--k", type=int, default=30, help="planted differences (split in three kinds)")
     ap.add_argument("--repeat", type=int, default=1, help="timed runs of each tool (alternating)")
     ap.add_argument("--json", help="also write the results here")
@@ -132,48 +175,17 @@ def main(argv: list[str] | None = None) -> int:
         print("reladiff is not installed: `.venv/bin/pip install reladiff` (benchmark only, not a project "
               "dependency), then run this again.", file=sys.stderr)
         return 2
-
-    workdir = Path(tempfile.mkdtemp(prefix="zdm-diff-bench-"))
-    os.chmod(workdir, 0o755)
-    cluster = PgCluster(workdir / "pgdata", free_port())
-    cluster.start()
-    try:
-        for name in ("bench_legacy", "bench_new"):
-            cluster.create_database(name, drop_existing=True)
-        legacy_dsn, new_dsn = cluster.dsn("bench_legacy"), cluster.dsn("bench_new")
-        print(f"seeding {args.listings:,} listings ...", flush=True)
-        prep = prepare(legacy_dsn, new_dsn, args.listings, args.k)
-        planted = prep["planted"]
-        print(f"seeded in {prep['seed_s']} s; copied {prep['copied']:,} ACTIVE listings to the new side in "
-              f"{prep['copy_s']} s; planted {sum(map(len, planted.values()))} differences: "
-              + ", ".join(f"{k}={len(v)}" for k, v in planted.items()), flush=True)
-
-        ours_cfg = run_ours(legacy_dsn, new_dsn)[1]["settings"]  # warm-up: caches, plans (not timed)
-        runs = []
-        for i in range(args.repeat):
-            ours_s, ours = run_ours(legacy_dsn, new_dsn)
-            rel_s, rel = run_reladiff(legacy_dsn, new_dsn, ours_cfg["parallelism"])
-            runs.append({"ours_s": round(ours_s, 2), "reladiff_s": round(rel_s, 2)})
-            ok_ours = ours["found"] == planted
-            ok_rel = rel["found"] == planted
-            print(f"run {i + 1}: ours {ours_s:.2f} s (all {args.k} found: {ok_ours}; {ours['chunks']} chunks, "
-                  f"{ours['queries']} queries, {ours['rows_compared']} rows compared) | reladiff {rel_s:.2f} s "
-                  f"(all {args.k} found: {ok_rel}) | ratio reladiff/ours = {rel_s / ours_s:.2f}x", flush=True)
-            for who, res in (("ours", ours), ("reladiff", rel)):
-                if res["found"] != planted:
-                    print(f"  {who} found {res['found']} but planted {planted}", flush=True)
-        best_ours = min(r["ours_s"] for r in runs)
-        best_rel = min(r["reladiff_s"] for r in runs)
-        summary = {"listings": args.listings, "in_scope": prep["counts"]["active_listings"], "k": args.k,
-                   "settings": ours_cfg, "reladiff_threads": ours_cfg["parallelism"], "runs": runs,
-                   "best_ours_s": best_ours, "best_reladiff_s": best_rel,
-                   "ratio_reladiff_over_ours": round(best_rel / best_ours, 2), "cpus": os.cpu_count()}
-        print(json.dumps(summary, indent=2))
-        if args.json:
-            Path(args.json).write_text(json.dumps(summary, indent=2))
-    finally:
-        cluster.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"cluster: PostgreSQL default durability (fsync, synchronous_commit, full_page_writes on); "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start (shared machine)", flush=True)
+    results = [one_size(n, args.k, args.repeat) for n in args.listings]
+    summary = {"durability": "default (PgCluster(durable=True))", "cpus": os.cpu_count(),
+               "load_average_at_end": round(os.getloadavg()[0], 1), "sizes": results}
+    print(json.dumps(summary, indent=2))
+    for r in results:
+        print(f"{r['listings']:>10,} listings: ours {r['best_ours_s']:.2f} s, reladiff {r['best_reladiff_s']:.2f} s, "
+              f"reladiff/ours {r['ratio_reladiff_over_ours']:.2f}x, all differences found: {r['all_found']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0
 
 

@@ -62,6 +62,7 @@ CFG = config()
                                       title="Gate: min dual-write success %"),
         "gate_timeout_seconds": Param(CFG.dual_write.gate_timeout.total_seconds(), type="number",
                                       exclusiveMinimum=0, title="Gate: give up after (seconds)"),
+        **phase2.budget_params(CFG),
     },
 )
 def migration_phase2_dual_write():

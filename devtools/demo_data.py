@@ -43,6 +43,9 @@ def install_stat_statements(conn) -> None:
 def seed_legacy(conn, *, listings: int, seed: float = 0.42) -> dict[str, int]:
     if listings < 1:
         raise ValueError("listings must be >= 1")
+    with conn.cursor() as cur:  # a bulk load: the schema file's 60 s timeout is too short for millions of rows
+        sqlfiles.run(cur, "common/set_setting.sql", params={"name": "statement_timeout", "value": "0",
+                                                            "is_local": False})
     _run_file(conn, "demo/legacy_seed.sql", listings=listings, seed=seed)
     return legacy_counts(conn)
 

@@ -408,6 +408,63 @@ class PauseWhen(Strict):
     """Pause while the application's p95 latency (its stats over `backfill.app_latency_window`) is above this."""
 
 
+_QUALIFIED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\.[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def _qualified(value: str) -> str:
+    if not isinstance(value, str) or not _QUALIFIED_RE.match(value):
+        raise ValueError(f"{value!r} is not schema.function (two plain SQL identifiers)")
+    return value
+
+
+# The backfill's latency budget and health signals (issue 16). Declared here, not in a module of the
+# backfill: the config model cannot import the backfill package (import cycle); ``backfill/controller.py``
+# and ``backfill/throttle.py`` read every key.
+class LatencyBudget(Strict):
+    enabled: bool = Field(False, description=(
+        "Adapt the copy's rate to the budget (AIMD-style controller); false = only the fixed "
+        "max_rows_per_second cap and the pause_when thresholds. Off by default until the controller "
+        "bench has been reproduced (bench/README.md); the phase-2 Param latency_budget_pct turns it on."))
+    max_latency_increase_pct: float = Field(20, gt=0, le=1000, description=(
+        "Budget: the probe's latency (and the application's p95 from the stats contract, where present) "
+        "may rise at most this many percent over its baseline measured before the copy starts."))
+    max_replication_lag: Timeout = Field(timedelta(seconds=30), description=(
+        "Budget: replication lag of either database's replicas; the rate shrinks as the lag nears it "
+        "(the copy pauses outright above pause_when.max_replication_lag)."))
+    probe_interval: Timeout = Field(timedelta(seconds=1), description=(
+        "How often the probe times a primary-key lookup on the source and target tables (its own "
+        "connections, not the copy's)."))
+    baseline_duration: Timeout = Field(timedelta(seconds=5), description=(
+        "How long the probe samples both databases before the first batch to set the baseline."))
+    signal_samples: int = Field(5, ge=1, le=120, description=(
+        "The latency signal is the median of this many latest probe samples per database."))
+    start_rows_per_second: int = Field(5000, ge=1, description="Rate of the whole backfill before the first decision.")
+    min_rows_per_second: int = Field(200, ge=1, description=(
+        "The controller never goes below this rate (whole backfill)."))
+    increase_pct: float = Field(15, gt=0, le=100, description=(
+        "While every signal uses less than half its budget: the rate grows by this percent per decision."))
+    decrease_factor: float = Field(0.6, gt=0, lt=1, description="Over budget: the rate is multiplied by this.")
+
+
+class HealthSignals(Strict):
+    pause_on_autovacuum: bool = Field(True, description=(
+        "Pause while autovacuum works on a table the copy writes or reads (pg_stat_progress_vacuum), "
+        "as GitLab's batched migrations do."))
+    max_wal_bytes_per_second: int = Field(0, ge=0, description=(
+        "Pause while the written (new) database generates more WAL than this (bytes/s between two "
+        "checks); 0 = off."))
+    legacy_replication_lag_function: Annotated[str, AfterValidator(_qualified)] | None = Field(None, description=(
+        "schema.function on the legacy database returning (replicas bigint, lag_seconds float8) instead of "
+        "pg_stat_replication (managed services, a heartbeat table); null = pg_stat_replication."))
+    new_replication_lag_function: Annotated[str, AfterValidator(_qualified)] | None = Field(None, description=(
+        "The same for the new (written) database."))
+
+
+class Throttle(Strict):
+    budget: LatencyBudget = Field(LatencyBudget(), description="The latency-budget controller.")
+    signals: HealthSignals = Field(HealthSignals(), description="Health signals beyond pause_when.")
+
+
 class Backfill(Strict):
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
     """Rows of the first page; adapted between `min_batch_size` and `max_batch_size` towards `target_batch_duration`."""
@@ -445,6 +502,8 @@ class Backfill(Strict):
     """How often a `backfill_progress` entry is appended to the audit ledger."""
     app_latency_window: Window = timedelta(minutes=5)  # p95 of the app's stats over this window
     """Window of the application's stats the p95 latency pause reads (scaled by `time_scale`)."""
+    throttle: Throttle = Field(Throttle(), description=(
+        "Latency budget (controller) and health signals on both databases; see docs/phase2.md."))
 
     @model_validator(mode="after")
     def _sizes(self) -> Backfill:

@@ -18,6 +18,26 @@ from migration_engine.airflow.dags import config
 from migration_engine.airflow.tasks import outcome, run_steps
 
 
+def budget_params(cfg) -> dict[str, Any]:
+    """The latency-budget Params of the trigger form (read by ``backfill.tasks.settings_from_params``)."""
+    from airflow.sdk import Param
+
+    b = cfg.backfill.throttle.budget
+    return {
+        "latency_budget_pct": Param(
+            b.max_latency_increase_pct if b.enabled else None, type=["null", "number"], minimum=0, maximum=1000,
+            title="Latency budget (% over baseline)",
+            description="The copy runs as fast as this allows: probe latency on both databases and the "
+                        "application's p95 at most this many % over their baseline, measured before the copy. "
+                        "0 = controller off (fixed Max rows/s only); empty = the config's "
+                        "backfill.throttle.budget."),
+        "replica_lag_budget_seconds": Param(
+            None, type=["null", "number"], exclusiveMinimum=0, title="Replica lag budget (seconds)",
+            description="Replication lag of either database the controller aims under; empty = the config's "
+                        f"({b.max_replication_lag.total_seconds():g}s)."),
+    }
+
+
 def _ids() -> tuple[str, str]:
     _actor, ctx = task_context()
     return ctx["dag_id"], ctx["run_id"]

@@ -35,7 +35,7 @@ from migration_engine.backfill import store
 from migration_engine.backfill.engine import RangeWorker
 from migration_engine.backfill.plan import plan_entity
 from migration_engine.backfill.runs import finish_run, status
-from migration_engine.backfill.settings import BackfillError, backfill_settings
+from migration_engine.backfill.settings import BackfillError, backfill_settings, budget_overrides
 from migration_engine.config import Backfill, ConfigError, MigrationConfig, load_config
 from migration_engine.control_schema import ControlSchemaError
 
@@ -68,7 +68,9 @@ def _duration(text: str) -> float | str:
 
 
 def _settings(cfg: MigrationConfig, args: argparse.Namespace) -> Backfill:
-    return backfill_settings(cfg, **{k: getattr(args, k) for k in OVERRIDE_FLAGS})
+    budget = budget_overrides({"latency_budget_pct": args.latency_budget_pct,
+                               "replica_lag_budget_seconds": args.replica_lag_budget_seconds})
+    return backfill_settings(cfg, **{k: getattr(args, k) for k in OVERRIDE_FLAGS}, throttle=budget)
 
 
 def _entities(cfg: MigrationConfig, args: argparse.Namespace) -> list[str]:
@@ -160,6 +162,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-rows-per-second", type=int)
     ap.add_argument("--pause-check-interval", "--pause-check-seconds", dest="pause_check_interval",
                     type=_duration, help="e.g. 200ms, 5s or seconds (backfill.pause_check_interval)")
+    ap.add_argument("--latency-budget-pct", type=float,
+                    help="latency-budget controller on with this budget over the baseline; 0 = off "
+                         "(backfill.throttle.budget)")
+    ap.add_argument("--replica-lag-budget-seconds", type=float,
+                    help="replica lag the controller aims under (backfill.throttle.budget.max_replication_lag)")
     ap.add_argument("--log-level", default="INFO")
     return ap.parse_args(argv)
 

@@ -47,6 +47,8 @@ import psycopg2
 
 from migration_engine import control, keys, sqlfiles
 from migration_engine.backfill import store, throttle
+from migration_engine.backfill.controller import Baseline, Decision, RateController, Sample
+from migration_engine.backfill.probe import Probe
 from migration_engine.backfill.settings import BackfillError
 from migration_engine.backfill.sqlgen import EntitySql
 from migration_engine.config import Backfill, MigrationConfig
@@ -165,6 +167,13 @@ class RangeWorker:
         self.lock_name = f"backfill:{run_id}:{range_no}"
         self._next_health = 0.0
         self._rng = random.Random()
+        e = self.es.entity
+        self._tables = {"legacy": (e.old_table.schema_name, e.old_table.table),
+                        "new": (e.new_table.schema_name, e.new_table.table)}
+        self._wal = throttle.WalRate()
+        self._health: throttle.Health | None = None
+        self.controller: RateController | None = None
+        self.decisions: list[Decision] = []  # every decision of this run (the bench reads them)
 
     # -- entry point ---------------------------------------------------------------------------
     def run(self) -> RangeResult:
@@ -284,13 +293,59 @@ class RangeWorker:
         self._create_stage(new)
         copy_in = self.es.copy_into_stage().as_string(new)
         write_sql = self.es.write_batch(self.s.version_column)
+        hi = rng.key_hi
+        probe = self._start_controller(rng.key_lo, hi, share) if self.s.throttle.budget.enabled else None
+        try:
+            return self._copy(legacy, new, result, rng, share, copy_in, write_sql, probe)
+        finally:
+            if probe is not None:
+                probe.stop()
 
+    def _start_controller(self, key_lo: int, key_hi: int, share: int) -> Probe:
+        """Baseline before the first batch (probe on both databases + the app's p95), then the probe thread."""
+        b = self.s.throttle.budget
+        probe = Probe(self.es, b, {"legacy": self._legacy_connect, "new": self._new_connect}, key_lo, key_hi,
+                      label=self.label).open()
+        try:
+            latency = probe.baseline(self.sleep)
+            legacy = self._legacy_connect()
+            try:
+                app = throttle.app_p95(legacy, self.schema, self.es.name, self.s.app_latency_window)
+            finally:
+                legacy.close()
+        except Exception:
+            probe.stop()
+            raise
+        baseline = Baseline(latency, app)
+        self.controller = RateController(b, baseline, max_rows_per_second=self.s.max_rows_per_second)
+        limits = {k: None if v is None else round(v, 3) for k, v in self.controller.limits().items()}
+        log.info("%s: latency budget +%g%% over baseline %s (limits %s), replication lag <= %gs; starting at "
+                 "%s rows/s (this range: %s)", self.label, b.max_latency_increase_pct,
+                 {k: None if v is None else round(v, 3) for k, v in latency.items()} | {"app p95": app}, limits,
+                 b.max_replication_lag.total_seconds(), f"{self.controller.rate:,.0f}",
+                 f"{self.controller.worker_rate(share):,.0f}")
+        return probe.start()
+
+    def _decide(self, probe: Probe, achieved: float) -> Decision:
+        assert self.controller is not None
+        h = self._health
+        sample = Sample(latency_ms=probe.latest(), app_p95_ms=h.app_p95_latency_ms if h else None,
+                        lag_seconds={"legacy": h.replication_lag_seconds if h else None,
+                                     "new": h.new_replication_lag_seconds if h else None})
+        d = self.controller.decide(sample, achieved)
+        self.decisions.append(d)
+        return d
+
+    def _copy(self, legacy, new, result: RangeResult, rng, share: int, copy_in: str, write_sql,
+              probe: Probe | None) -> RangeResult:
         after, hi = rng.last_key, rng.key_hi
         done_before, total = rng.rows_read, rng.rows_total
         size = self.s.initial_batch_size()
         started = time.monotonic()
-        last_log = last_ledger = started
+        last_log = last_ledger = last_decision = last_decision_log = started
         rate = 0.0
+        decision: Decision | None = None
+        decisions_since_ledger: dict[str, int] = {}
         log.info("%s: keys (%s, %s], %s; %s/%s rows done; batch %s, cap %s rows/s",
                  self.label, rng.key_lo, hi,
                  f"resuming after key {after}" if after != rng.key_lo else "starting", f"{done_before:,}",
@@ -313,6 +368,20 @@ class RangeWorker:
                 deleted += self._sweep(legacy, new, data, after, last)
             elapsed = time.monotonic() - t0
             pause = throttle.rate_sleep(n, elapsed, self.s, share)
+            if probe is not None:
+                now = time.monotonic()
+                if decision is None or now - last_decision >= self.s.throttle.budget.probe_interval.total_seconds():
+                    decision = self._decide(probe, rate * share)
+                    last_decision = now
+                    decisions_since_ledger[decision.action] = decisions_since_ledger.get(decision.action, 0) + 1
+                    if (decision.action == "decrease"
+                            or now - last_decision_log >= self.s.progress_interval.total_seconds()):
+                        log.info("%s: throttle: %s", self.label, decision.text())
+                        last_decision_log = now
+                    if now - last_ledger >= self.s.ledger_progress_interval.total_seconds():
+                        self._ledger_decision(legacy, decision, decisions_since_ledger)
+                        decisions_since_ledger = {}
+                pause = max(pause, n / self.controller.worker_rate(share) - elapsed if n else 0.0)
             batch_rate = n / (elapsed + pause) if n else 0.0
             rate = batch_rate if rate == 0 else 0.7 * rate + 0.3 * batch_rate
             result.rows_read += n
@@ -339,6 +408,12 @@ class RangeWorker:
                 self._ledger_progress(legacy, done_before + result.rows_read, total, rate, eta, after, hi, done)
                 last_ledger = now
             size = throttle.next_batch_size(size, elapsed, self.s)
+            if self.controller is not None:
+                # paced, not bursty: a batch at the controller's rate takes about one probe interval,
+                # so the copy reacts within a second and the load it adds is smooth
+                interval = self.s.throttle.budget.probe_interval.total_seconds()
+                per_interval = self.controller.worker_rate(share) * interval
+                size = max(self.s.min_batch_size, min(size, int(per_interval)))
             if pause > 0:
                 self.sleep(pause)
         result.seconds = time.monotonic() - started
@@ -609,7 +684,9 @@ class RangeWorker:
 
     # -- throttling and reporting --------------------------------------------------------------
     def _health_reasons(self, legacy, new) -> list[str]:
-        h = throttle.read_health(legacy, new, schema=self.schema, entity=self.es.name, s=self.s)
+        h = throttle.read_health(legacy, new, schema=self.schema, entity=self.es.name, s=self.s,
+                                 tables=self._tables, wal=self._wal)
+        self._health = h
         return throttle.pause_reasons(h, self.s)
 
     def _pause_while_unhealthy(self, legacy, new, result: RangeResult) -> None:
@@ -660,6 +737,19 @@ class RangeWorker:
         log.info("%s: %s/%s rows (%.1f%%), %s rows/s, ETA %s, batch %s, last key %s", self.label,
                  f"{done:,}", f"{total:,}", p["pct"], f"{rate:,.0f}",
                  "-" if finished or eta is None else fmt_duration_s(eta), f"{size:,}", after)
+
+    def _ledger_decision(self, legacy, d: Decision, counts: dict[str, int]) -> None:
+        """The controller's latest decision and how many of each kind since the last entry (bounded rate)."""
+        assert self.controller is not None
+        b = self.s.throttle.budget
+        control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_throttle",
+                             target=f"{self.es.name}#{self.range_no}",
+                             details={"backfill_run": self.run_id, **d.as_dict(), "decisions": counts,
+                                      "baseline": self.controller.baseline.as_dict(),
+                                      "budget": {"max_latency_increase_pct": b.max_latency_increase_pct,
+                                                 "max_replication_lag_seconds": b.max_replication_lag.total_seconds()}},
+                             reason=d.text())
+        legacy.commit()
 
     def _ledger_progress(self, legacy, done: int, total: int, rate: float, eta: float | None, after: Any,
                          hi: Any, finished: bool) -> None:

@@ -65,6 +65,23 @@ def with_overrides(base: Backfill, **overrides: Any) -> Backfill:
             + "\n".join(format_validation_errors(exc, prefix="backfill."))) from None
 
 
+def budget_overrides(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The latency-budget Params as a ``throttle`` override: ``latency_budget_pct`` None = the config's
+    controller setting, 0 = controller off (fixed cap only), > 0 = on with that budget;
+    ``replica_lag_budget_seconds`` None = the config's."""
+    pct, lag = params.get("latency_budget_pct"), params.get("replica_lag_budget_seconds")
+    budget: dict[str, Any] = {}
+    if pct is not None:
+        if isinstance(pct, bool) or not isinstance(pct, int | float) or pct < 0:
+            raise BackfillError(f"Param latency_budget_pct must be a number >= 0 (0 = controller off), got {pct!r}")
+        budget = {"enabled": False} if pct == 0 else {"enabled": True, "max_latency_increase_pct": pct}
+    if lag is not None:
+        if isinstance(lag, bool) or not isinstance(lag, int | float) or lag <= 0:
+            raise BackfillError(f"Param replica_lag_budget_seconds must be a number of seconds > 0, got {lag!r}")
+        budget["max_replication_lag"] = float(lag)
+    return {"budget": budget} if budget else None
+
+
 def as_record(b: Backfill) -> dict[str, Any]:
     """The settings as JSON for the ledger and ``backfill_runs.settings``: config keys, durations in seconds."""
     def plain(value: Any) -> Any:

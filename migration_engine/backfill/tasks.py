@@ -15,7 +15,7 @@ from migration_engine import control, db
 from migration_engine.backfill import store
 from migration_engine.backfill.engine import RangeWorker
 from migration_engine.backfill.runs import finish_run
-from migration_engine.backfill.settings import BackfillError, backfill_settings
+from migration_engine.backfill.settings import BackfillError, backfill_settings, budget_overrides
 from migration_engine.backfill.step import BackfillPass
 from migration_engine.config import Backfill, MigrationConfig
 
@@ -30,7 +30,7 @@ def actor(dag_id: str | None, run_id: str | None) -> str:
 
 def settings_from_params(cfg: MigrationConfig, params: dict[str, Any]) -> Backfill:
     """The config's ``backfill`` section, overridden by the run's Params (None = keep the config's)."""
-    return backfill_settings(cfg, **{k: params.get(k) for k in SETTING_PARAMS})
+    return backfill_settings(cfg, **{k: params.get(k) for k in SETTING_PARAMS}, throttle=budget_overrides(params))
 
 
 def requested_entities(cfg: MigrationConfig, requested: list[str] | None) -> list[str]:

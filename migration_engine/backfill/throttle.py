@@ -6,9 +6,12 @@
 * **Rate cap**: ``max_rows_per_second`` for the whole backfill, shared by the ranges running in
   parallel; a worker that is ahead of its share sleeps.
 * **Health pauses**: before a batch (at most every ``pause_check_interval``) the worker reads load
-  signals - active connections and lock waits on both servers, replication lag of the legacy
-  primary's replicas, and the application's p95 latency from the stats contract - and pauses while
-  any crosses its threshold. Reasons are logged and written to the ledger.
+  signals - active connections and lock waits on both servers, replication lag of both primaries'
+  replicas (or an operator's lag function), vacuum in progress on the tables read and written,
+  the new database's WAL rate, and the application's p95 latency from the stats contract - and
+  pauses while any crosses its threshold. Reasons are logged and written to the ledger.
+* **Latency budget**: :mod:`.controller` sets the rate from the probe (:mod:`.probe`) and the
+  stats contract against a baseline (``backfill.throttle.budget``).
 """
 
 from __future__ import annotations
@@ -47,9 +50,14 @@ class Health:
     legacy_lock_waits: int
     new_active_connections: int
     new_lock_waits: int
-    replicas: int
-    replication_lag_seconds: float | None
+    replicas: int  # of the legacy database
+    replication_lag_seconds: float | None  # of the legacy database's replicas
     app_p95_latency_ms: float | None
+    new_replicas: int = 0
+    new_replication_lag_seconds: float | None = None  # of the new (written) database's replicas
+    legacy_vacuums: int = 0  # vacuums in progress on the table the copy reads
+    new_vacuums: int = 0  # ... on the table the copy writes
+    new_wal_bytes_per_second: float | None = None  # None until two readings
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,12 +71,53 @@ def _activity(conn) -> tuple[int, int]:
     return int(active), int(waits)
 
 
-def _replication(conn) -> tuple[int, float | None]:
+def _replication(conn, function: str | None = None) -> tuple[int, float | None]:
+    """(replicas, worst lag in s) from pg_stat_replication, or from the configured schema.function."""
     with conn.cursor() as cur:
-        sqlfiles.run(cur, "backfill/health_replication.sql")
-        replicas, lag = cur.fetchone()
+        if function:
+            schema, name = function.split(".", 1)
+            sqlfiles.run(cur, "backfill/health_replication_function.sql",
+                         {"lag_schema": schema, "lag_function": name})
+        else:
+            sqlfiles.run(cur, "backfill/health_replication.sql")
+        row = cur.fetchone()
     conn.commit()
-    return int(replicas), None if lag is None else float(lag)
+    replicas, lag = row if row is not None else (0, None)
+    return int(replicas or 0), None if lag is None else float(lag)
+
+
+def _vacuums(conn, schema: str, table: str) -> int:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/health_autovacuum.sql", params={"table_schema": schema, "table_name": table})
+        vacuums, _auto = cur.fetchone()
+    conn.commit()
+    return int(vacuums)
+
+
+class WalRate:
+    """Bytes of WAL per second between two readings of one server's insert position."""
+
+    def __init__(self, clock=None) -> None:
+        import time
+
+        self._clock = clock or time.monotonic
+        self._last: tuple[float, float] | None = None
+
+    def read(self, conn) -> float | None:
+        with conn.cursor() as cur:
+            sqlfiles.run(cur, "backfill/health_wal.sql")
+            (pos,) = cur.fetchone()
+        conn.commit()
+        return self.update(None if pos is None else float(pos))
+
+    def update(self, position: float | None) -> float | None:
+        now = self._clock()
+        if position is None:
+            return None
+        last, self._last = self._last, (now, position)
+        if last is None or now <= last[0]:
+            return None
+        return max(0.0, (position - last[1]) / (now - last[0]))
 
 
 def app_p95(conn, schema: str, entity: str, window: timedelta, now: datetime | None = None) -> float | None:
@@ -88,20 +137,34 @@ def app_p95(conn, schema: str, entity: str, window: timedelta, now: datetime | N
     return worst
 
 
-def read_health(legacy, new, *, schema: str, entity: str, s: Backfill) -> Health:
+def read_health(legacy, new, *, schema: str, entity: str, s: Backfill, tables: dict[str, tuple[str, str]] | None = None,
+                wal: WalRate | None = None) -> Health:
+    """Every load signal of both databases. ``tables``: {"legacy"/"new": (schema, table)} the copy
+    reads / writes (for the vacuum signal); ``wal``: the new database's WAL-rate state across calls."""
+    sig = s.throttle.signals
     la, lw = _activity(legacy)
     if new is legacy:
         na, nw = la, lw
     else:
         na, nw = _activity(new)
-    replicas, lag = _replication(legacy)
+    replicas, lag = _replication(legacy, sig.legacy_replication_lag_function)
+    if new is legacy and sig.new_replication_lag_function == sig.legacy_replication_lag_function:
+        new_replicas, new_lag = replicas, lag
+    else:
+        new_replicas, new_lag = _replication(new, sig.new_replication_lag_function)
+    lv = nv = 0
+    if sig.pause_on_autovacuum and tables:
+        lv = _vacuums(legacy, *tables["legacy"])
+        nv = _vacuums(new, *tables["new"])
+    wal_rate = wal.read(new) if wal is not None and sig.max_wal_bytes_per_second > 0 else None
     p95 = app_p95(legacy, schema, entity, s.app_latency_window)
-    return Health(la, lw, na, nw, replicas, lag, p95)
+    return Health(la, lw, na, nw, replicas, lag, p95, new_replicas, new_lag, lv, nv, wal_rate)
 
 
 def pause_reasons(h: Health, s: Backfill) -> list[str]:
     """Why the backfill must wait now (empty: go on)."""
     p = s.pause_when
+    sig = s.throttle.signals
     max_lag = p.max_replication_lag.total_seconds()
     reasons = []
     if h.legacy_active_connections > p.max_active_connections:
@@ -117,6 +180,17 @@ def pause_reasons(h: Health, s: Backfill) -> list[str]:
     if h.replication_lag_seconds is not None and h.replication_lag_seconds > max_lag:
         reasons.append(f"replication lag {h.replication_lag_seconds:.1f}s on {h.replicas} replica(s) "
                        f"(> {max_lag:g}s)")
+    if h.new_replication_lag_seconds is not None and h.new_replication_lag_seconds > max_lag:
+        reasons.append(f"replication lag {h.new_replication_lag_seconds:.1f}s on {h.new_replicas} replica(s) "
+                       f"of the new database (> {max_lag:g}s)")
+    if sig.pause_on_autovacuum and h.legacy_vacuums:
+        reasons.append("vacuum running on the legacy table the copy reads (autovacuum pause)")
+    if sig.pause_on_autovacuum and h.new_vacuums:
+        reasons.append("vacuum running on the new table the copy writes (autovacuum pause)")
+    if (sig.max_wal_bytes_per_second > 0 and h.new_wal_bytes_per_second is not None
+            and h.new_wal_bytes_per_second > sig.max_wal_bytes_per_second):
+        reasons.append(f"new database writes {h.new_wal_bytes_per_second / 1e6:.1f} MB/s of WAL "
+                       f"(> {sig.max_wal_bytes_per_second / 1e6:g} MB/s)")
     if h.app_p95_latency_ms is not None and h.app_p95_latency_ms > p.max_app_p95_latency_ms:
         reasons.append(f"application p95 latency {h.app_p95_latency_ms:.0f} ms over the last "
                        f"{s.app_latency_window.total_seconds():g}s (> {p.max_app_p95_latency_ms:g} ms)")

@@ -13,7 +13,11 @@
    the new) is "changed", naming the scope column.
 4. In-flight writes (dual-write lands in the new database a few ms after the old) would show up
    as differences, so every differing key (up to ``max_stored_keys`` per kind) is read again on
-   both sides after ``recheck_delay`` and kept only if it still differs; counts are corrected.
+   both sides and kept only if it still differs ``recheck_delay`` after it was first seen; counts
+   are corrected. The delay is not an idle sleep: the keys are re-read once right after the scan
+   (a landed write clears then), and only keys first seen less than ``recheck_delay`` ago that
+   still differ wait - for the remainder of their delay - and are read once more. A difference
+   found early in a long scan has aged past the delay by the end of it and costs no wait.
 
 Memory stays bounded by (threads x page size) plus the stored keys: no table is ever loaded.
 Why a thread pool inside one task and not one Airflow mapped task per chunk: a mapped task
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 
 ROW_KINDS = ("missing_in_new", "missing_in_old", "changed")
 _VALUE_REPR_MAX = 200
+_sleep = time.sleep  # the recheck's wait (tests replace it to see how long it waited)
 
 
 def _short(value: Any) -> Any:
@@ -63,6 +68,7 @@ class _Acc:
     queries: int = 0
     leaves: int = 0
     differing_chunks: int = 0
+    seen: dict[int, float] = field(default_factory=dict)  # key -> monotonic time first found differing
 
     def merge(self, other: _Acc, cap: int) -> None:
         self.old_count += other.old_count
@@ -73,6 +79,15 @@ class _Acc:
         self.queries += other.queries
         self.leaves += other.leaves
         self.differing_chunks += other.differing_chunks
+        for key, at in other.seen.items():
+            self.seen[key] = min(at, self.seen.get(key, at))
+        self._prune_seen()
+
+    def _prune_seen(self) -> None:
+        """Keep first-seen times only for the stored findings (bounded like them)."""
+        if len(self.seen) > len(self.findings):
+            kept = {f.key for f in self.findings}
+            self.seen = {k: v for k, v in self.seen.items() if k in kept}
 
 
 Row = tuple[bool, str, list, Any]  # (in_scope, digest, values, new key or None)
@@ -184,6 +199,7 @@ class EntityDiffer:
             if finding is not None:
                 acc.counts[finding.kind] += 1
                 acc.findings.append(finding)
+                acc.seen.setdefault(key, time.monotonic())
 
     def _merge_rows(self, lo: Any, hi: Any, acc: _Acc) -> None:
         """Compare every row of [lo, hi) on both sides, a window of at most ``page_size`` rows per
@@ -215,6 +231,7 @@ class EntityDiffer:
             self._compare(o, n, acc)
             after = upto
         acc.findings = cap_findings(acc.findings, self.c.max_stored_keys)
+        acc._prune_seen()
 
     def _split(self, lo: Any, hi: Any, counts: tuple[int, int], acc: _Acc, *, top: bool) -> list | None:
         """The keys that cut [lo, hi) into sub-ranges, or None when it cannot be cut further.
@@ -273,20 +290,47 @@ class EntityDiffer:
         return acc
 
     # -- re-check --------------------------------------------------------------------------
-    def recheck(self, acc: _Acc) -> int:
-        """Read every stored differing key again after the delay; returns how many cleared."""
-        keys = sorted({f.key for f in acc.findings if f.kind in ROW_KINDS})
-        if not keys:
+    def recheck(self, acc: _Acc, sleep: Callable[[float], None] | None = None) -> int:
+        """Re-read every stored differing key; keep it only if it still differs ``recheck_delay`` after
+        it was first seen. Returns how many cleared.
+
+        Round 1 reads every key at once. A key that still differs and was first seen at least
+        ``recheck_delay`` ago is final; the younger ones wait only for the rest of their delay and
+        are read once more (round 2). So the shipped delay costs nothing for differences found
+        early in the scan, and never a fixed sleep.
+        """
+        sleep = sleep or _sleep
+        delay = self.c.recheck_delay.total_seconds()
+        pending = [f for f in acc.findings if f.kind in ROW_KINDS]
+        if not pending:
             return 0
-        time.sleep(self.c.recheck_delay.total_seconds())
+        kept = [f for f in acc.findings if f.kind not in ROW_KINDS]
+        cleared = 0
+        now = time.monotonic()
+        while pending:
+            read_at = time.monotonic()
+            still, n_cleared = self._reread(acc, pending)
+            cleared += n_cleared
+            young = [f for f in still if acc.seen.get(f.key, now) + delay > read_at]
+            kept += [f for f in still if acc.seen.get(f.key, now) + delay <= read_at]
+            pending = young
+            if pending:
+                wait = max(acc.seen.get(f.key, now) for f in pending) + delay - time.monotonic()
+                if wait > 0:
+                    sleep(wait)
+                for f in pending:  # after the wait every pending key has aged past its delay
+                    acc.seen[f.key] = min(acc.seen.get(f.key, now), time.monotonic() - delay)
+        acc.findings = kept
+        return cleared
+
+    def _reread(self, acc: _Acc, findings: list[Finding]) -> tuple[list[Finding], int]:
+        """Read ``findings``' keys again on both sides; (what still differs, how many cleared)."""
+        keys = sorted({f.key for f in findings})  # sorted only to send a stable list; any key type
         old_now = dict(self.rows("old", None, None, acc, keys=keys))
         new_now = dict(self.rows("new", None, None, acc, keys=keys))
         cleared = 0
-        kept: list[Finding] = []
-        for f in acc.findings:
-            if f.kind not in ROW_KINDS:
-                kept.append(f)
-                continue
+        still: list[Finding] = []
+        for f in findings:
             o, n = old_now.get(f.key), new_now.get(f.key)
             acc.old_count += int(bool(o and o[0])) - int(f.detail.get("old_in_scope", False))
             acc.new_count += int(bool(n and n[0])) - int(f.detail.get("new_in_scope", False))
@@ -296,9 +340,8 @@ class EntityDiffer:
                 cleared += 1
                 continue
             acc.counts[now.kind] += 1
-            kept.append(now)
-        acc.findings = kept
-        return cleared
+            still.append(now)
+        return still, cleared
 
 
 def bucket_width(c, lo: int, hi: int, *, top: bool) -> int:

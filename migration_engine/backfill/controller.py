@@ -1,0 +1,149 @@
+"""The latency-budget controller: run the copy as fast as the operator's budget allows.
+
+Pure (no database, no clock of its own): :class:`RateController` takes one :class:`Sample` of the
+signals per decision and returns a :class:`Decision`. The backfill feeds it from
+:class:`migration_engine.backfill.probe.Probe` (a timed primary-key lookup on the source and target
+tables every ``probe_interval``, on the probe's own connections) and from the application's stats
+contract; tests feed it synthetic samples.
+
+The budget (``backfill.throttle.budget``): each latency signal may rise at most
+``max_latency_increase_pct`` over its baseline (measured before the first batch), replication lag of
+either database at most ``max_replication_lag``. *Pressure* is the share of the budget a signal
+uses: for a latency, (value - baseline) / (limit - baseline) - 0 at the baseline, 1.0 at exactly
++``max_latency_increase_pct``, negative below the baseline; for replica lag, lag / max lag. The
+worst signal decides. Like gh-ost's and Spirit's throttlers, but continuous:
+
+* pressure > 1: multiplicative decrease (``decrease_factor``), at most once per ``signal_samples``
+  decisions, so the signal can show the effect before the next cut;
+* pressure < 0.5 (``CALM``): increase by ``increase_pct`` of the current rate, but never above twice
+  the rate the copy actually achieved (no wind-up while the database is the bottleneck);
+* otherwise hold.
+
+The rate is for the whole backfill; ``share`` parallel ranges each take their part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from migration_engine.config import LatencyBudget
+
+CALM = 0.5  # below this share of the budget the rate grows
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of the signals. ``None`` = no reading (no stats contract, no replicas)."""
+
+    latency_ms: dict[str, float | None] = field(default_factory=dict)  # probe median per database
+    app_p95_ms: float | None = None
+    lag_seconds: dict[str, float | None] = field(default_factory=dict)  # replica lag per database
+
+
+@dataclass(frozen=True)
+class Baseline:
+    latency_ms: dict[str, float | None]
+    app_p95_ms: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # increase | decrease | hold
+    rows_per_second: float  # the whole backfill's rate after this decision
+    pressure: float | None  # worst signal / its limit; None = no signal at all
+    signal: str | None  # which signal, e.g. "new probe latency"
+    value: float | None
+    limit: float | None
+
+    def text(self) -> str:
+        if self.signal is None:
+            return f"{self.action} to {self.rows_per_second:,.0f} rows/s (no signal)"
+        unit = "s" if "lag" in self.signal else " ms"
+        return (f"{self.action} to {self.rows_per_second:,.0f} rows/s: {self.signal} {self.value:.2f}{unit} "
+                f"(budget {self.limit:.2f}{unit}, pressure {self.pressure:.2f})")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _limit(baseline: float | None, pct: float) -> float | None:
+    return None if baseline is None or baseline <= 0 else baseline * (1 + pct / 100)
+
+
+class RateController:
+    def __init__(self, budget: LatencyBudget, baseline: Baseline, *, max_rows_per_second: int = 0) -> None:
+        self.b = budget
+        self.baseline = baseline
+        self.cap = float(max_rows_per_second) if max_rows_per_second > 0 else None
+        self.rate = float(budget.start_rows_per_second)
+        if self.cap is not None:
+            self.rate = min(self.rate, self.cap)
+        self.rate = max(self.rate, float(budget.min_rows_per_second))
+        self._since_cut = budget.signal_samples  # a first breach may cut at once
+
+    def limits(self) -> dict[str, float | None]:
+        pct = self.b.max_latency_increase_pct
+        out = {f"{side} probe latency": _limit(ms, pct) for side, ms in self.baseline.latency_ms.items()}
+        out["application p95"] = _limit(self.baseline.app_p95_ms, pct)
+        return out
+
+    def pressure(self, s: Sample) -> tuple[float | None, str | None, float | None, float | None]:
+        """(share of the budget used, signal name, value, limit) of the worst signal that has a reading."""
+        worst: tuple[float | None, str | None, float | None, float | None] = (None, None, None, None)
+        pct = self.b.max_latency_increase_pct
+        candidates = [(f"{side} probe latency", v, self.baseline.latency_ms.get(side))
+                      for side, v in s.latency_ms.items()]
+        candidates.append(("application p95", s.app_p95_ms, self.baseline.app_p95_ms))
+        max_lag = self.b.max_replication_lag.total_seconds()
+        for name, value, base in candidates:
+            limit = _limit(base, pct)
+            if value is None or limit is None:
+                continue
+            p = (value - base) / (limit - base)
+            if worst[0] is None or p > worst[0]:
+                worst = (p, name, value, limit)
+        for side, value in s.lag_seconds.items():
+            if value is None:
+                continue
+            p = value / max_lag
+            name, limit = f"{side} replication lag", max_lag
+            if worst[0] is None or p > worst[0]:
+                worst = (p, name, value, limit)
+        return worst
+
+    def decide(self, s: Sample, achieved_rows_per_second: float | None = None) -> Decision:
+        """One decision on a fresh sample; ``achieved_rows_per_second``: what the copy really did lately."""
+        p, name, value, limit = self.pressure(s)
+        self._since_cut += 1
+        action = "hold"
+        if p is not None and p > 1.0:
+            if self._since_cut >= self.b.signal_samples and self.rate > self.b.min_rows_per_second:
+                self.rate = max(float(self.b.min_rows_per_second), self.rate * self.b.decrease_factor)
+                self._since_cut = 0
+                action = "decrease"
+        elif p is None or p < CALM:
+            grown = self.rate * (1 + self.b.increase_pct / 100)
+            if achieved_rows_per_second is not None and achieved_rows_per_second > 0:
+                grown = min(grown, max(self.rate, 2 * achieved_rows_per_second))
+            if self.cap is not None:
+                grown = min(grown, self.cap)
+            if grown > self.rate:
+                self.rate = grown
+                action = "increase"
+        return Decision(action, self.rate, p, name, value, limit)
+
+    def worker_rate(self, share: int) -> float:
+        """This range's part of the rate."""
+        return self.rate / max(1, share)
+
+
+def median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2

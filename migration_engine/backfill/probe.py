@@ -1,0 +1,126 @@
+"""The latency probe: a timed primary-key lookup on the source and target tables, every second.
+
+Runs in a daemon thread with its own connection to each database (``application_name``
+``migration-backfill-probe``), so it measures what an application query waits for - CPU, I/O,
+buffer and lock contention caused by the copy - and not the copy's own statements. Keys are drawn
+at random from the range being copied (the rows the copy touches). :meth:`Probe.baseline` samples
+before the first batch; :meth:`Probe.latest` gives the median of the last ``signal_samples`` samples
+per database. A probe whose query fails logs once and reports no reading for that side (the copy
+does not stop because its probe did; the pause_when checks still run on the copy's connections).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from migration_engine import sqlfiles
+from migration_engine.backfill.controller import median
+from migration_engine.backfill.sqlgen import EntitySql
+from migration_engine.config import LatencyBudget
+
+log = logging.getLogger(__name__)
+
+SIDES = ("legacy", "new")
+LOOKUPS = 3  # lookups per sample; the sample is their median (one slow scheduling blip is not a signal)
+
+
+class Probe:
+    def __init__(self, es: EntitySql, budget: LatencyBudget, connect: dict[str, Callable[[], Any]],
+                 key_lo: int, key_hi: int, *, label: str) -> None:
+        self.es, self.b, self._connect = es, budget, connect
+        self.key_lo, self.key_hi = key_lo, max(key_lo + 1, key_hi)
+        self.label = label
+        self._samples = {side: deque(maxlen=max(budget.signal_samples, 1)) for side in SIDES}
+        self._all: dict[str, list[float]] = {side: [] for side in SIDES}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conns: dict[str, Any] = {}
+        self._failed: set[str] = set()
+        self._rng = random.Random()
+
+    def open(self) -> Probe:
+        """Connect to both databases (the probe's own sessions); sample with :meth:`baseline`."""
+        for side in SIDES:
+            conn = self._connect[side]()
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                sqlfiles.run(cur, "common/set_setting.sql", params={
+                    "name": "application_name", "value": "migration-backfill-probe", "is_local": False})
+                sqlfiles.run(cur, "common/set_setting.sql", params={
+                    "name": "statement_timeout", "value": "5000ms", "is_local": False})
+            self._conns[side] = conn
+        return self
+
+    def start(self) -> Probe:
+        """Sample every ``probe_interval`` in a daemon thread until :meth:`stop`."""
+        self._thread = threading.Thread(target=self._loop, name=f"probe-{self.label}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for conn in self._conns.values():
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def sample_once(self) -> dict[str, float | None]:
+        """Time ``LOOKUPS`` lookups per database, median in ms; what the thread does every ``probe_interval``."""
+        keys = [self._rng.randint(self.key_lo, self.key_hi) for _ in range(LOOKUPS)]
+        out: dict[str, float | None] = {}
+        for side in SIDES:
+            name, ids = (("backfill/probe_old.sql", self.es.old_ids()) if side == "legacy"
+                         else ("backfill/probe_new.sql", self.es.new_ids()))
+            try:
+                timings = []
+                for key in keys:
+                    t0 = time.perf_counter()
+                    with self._conns[side].cursor() as cur:
+                        sqlfiles.run(cur, name, ids, {"probe_key": key})
+                        cur.fetchone()
+                    timings.append((time.perf_counter() - t0) * 1000)
+                ms = median(timings)
+            except Exception as exc:  # noqa: BLE001 - a failing probe is reported, not fatal
+                if side not in self._failed:
+                    log.warning("%s: latency probe on the %s database failed (%s); no latency signal from it",
+                                self.label, side, exc)
+                    self._failed.add(side)
+                out[side] = None
+                continue
+            out[side] = ms
+            with self._lock:
+                self._samples[side].append(ms)
+                self._all[side].append(ms)
+        return out
+
+    def _loop(self) -> None:
+        interval = self.b.probe_interval.total_seconds()
+        while not self._stop.wait(interval):
+            self.sample_once()
+
+    def baseline(self, sleep: Callable[[float], None] = time.sleep) -> dict[str, float | None]:
+        """Median latency per database over ``baseline_duration`` (sampled before the copy starts)."""
+        interval = self.b.probe_interval.total_seconds()
+        n = max(5, round(self.b.baseline_duration.total_seconds() / interval))
+        got: dict[str, list[float]] = {side: [] for side in SIDES}
+        for i in range(n):
+            for side, ms in self.sample_once().items():
+                if ms is not None:
+                    got[side].append(ms)
+            if i < n - 1:
+                sleep(interval)
+        return {side: median(v) for side, v in got.items()}
+
+    def latest(self) -> dict[str, float | None]:
+        with self._lock:
+            return {side: median(list(v)) for side, v in self._samples.items()}

@@ -1,0 +1,228 @@
+"""The latency-budget controller (pure, synthetic signals) and the health signals on both databases."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from migration_engine.backfill import RangeWorker, backfill_settings, plan_entity
+from migration_engine.backfill.controller import Baseline, RateController, Sample, median
+from migration_engine.backfill.throttle import Health, WalRate, pause_reasons, read_health
+from migration_engine.config import LatencyBudget, load_config
+from migration_engine.errors import ConfigError
+from tests.backfill_fixtures import add_listings, compare, connectors
+
+SCHEMA = "migration_control"
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def cfg():
+    return load_config()
+
+
+def _budget(**kw) -> LatencyBudget:
+    return LatencyBudget(**{"enabled": True, "start_rows_per_second": 10_000, "min_rows_per_second": 500,
+                            "signal_samples": 1, **kw})
+
+
+BASE = Baseline({"legacy": 2.0, "new": 2.0}, app_p95_ms=10.0)
+
+
+def test_controller_grows_while_calm_and_never_past_twice_what_the_copy_achieved():
+    c = RateController(_budget(), BASE)
+    d = c.decide(Sample({"legacy": 2.1, "new": 2.15}), achieved_rows_per_second=10_000)  # new uses 37 %
+    assert (d.action, d.rows_per_second) == ("increase", pytest.approx(11_500))
+    assert d.signal == "new probe latency" and d.limit == pytest.approx(2.4)  # +20 % over 2.0
+    for _ in range(20):
+        d = c.decide(Sample({"legacy": 1.5, "new": 1.5}), achieved_rows_per_second=8_000)
+    assert d.rows_per_second == pytest.approx(16_000)  # the database does 8k/s: no wind-up past 2x
+    assert c.decide(Sample({"legacy": 1.5}), 8_000).action == "hold"  # at the anti-wind-up bound
+    assert c.decide(Sample({"legacy": 2.25}), 20_000).action == "hold"  # uses 62 % of the +0.4 ms: hold
+
+
+def test_controller_cuts_when_a_signal_crosses_its_budget_and_holds_near_it():
+    c = RateController(_budget(signal_samples=3), BASE)
+    d = c.decide(Sample({"legacy": 2.0, "new": 3.0}), 10_000)  # new: 3.0 ms > 2.4 ms
+    assert (d.action, d.rows_per_second, d.signal) == ("decrease", pytest.approx(6000), "new probe latency")
+    assert d.pressure == pytest.approx(2.5)  # +1.0 ms of an allowed +0.4 ms
+    assert "decrease to 6,000 rows/s: new probe latency 3.00 ms (budget 2.40 ms, pressure 2.50)" in d.text()
+    # the next cut waits for signal_samples decisions, so the signal can show the first one's effect
+    assert [c.decide(Sample({"new": 3.0}), 6000).action for _ in range(3)] == ["hold", "hold", "decrease"]
+    assert c.decide(Sample({"new": 2.3}), 3600).action == "hold"  # uses 75 % of the budget: between 0.5 and 1
+    for _ in range(30):
+        c.decide(Sample({"new": 9.0}), 3600)
+    assert c.rate == 500  # never below min_rows_per_second
+
+
+def test_controller_signals_app_p95_and_replication_lag_of_either_database():
+    c = RateController(_budget(max_replication_lag=timedelta(seconds=30)), BASE)
+    d = c.decide(Sample({"legacy": 2.0}, app_p95_ms=13.0), 10_000)  # app: 13 > 12 ms
+    assert (d.action, d.signal) == ("decrease", "application p95")
+    d = c.decide(Sample({"legacy": 2.0}, lag_seconds={"legacy": 1.0, "new": 45.0}), 10_000)
+    assert (d.action, d.signal, d.value, d.limit) == ("decrease", "new replication lag", 45.0, 30.0)
+    assert "new replication lag 45.00s (budget 30.00s" in d.text()
+    # no reading at all (no stats contract, no replicas, probe down): grow toward the cap
+    capped = RateController(_budget(), Baseline({"legacy": None, "new": None}), max_rows_per_second=11_000)
+    d = capped.decide(Sample({"legacy": None, "new": None}), None)
+    assert (d.action, d.rows_per_second, d.pressure) == ("increase", 11_000, None)
+    assert capped.decide(Sample(), None).action == "hold"  # the operator's fixed cap still binds
+    assert capped.worker_rate(2) == 5500
+
+
+def test_controller_settles_under_a_synthetic_load_model():
+    """Latency rises with the rate (2 ms + 1 ms per 10k rows/s): the controller must keep the
+    signal within the budget most of the time and end near the highest rate the budget allows."""
+    b = _budget(signal_samples=2, start_rows_per_second=2000)
+    c = RateController(b, Baseline({"new": 2.0}))
+    seen, rates = [], []
+    rate = c.rate
+    for _ in range(300):
+        latency = 2.0 + rate / 10_000
+        seen.append(latency)
+        rates.append(rate)
+        rate = c.decide(Sample({"new": latency}), rate).rows_per_second
+    allowed = 4000  # 2.4 ms budget <=> 4000 rows/s
+    assert sum(v <= 2.4 for v in seen[100:]) / 200 >= 0.8  # within the budget most of the time
+    mean = sum(rates[100:]) / 200
+    assert 0.5 * allowed <= mean <= allowed, mean  # and not far below what it allows
+
+
+def test_median_and_budget_validation():
+    assert median([]) is None and median([3.0, 1.0, 2.0]) == 2.0 and median([1.0, 2.0, 4.0, 3.0]) == 2.5
+    cfg = load_config()
+    assert cfg.backfill.throttle.budget.enabled is False  # off until the bench is reproduced
+    with pytest.raises(ConfigError, match=r"backfill\.throttle\.budget\.decrease_factor: Input should be less than 1"):
+        backfill_settings(cfg, throttle={"budget": {"decrease_factor": 1.5}})
+    with pytest.raises(ConfigError, match=r"new_replication_lag_function: .*not schema.function"):
+        backfill_settings(cfg, throttle={"signals": {"new_replication_lag_function": "x; DROP TABLE y"}})
+
+
+def test_pause_reasons_name_the_new_database_vacuum_and_wal(cfg):
+    s = backfill_settings(cfg, throttle={"signals": {"max_wal_bytes_per_second": 50_000_000}})
+    calm = Health(3, 0, 2, 0, 0, None, None, 0, None, 0, 0, 1e6)
+    assert pause_reasons(calm, s) == []
+    busy = Health(3, 0, 2, 0, 0, None, None, 1, 45.0, 0, 1, 80e6)
+    assert pause_reasons(busy, s) == [
+        "replication lag 45.0s on 1 replica(s) of the new database (> 30s)",
+        "vacuum running on the new table the copy writes (autovacuum pause)",
+        "new database writes 80.0 MB/s of WAL (> 50 MB/s)",
+    ]
+    off = backfill_settings(cfg, throttle={"signals": {"pause_on_autovacuum": False}})
+    assert pause_reasons(Health(3, 0, 2, 0, 0, None, None, 0, None, 1, 1, 80e6), off) == []  # WAL check off (0)
+
+
+def test_wal_rate_between_two_readings(databases, backfill_conns):
+    t = iter([0.0, 2.0, 3.0])
+    w = WalRate(clock=lambda: next(t))
+    assert w.update(1000.0) is None and w.update(5000.0) == 2000.0 and w.update(None) is None
+    real = WalRate()
+    legacy, new = backfill_conns
+    assert real.read(new) is None
+    databases.query("new", "CREATE TABLE public.wal_probe AS SELECT g FROM generate_series(1, 20000) AS g")
+    assert real.read(new) > 0
+
+
+def _fake_lag(databases):
+    """A lag function on the new database reading a table the test sets (the simulated replica)."""
+    databases.query("new", """
+        CREATE TABLE public.fake_replica (lag_seconds float8);
+        INSERT INTO public.fake_replica VALUES (60);
+        CREATE FUNCTION public.fake_replication_lag(OUT replicas bigint, OUT lag_seconds float8)
+            LANGUAGE sql AS 'SELECT 1::bigint, lag_seconds FROM public.fake_replica';
+    """)
+
+
+def test_read_health_reads_both_databases(databases, backfill_conns, cfg):
+    _fake_lag(databases)
+    legacy, new = backfill_conns
+    s = backfill_settings(cfg, throttle={"signals": {"new_replication_lag_function": "public.fake_replication_lag"}})
+    h = read_health(legacy, new, schema=SCHEMA, entity="listings", s=s,
+                    tables={"legacy": ("public", "marketplace_listings"), "new": ("marketplace", "service_listings")})
+    assert (h.new_replicas, h.new_replication_lag_seconds) == (1, 60.0)
+    assert (h.replicas, h.replication_lag_seconds) == (0, None)  # the test cluster has no standby
+    assert (h.legacy_vacuums, h.new_vacuums) == (0, 0)
+
+
+def test_replica_lag_on_the_new_database_pauses_the_copy_until_it_clears(databases, backfill_conns, cfg, caplog):
+    """Acceptance: simulated lag on the NEW database pauses the copy, the log says why, it resumes."""
+    _fake_lag(databases)
+    add_listings(databases, 2000)
+    legacy, new = backfill_conns
+    s = backfill_settings(cfg, parallelism=1, batch_size=500, pause_check_interval=0.2,
+                          throttle={"signals": {"new_replication_lag_function": "public.fake_replication_lag"}})
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    clear = threading.Timer(1.5, lambda: databases.query("new", "UPDATE public.fake_replica SET lag_seconds = 0.2"))
+    clear.start()
+    caplog.set_level("INFO", logger="migration_engine.backfill")
+    lc, nc = connectors(databases)
+    (job,) = [j for j in plan.jobs if j.status != "done"]
+    result = RangeWorker(cfg, "listings", job.run_id, job.range_no, s, lc, nc).run()
+    clear.join()
+    why = "replication lag 60.0s on 1 replica(s) of the new database (> 30s)"
+    assert result.status == "done" and result.paused_seconds >= 1.0
+    assert result.pauses == [why]
+    assert f"pausing - {why}" in caplog.text and "resuming after a pause" in caplog.text
+    paused = databases.query("legacy", f"SELECT reason FROM {SCHEMA}.audit_ledger WHERE action = 'backfill_paused'")
+    assert paused == [(why,)]
+    assert databases.query("legacy", f"SELECT count(*) FROM {SCHEMA}.audit_ledger WHERE action = 'backfill_resumed'")
+    assert compare(databases).equal
+
+
+def test_backfill_with_the_controller_logs_and_ledgers_its_decisions(databases, backfill_conns, cfg, caplog):
+    add_listings(databases, 3000)
+    legacy, new = backfill_conns
+    s = backfill_settings(cfg, parallelism=1, batch_size=500, max_batch_size=500, progress_interval=0.2,
+                          ledger_progress_interval=0.3,
+                          throttle={"budget": {"enabled": True, "probe_interval": 0.05, "baseline_duration": 0.2,
+                                               "start_rows_per_second": 3000}})
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    caplog.set_level("INFO", logger="migration_engine.backfill")
+    lc, nc = connectors(databases)
+    (job,) = [j for j in plan.jobs if j.status != "done"]
+    worker = RangeWorker(cfg, "listings", job.run_id, job.range_no, s, lc, nc)
+    result = worker.run()
+    assert result.status == "done" and compare(databases).equal
+    assert worker.controller is not None and worker.decisions
+    base = worker.controller.baseline.latency_ms
+    assert base["legacy"] > 0 and base["new"] > 0  # measured on both databases before the copy
+    assert "latency budget +20% over baseline" in caplog.text and "throttle: " in caplog.text
+    rows = databases.query("legacy", f"SELECT details, reason FROM {SCHEMA}.audit_ledger "
+                                     "WHERE action = 'backfill_throttle' ORDER BY id")
+    assert rows, "no backfill_throttle ledger entry"
+    details, reason = rows[-1]
+    assert details["budget"] == {"max_latency_increase_pct": 20.0, "max_replication_lag_seconds": 30.0}
+    assert details["action"] in ("increase", "decrease", "hold") and details["rows_per_second"] >= 200
+    assert reason.split(" ")[0] in ("increase", "decrease", "hold")
+    # bounded rate: at most one entry per ledger_progress_interval (+1), not one per decision
+    assert len(rows) <= result.seconds / 0.3 + 1 < len(worker.decisions)
+    probes = databases.query("legacy", "SELECT count(*) FROM pg_stat_activity "
+                                       "WHERE application_name = 'migration-backfill-probe'")[0][0]
+    assert probes == 0  # the probe's sessions are closed
+
+
+def test_budget_params_map_to_the_throttle_section(cfg):
+    from migration_engine.backfill.settings import BackfillError
+    from migration_engine.backfill.tasks import settings_from_params
+
+    assert settings_from_params(cfg, {}).throttle == cfg.backfill.throttle  # empty: the config's
+    on = settings_from_params(cfg, {"latency_budget_pct": 20, "replica_lag_budget_seconds": 10})
+    assert on.throttle.budget.enabled and on.throttle.budget.max_latency_increase_pct == 20
+    assert on.throttle.budget.max_replication_lag == timedelta(seconds=10)
+    assert on.throttle.budget.probe_interval == cfg.backfill.throttle.budget.probe_interval  # merged, not replaced
+    assert settings_from_params(cfg, {"latency_budget_pct": 0}).throttle.budget.enabled is False
+    with pytest.raises(BackfillError, match=r"latency_budget_pct must be a number >= 0 .* got -5"):
+        settings_from_params(cfg, {"latency_budget_pct": -5})
+    with pytest.raises(BackfillError, match=r"replica_lag_budget_seconds must be a number of seconds > 0, got 'x'"):
+        settings_from_params(cfg, {"replica_lag_budget_seconds": "x"})
+
+
+def test_cli_flags_set_the_budget(cfg):
+    from migration_engine.backfill.__main__ import _settings, parse_args
+
+    s = _settings(cfg, parse_args(["run", "--latency-budget-pct", "30", "--replica-lag-budget-seconds", "5"]))
+    assert s.throttle.budget.enabled and s.throttle.budget.max_latency_increase_pct == 30
+    assert s.throttle.budget.max_replication_lag == timedelta(seconds=5)
+    assert _settings(cfg, parse_args(["run"])).throttle == cfg.backfill.throttle
