@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import psycopg2
@@ -61,18 +60,21 @@ def test_a_difference_older_than_the_delay_costs_no_wait(consistent, waits):
     assert waits == []
 
 
-def test_an_in_flight_write_that_lands_during_the_wait_clears(consistent, waits):
+def test_an_in_flight_write_that_lands_during_the_wait_clears(consistent, monkeypatch):
+    """The dual-write lands while the re-check waits (not at a wall-clock time, which a slow scan on a
+    loaded machine could pass before the difference was even seen)."""
     key = _tamper(consistent)
+    landed: list[float] = []
 
-    def dual_write_arrives():
-        time.sleep(0.5)
+    def dual_write_arrives_while_waiting(seconds: float) -> None:
         consistent.query("new", "UPDATE marketplace.service_listings SET title = 'Listing ' || legacy_listing_id "
                                 "WHERE legacy_listing_id = %s", (key,))
+        landed.append(seconds)
+        time.sleep(seconds)
 
-    writer = threading.Thread(target=dual_write_arrives)
-    writer.start()
-    r = diff_entity(make_config(recheck_delay="1500ms"), "listings", *_connect(consistent))
-    writer.join()
+    monkeypatch.setattr(diff, "_sleep", dual_write_arrives_while_waiting)
+    r = diff_entity(make_config(recheck_delay="5s"), "listings", *_connect(consistent))  # > any scan here
+    assert len(landed) == 1, "the young difference waits for the rest of its delay"
     assert r.status == "passed", r.message
     assert r.details["rechecked_cleared"] == 1 and r.counts["changed"] == 0
     assert r.old_count == r.new_count
