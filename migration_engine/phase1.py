@@ -216,6 +216,7 @@ class SetRequiredStep(Step):
         self.spec = spec
         self.batch_size = batch_size
         self.pacing = pacing  # (ex, spec, key) -> a started-on-enter pacing.Pacer for the batched backfill
+        self.paced: dict[str, Any] | None = None  # what the pacing did in the last apply (for the notes)
         self.where = f"schema_changes.required[{index}]"
         self.step_id = f"phase1.1_3.required.{spec.table}.{spec.column}"
         self.title = f"default {spec.value!r}{' and NOT NULL' if spec.not_null else ''} on {spec.table}.{spec.column}"
@@ -245,7 +246,9 @@ class SetRequiredStep(Step):
         if ex.planning or self.pacing is None:
             return ex.backfill(s.table, s.column, key, s.value, batch_size=self.batch_size)
         with self.pacing(ex, s, key) as pacer:
-            return ex.backfill(s.table, s.column, key, s.value, batch_size=self.batch_size, pacer=pacer)
+            n = ex.backfill(s.table, s.column, key, s.value, batch_size=self.batch_size, pacer=pacer)
+        self.paced = pacer.stats.as_dict()
+        return n
 
     def apply(self, ex: DdlExecutor) -> list[str]:
         s, notes = self.spec, []
@@ -272,6 +275,10 @@ class SetRequiredStep(Step):
             if nulls != 0:
                 n = self._backfill(ex)
                 notes.append(f"backfilled {n} rows" if not ex.planning else "backfill planned")
+                if not ex.planning and self.paced:
+                    p = self.paced
+                    notes.append(f"paced: {p['batches']} batch(es), slept {p['slept_seconds']:.1f}s, "
+                                 f"paused {p['paused_seconds']:.1f}s ({len(p['pauses'])} pause(s))")
             if s.not_null:
                 notes += self._not_null(ex, col)
         if s.not_null and not s.keep_not_null_check and ex.constraint_state(s.table, self.helper) is not None:

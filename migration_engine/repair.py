@@ -208,6 +208,12 @@ def assess(cfg: MigrationConfig, name: str, stored: list[str], connect: runs.Con
     return rep
 
 
+def _paced_text(p: dict[str, Any]) -> str:
+    rate = f", last rate {p['last_rate']:,.0f} rows/s" if p.get("last_rate") is not None else ""
+    return (f"{p['batches']} batch(es), slept {p['slept_seconds']:.1f}s, paused {p['paused_seconds']:.1f}s"
+            f"{rate}")
+
+
 # --- the step ---------------------------------------------------------------------------------------
 class RepairRun(Step):
     phase = "phase3"
@@ -324,7 +330,10 @@ class RepairRun(Step):
                          f"already equal {len(rep.clean)}")
             if rep.work:
                 es = self._es(name)
-                ex.action(self._sql_text(ex, es, rep), lambda es=es, rep=rep: self._repair_entity(ex, es, rep, budget))
+                done = ex.action(self._sql_text(ex, es, rep),
+                                 lambda es=es, rep=rep: self._repair_entity(ex, es, rep, budget))
+                if done and done.get("pacing"):
+                    notes.append(f"{name}: paced {_paced_text(done['pacing'])}")
         notes += [f"not repairable: {p}" for p in self._unrepairable(targets)]
         if not any(r.work for r in repairs.values()):
             notes.append("nothing to repair")

@@ -112,6 +112,8 @@ def test_phase1_batches_slow_down_when_the_probe_latency_crosses_the_budget(data
         notes = step.apply(ex)
     assert any(n.startswith("backfilled ") for n in notes) and _nulls(databases) == 0
     (pacer,) = made
+    assert pacer.stats.batches >= 15 and any(
+        n.startswith(f"paced: {pacer.stats.batches} batch(es), slept ") for n in notes), notes
     actions = [d.action for d in pacer.stats.decisions]
     # calm readings: the rate grows; over budget (3 ms > 1.2 ms): it is cut, down to the floor
     assert actions[:3] == ["increase"] * 3 and "decrease" in actions[3:], actions
@@ -241,6 +243,7 @@ def test_repair_batches_slow_down_when_the_probe_latency_crosses_the_budget(cons
         (applied,) = r2.apply([repair])
         assert "listings: insert 0, re-copy 40, delete 0, already equal 0" in applied.notes
         paced = list(slept)
+        assert any(n.startswith("listings: paced 8 batch(es), slept ") for n in applied.notes), applied.notes
         r2.verify([repair])
     finally:
         conn.close()
