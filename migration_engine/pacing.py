@@ -260,14 +260,17 @@ class Pacer:
         if controller_on(self.work, self.s):
             b = self.s.throttle.budget
             latency: dict[str, float | None] = {}
+            app = None
             if self.probe is not None:
                 self.probe.open()
-                try:
+            try:
+                if self.probe is not None:
                     latency = self.probe.baseline(self.sleep)
-                except Exception:
+                app = self._app_p95()
+            except Exception:
+                if self.probe is not None:  # no probe session left behind
                     self.probe.stop()
-                    raise
-            app = self._app_p95()
+                raise
             self.controller = RateController(b, Baseline(latency, app),
                                              max_rows_per_second=self.work.max_rows_per_second)
             limits = {k: None if v is None else round(v, 3) for k, v in self.controller.limits().items()}
