@@ -8,6 +8,7 @@ sets; the real probe (``LookupProbe``) is run once against the phase-1 table.
 from __future__ import annotations
 
 import copy
+import re
 import threading
 
 import psycopg2
@@ -260,3 +261,47 @@ def test_repair_batches_slow_down_when_the_probe_latency_crosses_the_budget(cons
     assert details["baseline"]["latency_ms"] == {"legacy": 1.0, "new": 1.0}
     # 8 batches of 5 rows: after the cuts the rate is a few rows/s, so the last batches wait long
     assert min(paced[-2:]) > 0.2 and pacer_rate(rows) < 100
+
+
+def test_replica_lag_on_the_new_database_pauses_the_repair_until_it_clears(consistent, caplog):
+    dbs = consistent
+    cfg = _config(config_dict(), backfill__pause_check_interval="200ms",
+                  backfill__throttle={"signals": {"new_replication_lag_function": "public.fake_replication_lag"}})
+    dbs.query("new", "UPDATE marketplace.service_listings SET title = 'tampered' WHERE legacy_listing_id IN "
+                     "(SELECT legacy_listing_id FROM marketplace.service_listings ORDER BY 1 LIMIT 3)")
+    conn = dbs.connect("legacy")
+    try:
+        r = steps.StepRunner(conn, schema=SCHEMA, ddl=Ddl(), actor="test:repair",
+                             context={"dag_id": "t", "run_id": "r1", "task_id": "t"})
+        diff = ConsistencyRun(cfg, "diff", phase="phase3", connect=_connect(dbs))
+        r.apply([diff])
+        run_pk = diff.current(r.executor(planning=True)).id
+        dbs.query("new", """
+            CREATE TABLE public.fake_replica (lag_seconds float8);
+            INSERT INTO public.fake_replica VALUES (60);
+            CREATE FUNCTION public.fake_replication_lag(OUT replicas bigint, OUT lag_seconds float8)
+                LANGUAGE sql AS 'SELECT 1::bigint, lag_seconds FROM public.fake_replica';
+        """)
+        clear = threading.Timer(1.5, lambda: dbs.query("new", "UPDATE public.fake_replica SET lag_seconds = 0.2"))
+        clear.start()
+        caplog.set_level("INFO", logger="migration_engine.pacing")
+        repair = RepairRun(cfg, run_pk, connect=_connect(dbs))
+        try:
+            r2 = steps.StepRunner(conn, schema=SCHEMA, ddl=Ddl(), actor="test:repair",
+                                  context={"dag_id": "t", "run_id": "r2", "task_id": "t"})
+            (applied,) = r2.apply([repair])
+            r2.verify([repair])
+        finally:
+            clear.join()
+    finally:
+        conn.close()
+    why = "replication lag 60.0s on 1 replica(s) of the new database (> 30s)"
+    assert f"listings: pausing - {why}" in caplog.text and "resuming after a pause of" in caplog.text
+    ((details, reason, target),) = _ledger(dbs, "repair_paused")
+    assert reason == why and target == "listings" and details["consistency_run"] == run_pk
+    ((resumed, _r, _t),) = _ledger(dbs, "repair_resumed")
+    assert resumed["paused_seconds"] >= 1.0
+    (note,) = [n for n in applied.notes if n.startswith("listings: paced ")]
+    m = re.search(r"paced 1 batch\(es\), slept [\d.]+s, paused (\d+\.\d)s", note)
+    assert m and float(m.group(1)) >= 1.0, note
+    assert compare(dbs).equal
