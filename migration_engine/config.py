@@ -36,6 +36,7 @@ from pydantic import (
 from migration_engine import paths
 from migration_engine import transform_settings as ts
 from migration_engine.errors import ConfigError
+from migration_engine.pacing_settings import Pacing
 
 DEFAULT_CONFIG_PATH = paths.default_config_path()
 CONFIG_ENV = "MIGRATION_CONFIG"
@@ -1037,6 +1038,9 @@ class MigrationConfig(Strict):
     deadlines: Deadlines = {}
     """Pages when a run or an approval runs out of time silently."""
     perf: Perf = Field({}, description="The database performance view and the metrics the sampler emits.")
+    pacing: Pacing = Field(Pacing(), description=(
+        "Pacing of phase 1's batched updates and the repair's batches (latency budget, health pauses); "
+        "see docs/phase1.md."))
 
     @property
     def new_conn_id(self) -> str:

@@ -477,12 +477,14 @@ class DdlExecutor:
 
     # --- backfill ---------------------------------------------------------------------------
     def backfill(self, table: TableRef, column: str, key: str, value: Any, *, batch_size: int | None = None,
-                 key_range: Sequence[Any] | None = None) -> int:
+                 key_range: Sequence[Any] | None = None, pacer: Any = None) -> int:
         """``UPDATE ... SET column = value WHERE column IS NULL`` in key-range batches.
 
         Each batch is its own short transaction (autocommit), bounded by ``batch_size`` keys, so row
         locks are held for milliseconds and an interrupted backfill resumes where it stopped.
         Batch bounds come from the key's index, so gaps in the key cost nothing.
+        ``pacer`` (``migration_engine.pacing.Pacer``, started by the caller): ``pacer.pace(rows,
+        keys=...)`` after every batch - health pause, latency budget, rate; not used when planning.
         """
         size = batch_size or self.ddl.update_batch_size
         ids = _ids(table, column=column, key=key)
@@ -497,6 +499,8 @@ class DdlExecutor:
                              table=table, what=f"backfill {table}.{column} keys ({after}, {upto}]")
             total += max(n, 0)
             batches += 1
+            if pacer is not None and not self.planning:
+                pacer.pace(max(n, 0), keys={"legacy": [upto]})
             if batches % 50 == 0 and not self.planning:
                 log.info("backfill %s.%s: %d batches, %d rows updated, at key %s (%.1fs)",
                          table, column, batches, total, upto, time.monotonic() - started)

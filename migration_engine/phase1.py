@@ -26,7 +26,7 @@ from typing import Any
 import psycopg2.errors
 from psycopg2 import sql
 
-from migration_engine import control, db, keys, preflight
+from migration_engine import control, db, keys, pacing, preflight
 from migration_engine.config import AddCheck, AddColumn, CreateIndex, MigrationConfig, SetRequired, TableRef
 from migration_engine.ddl import DdlError, DdlExecutor, IndexSpec
 from migration_engine.errors import VerificationError
@@ -211,9 +211,12 @@ class SetRequiredStep(Step):
 
     phase = PHASE
 
-    def __init__(self, spec: SetRequired, index: int, batch_size: int):
+    def __init__(self, spec: SetRequired, index: int, batch_size: int,
+                 pacing: Callable[[DdlExecutor, SetRequired, str], Any] | None = None):
         self.spec = spec
         self.batch_size = batch_size
+        self.pacing = pacing  # (ex, spec, key) -> a started-on-enter pacing.Pacer for the batched backfill
+        self.paced: dict[str, Any] | None = None  # what the pacing did in the last apply (for the notes)
         self.where = f"schema_changes.required[{index}]"
         self.step_id = f"phase1.1_3.required.{spec.table}.{spec.column}"
         self.title = f"default {spec.value!r}{' and NOT NULL' if spec.not_null else ''} on {spec.table}.{spec.column}"
@@ -236,6 +239,16 @@ class SetRequiredStep(Step):
         except keys.UnsupportedKey as exc:
             raise DdlError(f"{exc}; set {self.where}.key to another indexed, unique column") from exc
         return key
+
+    def _backfill(self, ex: DdlExecutor) -> int:
+        """The batched backfill, paced between batches (health pause, latency budget, rate cap)."""
+        s, key = self.spec, self._key(ex)
+        if ex.planning or self.pacing is None:
+            return ex.backfill(s.table, s.column, key, s.value, batch_size=self.batch_size)
+        with self.pacing(ex, s, key) as pacer:
+            n = ex.backfill(s.table, s.column, key, s.value, batch_size=self.batch_size, pacer=pacer)
+        self.paced = pacer.stats.as_dict()
+        return n
 
     def apply(self, ex: DdlExecutor) -> list[str]:
         s, notes = self.spec, []
@@ -260,8 +273,12 @@ class SetRequiredStep(Step):
             # 2. Backfill existing NULLs in key-range batches (skipped when there are none).
             nulls = None if ex.planning else ex.null_count(s.table, s.column)
             if nulls != 0:
-                n = ex.backfill(s.table, s.column, self._key(ex), s.value, batch_size=self.batch_size)
+                n = self._backfill(ex)
                 notes.append(f"backfilled {n} rows" if not ex.planning else "backfill planned")
+                if not ex.planning and self.paced:
+                    p = self.paced
+                    notes.append(f"paced: {p['batches']} batch(es), slept {p['slept_seconds']:.1f}s, "
+                                 f"paused {p['paused_seconds']:.1f}s ({len(p['pauses'])} pause(s))")
             if s.not_null:
                 notes += self._not_null(ex, col)
         if s.not_null and not s.keep_not_null_check and ex.constraint_state(s.table, self.helper) is not None:
@@ -283,7 +300,7 @@ class SetRequiredStep(Step):
             except psycopg2.errors.CheckViolation:
                 # A row got a NULL between the backfill and the NOT VALID check (explicit NULL insert):
                 # sweep once more - the check now stops new NULLs - and validate again.
-                n = ex.backfill(s.table, s.column, self._key(ex), s.value, batch_size=self.batch_size)
+                n = self._backfill(ex)
                 log.warning("%s: %d rows became NULL during the backfill; swept, validating again", self.step_id, n)
                 ex.execute("ddl/validate_constraint.sql", chk, table=s.table, what=f"validate {self.helper}")
             notes.append(f"{self.helper} {_v(ex, 'validated', 'to be validated')}")
@@ -404,9 +421,34 @@ def build_steps(cfg: MigrationConfig) -> dict[str, list[Step]]:
     return {
         "1.1": [AddColumnStep(c, i) for i, c in enumerate(sc.add_columns)],
         "1.2": [CreateIndexStep(x, i, progress=progress) for i, x in enumerate(sc.indexes)],
-        "1.3": [SetRequiredStep(r, i, cfg.ddl.update_batch_size) for i, r in enumerate(sc.required)]
+        "1.3": [SetRequiredStep(r, i, cfg.ddl.update_batch_size, pacing=pacer_factory(cfg))
+                for i, r in enumerate(sc.required)]
                + [AddCheckStep(c, i) for i, c in enumerate(sc.checks)],
     }
+
+
+def pacer_factory(cfg: MigrationConfig, *, probe: Callable[[SetRequired, str], pacing.SignalSource] | None = None
+                  ) -> Callable[[DdlExecutor, SetRequired, str], pacing.Pacer]:
+    """How step 1.3 paces its batched backfill (``pacing.phase1``): health on the executor's connection,
+    ledger entries ``phase1_backfill_*``, the latency probe on the legacy table being updated (its own
+    connection). ``probe`` replaces that probe (tests: a simulated latency signal)."""
+    work = cfg.pacing.phase1
+
+    def make(ex: DdlExecutor, spec: SetRequired, key: str) -> pacing.Pacer:
+        t = spec.table
+        source = None
+        if pacing.controller_on(work, cfg.backfill):
+            source = probe(spec, key) if probe is not None else pacing.LookupProbe(
+                {"legacy": pacing.ProbeTarget(
+                    lambda: db.connect(cfg.connections.legacy, application_name=pacing.APPLICATION_NAME),
+                    t.schema_name, t.table, key)},
+                cfg.backfill.throttle.budget, label=f"{t}.{spec.column}")
+        return pacing.Pacer(cfg, work, action="phase1_backfill", target=f"{t}.{spec.column}", legacy=ex.conn,
+                            tables={"legacy": (t.schema_name, t.table)}, probe=source,
+                            entity=pacing.app_entity(cfg, t.schema_name, t.table), actor=ex.actor,
+                            context=ex.context, sleep=ex.sleep)
+
+    return make
 
 
 def _progress_connection(cfg: MigrationConfig) -> Callable[[], Any]:

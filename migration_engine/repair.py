@@ -42,7 +42,7 @@ from typing import Any
 
 import psycopg2
 
-from migration_engine import control, sqlfiles
+from migration_engine import control, pacing, sqlfiles
 from migration_engine.backfill.engine import RETRYABLE
 from migration_engine.backfill.engine import configure_session as backfill_session
 from migration_engine.backfill.sqlgen import EntitySql
@@ -208,16 +208,27 @@ def assess(cfg: MigrationConfig, name: str, stored: list[str], connect: runs.Con
     return rep
 
 
+def _paced_text(p: dict[str, Any]) -> str:
+    rate = f", last rate {p['last_rate']:,.0f} rows/s" if p.get("last_rate") is not None else ""
+    return (f"{p['batches']} batch(es), slept {p['slept_seconds']:.1f}s, paused {p['paused_seconds']:.1f}s"
+            f"{rate}")
+
+
 # --- the step ---------------------------------------------------------------------------------------
 class RepairRun(Step):
     phase = "phase3"
 
     def __init__(self, cfg: MigrationConfig, run_pk: int, *, approved_deletes: int | None = None,
-                 connect: runs.Connectors | None = None, sleep: Callable[[float], None] = time.sleep):
+                 connect: runs.Connectors | None = None, sleep: Callable[[float], None] = time.sleep,
+                 batch_size: int = BATCH, probe: Callable[[EntitySql], pacing.SignalSource] | None = None):
         if not isinstance(run_pk, int) or isinstance(run_pk, bool) or run_pk < 1:
             raise RepairError(f"repair needs the id of a consistency run (a positive integer), got {run_pk!r}")
         if approved_deletes is not None and approved_deletes < 0:
             raise RepairError(f"approved_deletes must be >= 0, got {approved_deletes!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise RepairError(f"repair batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.probe = probe  # replaces the latency probe (tests: a simulated signal)
         self.cfg = cfg
         self.run_pk = run_pk
         self.approved_deletes = approved_deletes
@@ -291,7 +302,8 @@ class RepairRun(Step):
             ex.conn.rollback()
         return "\n".join([
             f"-- repair {es.name} (consistency run {self.run_pk}): insert {rep.insert}, re-copy {rep.recopy}, "
-            f"delete {rep.delete}; per batch of {BATCH} keys, one transaction on the new database:",
+            f"delete {rep.delete}; per batch of {self.batch_size} keys, one transaction on the new database "
+            "(paced between batches: pacing.repair):",
             "-- new:", "BEGIN;", lock,
             "-- legacy: the old rows now (the action per key is decided again here, under the lock):", check,
             "-- legacy:", read, "-- new:", stage, copy_in, write, delete,
@@ -318,7 +330,10 @@ class RepairRun(Step):
                          f"already equal {len(rep.clean)}")
             if rep.work:
                 es = self._es(name)
-                ex.action(self._sql_text(ex, es, rep), lambda es=es, rep=rep: self._repair_entity(ex, es, rep, budget))
+                done = ex.action(self._sql_text(ex, es, rep),
+                                 lambda es=es, rep=rep: self._repair_entity(ex, es, rep, budget))
+                if done and done.get("pacing"):
+                    notes.append(f"{name}: paced {_paced_text(done['pacing'])}")
         notes += [f"not repairable: {p}" for p in self._unrepairable(targets)]
         if not any(r.work for r in repairs.values()):
             notes.append("nothing to repair")
@@ -331,10 +346,16 @@ class RepairRun(Step):
         try:
             for conn in (legacy, new):
                 backfill_session(conn, self.cfg.backfill, f"{APPLICATION_NAME}:{es.name}")
-            for start in range(0, len(todo), BATCH):
-                written, deleted = self._batch(ex, legacy, new, es, rep.key_type, todo[start:start + BATCH], budget)
-                done["written"] += written
-                done["deleted"] += deleted
+            legacy.commit()
+            new.commit()
+            with self._pacer(ex, es, legacy, new, todo) as pacer:
+                for start in range(0, len(todo), self.batch_size):
+                    batch = todo[start:start + self.batch_size]
+                    written, deleted = self._batch(ex, legacy, new, es, rep.key_type, batch, budget)
+                    done["written"] += written
+                    done["deleted"] += deleted
+                    pacer.pace(len(written) + len(deleted), keys={"legacy": batch, "new": batch})
+                done["pacing"] = pacer.stats.as_dict()
         finally:
             for conn in (new, legacy):
                 try:
@@ -344,6 +365,29 @@ class RepairRun(Step):
         log.info("repair %s: %d row(s) written %s, %d deleted %s", es.name, len(done["written"]),
                  done["written"][:20], len(done["deleted"]), done["deleted"][:20])
         return done
+
+    def _pacer(self, ex: DdlExecutor, es: EntitySql, legacy, new, todo: list) -> pacing.Pacer:
+        """Pacing between batches (``pacing.repair``): health of both databases on the repair's own
+        connections, ledger entries ``repair_*``, the latency probe on the old and new table."""
+        work, e = self.cfg.pacing.repair, es.entity
+        source = None
+        if pacing.controller_on(work, self.cfg.backfill):
+            if self.probe is not None:
+                source = self.probe(es)
+            else:
+                source = pacing.LookupProbe({
+                    "legacy": pacing.ProbeTarget(self.connect["legacy"], e.old_table.schema_name, e.old_table.table,
+                                                 e.key),
+                    "new": pacing.ProbeTarget(self.connect["new"], e.new_table.schema_name, e.new_table.table,
+                                              e.legacy_id_column)},
+                    self.cfg.backfill.throttle.budget, label=f"repair {es.name}")
+            for side in ("legacy", "new"):
+                source.add_keys(side, todo[:pacing.KEY_POOL])
+        return pacing.Pacer(self.cfg, work, action="repair", target=es.name, legacy=legacy, new=new,
+                            tables={"legacy": (e.old_table.schema_name, e.old_table.table),
+                                    "new": (e.new_table.schema_name, e.new_table.table)},
+                            probe=source, entity=es.name, actor=ex.actor,
+                            context={**ex.context, "consistency_run": self.run_pk}, sleep=self.sleep)
 
     def _batch(self, ex, legacy, new, es: EntitySql, kt: KeyType, batch: list, budget: list[int]) -> tuple[list, list]:
         retries = 0
