@@ -60,7 +60,8 @@ def seed_known_figures(conn, now: datetime | None = None) -> datetime:
                                                   ("write", "old", 800, 0)):
             sqlfiles.run(cur, "control/path_stats_upsert.sql", {"schema": SCHEMA},
                          {"entity": "listings", "bucket": recent, "operation": operation, "path": path,
-                          "instance": "app-1", "requests": requests, "errors": errors, "p95_latency_ms": 35.0})
+                          "instance": "app-1", "requests": requests, "errors": errors, "p95_latency_ms": 35.0,
+                          "latency_histogram": None})
         cur.execute(
             f"INSERT INTO {SCHEMA}.step_state (step_id, phase, status) VALUES "
             "('add_columns', 'phase1', 'verified'), "
