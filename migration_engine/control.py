@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from migration_engine import sqlfiles
+from migration_engine import sqlfiles, telemetry
 from migration_engine.errors import MigrationError
 
 FLAG_TYPES: dict[str, type] = {
@@ -167,10 +167,11 @@ def record_gate_result(
             )
             gate_id = cur.fetchone()[0]
         conn.commit()
-        return gate_id
     except Exception:
         conn.rollback()
         raise
+    telemetry.gate_evaluated(gate, status, figures)  # the gate's metrics now, not at the next sampler run
+    return gate_id
 
 
 def grant_application_role(conn, schema: str, role: str) -> None:

@@ -63,6 +63,10 @@ class Step(ABC):
     step_id: str
     phase: str
     title: str
+    #: ``False`` for telemetry steps (the performance sample, every 5 min): a successful apply is not
+    #: an audited change (its state is its own table), so it does not crowd the ledger; a failure of
+    #: the step is still audited (``step.failed``).
+    audited: bool = True
 
     @abstractmethod
     def before_state(self, ex: DdlExecutor) -> dict[str, Any]:
@@ -238,8 +242,9 @@ class StepRunner:
                       last_sql=_sql_text(ex.recorded) if result.changed else "",
                       details={**result.details, "error": None, "changed": result.changed})
             if result.changed:
-                self._audit("step.apply", step, {"executed": summarize_plan(ex.recorded), "notes": notes,
-                                                 **result.details})
+                if step.audited:
+                    self._audit("step.apply", step, {"executed": summarize_plan(ex.recorded), "notes": notes,
+                                                     **result.details})
                 log.info("%s: applied (%d statements, %d lock-timeout retries)", step.step_id,
                          len(ex.recorded), ex.lock_retries)
             else:

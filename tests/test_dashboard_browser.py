@@ -238,7 +238,15 @@ def test_phase_states_follow_real_dag_runs_and_the_page_fits(phase_runs_config, 
     assert p5["run"]["run_id"] == early.dag_run.run_id
     assert p5["run"]["url"].endswith("/dags/migration_phase5_cutover/runs/" + quote(early.dag_run.run_id, safe=""))
     assert sorted(t["task"] for t in p5["failed_tasks"]) == failed_tasks
-    assert all(t["reason"] and t["reason_source"] != "none" for t in p5["failed_tasks"]), p5["failed_tasks"]
+    assert all(t["reason"] and t["reason_source"] != "none" for t in p5["failed_tasks"]), \
+        json.dumps(p5["failed_tasks"], indent=1, default=str)
+    # The run's reason is the checklist's one combined text (every short check with its next step),
+    # found in the ledger (the layer records the refusal) even though no per-gate page was sent.
+    assert p5["reason"].startswith("refused migration_phase5_cutover.checklist_result: pre-cutover checklist "
+                                   "not met") and "Next:" in p5["reason"], p5["reason"]
+    sensors = [t for t in p5["failed_tasks"] if t["task"].startswith("check_")]
+    assert sensors and all(t["reason"].startswith("gate ") and t["reason_source"] == "gate_results"
+                           for t in sensors), json.dumps(sensors, indent=1, default=str)
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
@@ -254,6 +262,7 @@ def test_phase_states_follow_real_dag_runs_and_the_page_fits(phase_runs_config, 
                 assert block.get_attribute("data-state") == "failed"
                 text = block.inner_text()
                 assert "Failed" in text and failed_tasks[0] in text and p5["failed_tasks"][0]["reason"][:40] in text
+                assert "pre-cutover checklist not met" in text, text
                 link = block.locator(f'a[href="{p5["run"]["url"]}"]')
                 assert link.count() == 1 and link.get_attribute("target") == "_top"
                 bg = page.evaluate("getComputedStyle(document.body).backgroundColor")

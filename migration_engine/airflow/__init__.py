@@ -7,5 +7,7 @@ this package, so it runs and is tested without Airflow; DAG files import only th
 """
 
 from migration_engine.airflow import connections as _connections
+from migration_engine.airflow import metrics as _metrics
 
 _connections.install()  # every process that loads the layer resolves connections the way Airflow does
+_metrics.install()  # ... and emits the engine's metrics when they happen (gate evaluations, checkpoints)

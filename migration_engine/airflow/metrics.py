@@ -19,6 +19,15 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def install() -> None:
+    """Make this process's engine emit through Airflow's metrics client at the moment things happen
+    (a gate evaluation recorded, a backfill checkpoint: ``migration_engine.telemetry``). Called when
+    the layer is imported, so workers, the triggerer (deferred gate polls) and dag.test() all emit."""
+    from migration_engine import telemetry
+
+    telemetry.install(emit)
+
+
 def emit(metrics: Iterable[Any]) -> int:
     """Send each ``Metric`` as a gauge (with its tags); returns how many were sent."""
     from airflow.sdk.observability import stats

@@ -28,11 +28,39 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def outcome() -> Iterator[None]:
-    """Refusals fail the task without retries, with the refusal's message shown in the UI."""
+    """Refusals fail the task without retries, with the refusal's message shown in the UI, and are
+    recorded in the audit ledger (one ``refused`` entry with the reason, :func:`record_refusal`)."""
     try:
         yield
     except Refused as exc:
+        record_refusal(exc)
         raise AirflowFailException(str(exc)) from exc
+
+
+def record_refusal(exc: Refused) -> bool:
+    """Append one ``refused`` entry (reason = the refusal's text; dag/run/task ids in the details) to the
+    ledger, so the dashboard's "why did this run fail" finds it even when Slack is down and the failure
+    alert never got through. A fresh connection: the task's own may be the one that failed.
+
+    Not in a dry run (a dry run writes nothing; the refusal is in the task's log and the UI). Best
+    effort: if the ledger cannot be written (no control schema yet, database down) the task still
+    fails with the refusal, and the log says the entry is missing. Returns whether it was recorded."""
+    from migration_engine import control, db
+
+    try:
+        if dry_run():
+            return False
+        cfg = config()
+        actor, ctx = task_context()
+        with db.connection(cfg.connections.legacy) as conn:
+            control.audit(conn, cfg.control_schema, actor=actor, action="refused",
+                          target=f"{ctx['dag_id']}.{ctx['task_id']}",
+                          details={**ctx, "refusal": type(exc).__name__}, reason=str(exc))
+        return True
+    except Exception as err:  # noqa: BLE001 - recording must never hide the refusal itself
+        log.warning("the refusal was not recorded in the audit ledger (%s: %s); refusal: %s",
+                    type(err).__name__, err, exc)
+        return False
 
 
 def on_legacy(fn: Callable[..., Any], *, dry_run_aware: bool = False, param_names: Sequence[str] = ()) -> Any:

@@ -45,7 +45,7 @@ from typing import Any
 
 import psycopg2
 
-from migration_engine import control, keys, sqlfiles
+from migration_engine import control, keys, sqlfiles, telemetry
 from migration_engine.backfill import store, throttle
 from migration_engine.backfill.controller import Baseline, Decision, RateController, Sample
 from migration_engine.backfill.probe import Probe
@@ -403,6 +403,7 @@ class RangeWorker:
             now = time.monotonic()
             if now - last_log >= self.s.progress_interval.total_seconds() or done:
                 self._log_progress(done_before + result.rows_read, total, rate, eta, size, after, hi, done)
+                self._emit_progress(legacy)  # same cadence: at most once per progress_interval, and at the end
                 last_log = now
             if now - last_ledger >= self.s.ledger_progress_interval.total_seconds() and not done:
                 self._ledger_progress(legacy, done_before + result.rows_read, total, rate, eta, after, hi, done)
@@ -737,6 +738,25 @@ class RangeWorker:
         log.info("%s: %s/%s rows (%.1f%%), %s rows/s, ETA %s, batch %s, last key %s", self.label,
                  f"{done:,}", f"{total:,}", p["pct"], f"{rate:,.0f}",
                  "-" if finished or eta is None else fmt_duration_s(eta), f"{size:,}", after)
+
+    def _emit_progress(self, legacy) -> None:
+        """The pass's progress % and rows/s (all its ranges, from this checkpoint) as metrics, when an
+        emitter listens (the Airflow layer); the same names the sampler sends (docs/metrics.md). A read
+        that fails is logged and skipped: metrics never stop the copy."""
+        if not telemetry.active():
+            return
+        try:
+            with legacy.cursor() as cur:
+                sqlfiles.run(cur, "perf/metrics_backfill.sql", {"schema": self.schema})
+                cols = [d[0] for d in cur.description]
+                rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+            legacy.commit()
+        except psycopg2.Error as exc:
+            legacy.rollback()
+            log.warning("%s: backfill metrics not emitted (%s)", self.label, exc)
+            return
+        telemetry.emit(telemetry.backfill_metrics([r for r in rows if r["entity"] == self.es.name
+                                                   and r["run_id"] == self.run_id]))
 
     def _ledger_decision(self, legacy, d: Decision, counts: dict[str, int]) -> None:
         """The controller's latest decision and how many of each kind since the last entry (bounded rate)."""

@@ -78,6 +78,7 @@ a {{ color: var(--link); }}
 .phase-head {{ display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 10px; }}
 .phase-head h3 {{ margin: 0; }}
 .reason {{ margin: 4px 0; }}
+.reason .why {{ white-space: pre-line; }}  /* a multi-line reason (phase 5's checklist) keeps its lines */
 ul.gates, ul.audit {{ list-style: none; margin: 4px 0; padding: 0; }}
 ul.gates > li, ul.audit > li {{ padding: 5px 0; border-bottom: 1px solid var(--line); }}
 ul.gates > li:last-child, ul.audit > li:last-child {{ border-bottom: 0; }}

@@ -155,9 +155,12 @@ def failure_reason(run: dict[str, Any], task: dict[str, Any], gates: list[dict[s
     """(reason, where it came from) for a failed task of ``run``; best source first.
 
     1. a gate of this run that failed/was critical: its reason (the measured figure and the bar);
-    2. the ledger's failure entries of this run and task (a step's error, a refusal);
-    3. the failure alert this task's callback recorded during the run (the exception text);
-    4. otherwise: say where to look.
+    2. this task's gate still waiting when the task gave up (a wait that timed out, e.g. a phase-5
+       checklist sensor, which does not page on its own): the gate's last reason;
+    3. the ledger's failure entries of this run and task (a step's error, a ``refused`` entry the
+       layer writes for every refusal);
+    4. the failure alert this task's callback recorded during the run (the exception text);
+    5. otherwise: say where to look.
     """
     if task["state"] == "upstream_failed":
         return "not run: an upstream task failed", "airflow"
@@ -166,11 +169,18 @@ def failure_reason(run: dict[str, Any], task: dict[str, Any], gates: list[dict[s
     if by_task or own:
         g = (by_task or own)[0]
         return f"gate {g['gate']} {g['status']}: {g.get('reason') or '(no reason recorded)'}", "gate_results"
+    waited = [g for g in gates if g.get("run_id") == run["run_id"] and g["status"] == "waiting"
+              and (g.get("figures") or {}).get("task_id") == task["task_id"]]
+    if waited:
+        g = waited[0]
+        return (f"gate {g['gate']} still waiting when the task gave up: "
+                f"{g.get('reason') or '(no reason recorded)'}", "gate_results")
     for entry in failures.get("audit", []):
         details = entry.get("details") or {}
         if details.get("task_id") in (None, task["task_id"]):
             text = details.get("error") or entry.get("reason") or entry["action"]
-            return f"{entry['action']} {entry.get('target') or ''}: {text}".replace("  ", " "), "audit_ledger"
+            target = f" {entry['target']}" if entry.get("target") else ""
+            return f"{entry['action']}{target}: {text}", "audit_ledger"
     started = task.get("start_date") or run.get("start_date")
     for alert in failures.get("alerts", []):
         if alert.get("task_id") == task["task_id"] and (started is None or alert["last_seen"] >= started):
@@ -217,7 +227,12 @@ def _row(key: str, title: str, dag_id: str, run: dict[str, Any] | None, airflow:
             elif t["state"] in ACTIVE_TASK_STATES:
                 row["active_tasks"].append(info)
         if row["state"] == "failed":
-            row["reason"] = (row["failed_tasks"][0]["reason"] if row["failed_tasks"]
+            # A refusal states the run's decision (e.g. phase 5's checklist_result: every short check and
+            # its next step in one text), so it is the run's reason over the first failed task's.
+            refused = [t for t in row["failed_tasks"] if t["reason_source"] == "audit_ledger"
+                       and t["reason"].startswith("refused ")]
+            first = (refused or row["failed_tasks"] or [None])[0]
+            row["reason"] = (first["reason"] if first
                              else "the run was marked failed without a failed task (timed out or set by hand)")
     words = []
     current = row["run"]["run_id"] if row["run"] else None

@@ -9,34 +9,15 @@ Dimension values are made StatsD-safe (``.`` -> ``__``, anything outside ``[A-Za
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from migration_engine import control_schema, sqlfiles
+from migration_engine import control_schema, sqlfiles, telemetry
 from migration_engine.config import MigrationConfig
+from migration_engine.telemetry import GATE_STATUS, PREFIX, Metric, part
+from migration_engine.telemetry import name as _name
 
-PREFIX = "zdm"
-# gate_results.status -> a number a dashboard can threshold on (higher is worse)
-GATE_STATUS = {"passed": 0, "waiting": 1, "warning": 2, "critical": 3, "failed": 4}
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    value: float
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-def part(value: Any) -> str:
-    """One dimension of a metric name: dots would add StatsD hierarchy levels, so they become ``__``."""
-    return _UNSAFE.sub("_", str(value).replace(".", "__")) or "_"
-
-
-def _name(*parts: Any) -> str:
-    return ".".join([PREFIX, *parts])
+__all__ = ["GATE_STATUS", "PREFIX", "Metric", "backfill", "collect", "part"]
 
 
 def _rows(cur, name: str, schema: str, **params: Any) -> list[dict[str, Any]]:
@@ -60,18 +41,7 @@ def gates(rows: list[dict], now: datetime) -> list[Metric]:
     return out
 
 
-def backfill(rows: list[dict]) -> list[Metric]:
-    out = []
-    for r in rows:
-        e, tags = part(r["entity"]), {"entity": r["entity"], "status": r["status"]}
-        done = r["status"] == "done"
-        progress = 100.0 if done else _pct(r["rows_read"], r["rows_total"])
-        out.append(Metric(_name("backfill", e, "rows_per_second"), 0.0 if done else float(r["rows_per_second"]), tags))
-        out.append(Metric(_name("backfill", e, "rows_written"), float(r["rows_written"]), tags))
-        out.append(Metric(_name("backfill", e, "running"), 1.0 if r["status"] == "running" else 0.0, tags))
-        if progress is not None:
-            out.append(Metric(_name("backfill", e, "progress_pct"), min(progress, 100.0), tags))
-    return out
+backfill = telemetry.backfill_metrics  # also emitted at backfill checkpoints (backfill.engine)
 
 
 def shadow(rows: list[dict]) -> list[Metric]:

@@ -68,6 +68,7 @@ class PerfSample(Step):
     step_id = "perf.sample"
     phase = "perf"
     title = "database performance sample (both databases)"
+    audited = False  # telemetry: the sample is its own rows in perf_samples, not a change to audit
 
     def __init__(self, cfg: MigrationConfig, *, connect: Connector | None = None,
                  now: Callable[[], datetime] | None = None):

@@ -1,12 +1,9 @@
 """migration_db_performance_sampler runs for real: a sample of both test databases lands in the
 control schema, and the migration's figures arrive as StatsD gauges at a real UDP listener on
-127.0.0.1 (Airflow's own ``[metrics] statsd_*`` settings, the client its task runner initialises)."""
+127.0.0.1 (Airflow's own ``[metrics] statsd_*`` settings, the client its task runner initialises;
+fixture ``statsd`` in tests/statsd_fixtures.py)."""
 
 from __future__ import annotations
-
-import socket
-import threading
-import time
 
 import pytest
 
@@ -18,64 +15,6 @@ pytestmark = pytest.mark.timeout(300)
 
 DAG_ID = "migration_db_performance_sampler"
 SCHEMA = "migration_control"
-
-
-class StatsdListener:
-    """A StatsD server in miniature: collects every ``name:value|type`` line it receives."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.lines: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, _ = self.sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            self.lines += data.decode().splitlines()
-
-    def gauges(self, settle: float = 1.0) -> dict[str, float]:
-        """name -> last value of every gauge received (waits until no packet came for ``settle`` s)."""
-        seen = -1
-        while seen != len(self.lines):
-            seen = len(self.lines)
-            time.sleep(settle)
-        out = {}
-        for line in self.lines:
-            name, _, rest = line.partition(":")
-            value, _, kind = rest.partition("|")
-            if kind.startswith("g"):
-                out[name] = float(value)
-        return out
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
-
-
-@pytest.fixture
-def statsd(monkeypatch):
-    """Airflow metrics on, pointed at the listener; the stats client set up as the task runner does."""
-    from airflow.sdk.observability import stats
-    from airflow.sdk.observability.metrics import stats_utils
-
-    listener = StatsdListener()
-    for key, value in {"STATSD_ON": "True", "STATSD_HOST": "127.0.0.1", "STATSD_PORT": str(listener.port),
-                       "STATSD_PREFIX": "airflow"}.items():
-        monkeypatch.setenv(f"AIRFLOW__METRICS__{key}", value)
-    stats.initialize(factory=stats_utils.get_stats_factory(), export_legacy_names=False)
-    yield listener
-    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "False")
-    stats.initialize(factory=stats_utils.get_stats_factory(), export_legacy_names=False)
-    listener.close()
 
 
 def _prepare(databases) -> None:

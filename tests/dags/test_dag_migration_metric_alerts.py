@@ -23,7 +23,7 @@ def test_scheduled_every_evaluate_every(airflow_db):
 
 
 def test_payment_errors_page_once_then_resolve_when_they_clear(databases, airflow_db, fake_slack, tmp_path,
-                                                                 monkeypatch):
+                                                                 monkeypatch, statsd):
     cfg = write_config(tmp_path, monkeypatch, {})
     prepare_control(databases)
     conn = databases.connect("legacy")
@@ -40,6 +40,13 @@ def test_payment_errors_page_once_then_resolve_when_they_clear(databases, airflo
         assert "2.00% (10/500)" in page["text"]
         assert [r[0] for r in gate_rows(databases, "metric_alert:payment_processing_errors")] == ["critical"]
         assert [r[0] for r in gate_rows(databases, "metric_alert:invoice_state_transition_errors")] == ["passed"]
+        # The values went out as metrics when evaluated (real StatsD listener), not at the next sampler run.
+        got = statsd.gauges()
+        assert got["airflow.zdm.metric_alert.payment_processing_errors.value"] == 2.0
+        assert got["airflow.zdm.metric_alert.payment_processing_errors.threshold"] == 0.5
+        assert got["airflow.zdm.metric_alert.payment_processing_errors.firing"] == 1
+        assert got["airflow.zdm.metric_alert.invoice_state_transition_errors.firing"] == 0
+        assert got["airflow.zdm.gate.metric_alert_payment_processing_errors.status"] == 3  # critical
 
         # The errors stop: healthy minutes outnumber the bad ones in the window -> resolved by the next run.
         write_operation_stats(conn, "payment_processing", end=now, minutes=5, requests=1000, errors=0)
@@ -50,6 +57,7 @@ def test_payment_errors_page_once_then_resolve_when_they_clear(databases, airflo
         assert reply.get("thread_ts") and "Resolved" in reply["text"] and "payment_processing" in reply["text"]
         assert [r[0] for r in gate_rows(databases, "metric_alert:payment_processing_errors")] == ["critical",
                                                                                                   "passed"]
+        assert statsd.series("airflow.zdm.metric_alert.payment_processing_errors.firing") == [1, 0]
     finally:
         conn.close()
 

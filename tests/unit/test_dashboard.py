@@ -136,6 +136,35 @@ def test_failure_reason_sources_in_order():
     assert phases.failure_reason(run, task, [], alert) == ("Refused: writes moved", "alerts")
     stale_alert = {"alerts": [{**alert["alerts"][0], "last_seen": T0 - timedelta(days=1)}]}
     assert phases.failure_reason(run, task, [], stale_alert)[1] == "none"  # an older failure is not this run's
+    # A wait that timed out (a checklist sensor, which does not page by itself): its gate's last reason,
+    # only for the task that evaluated it.
+    waiting = {"gate": "cutover_dual_write", "status": "waiting", "reason": "no dual-write data in 1h",
+               "run_id": "manual__1", "figures": {"task_id": "gate_task"}}
+    assert phases.failure_reason(run, task, [waiting], audit) == (
+        "gate cutover_dual_write still waiting when the task gave up: no dual-write data in 1h", "gate_results")
+    other_task = {**waiting, "figures": {"task_id": "check_backup"}}
+    assert phases.failure_reason(run, task, [other_task], {})[1] == "none"
+
+
+def test_a_refusal_is_the_failed_runs_reason_over_the_first_failed_task():
+    """Phase 5 too early: the five checklist sensors time out (their gates' reasons), checklist_result
+    refuses with the one combined text (every short check and its next step) - that is the run's reason."""
+    run = _run("migration_phase5_cutover", "failed", run_id="manual__5",
+               tasks=[("check_backup", "failed"), ("checklist_result", "failed")])
+    gates = [{"gate": "pre_cutover_backup", "status": "waiting", "reason": "no verified backup", "run_id": "manual__5",
+              "figures": {"task_id": "check_backup"}, "dag_id": "migration_phase5_cutover", "evaluated_at": T0}]
+    combined = ("pre-cutover checklist not met (backup); on-call paged once:\n• backup: none\n"
+                "   _Next:_ run migration_preflight_backup")
+    failures = {"migration_phase5_cutover": {"audit": [{
+        "action": "refused", "target": "migration_phase5_cutover.checklist_result", "reason": combined,
+        "details": {"task_id": "checklist_result", "refusal": "ChecklistNotMet"}}], "alerts": []}}
+    airflow = {"available": True, "base_url": "", "runs": {"migration_phase5_cutover": run}}
+    (p5,) = [p for p in phases.phases_section(_raw(gates=gates, run_failures=failures), airflow)
+             if p["dag_id"] == "migration_phase5_cutover"]
+    assert p5["state"] == "failed"
+    assert [(t["task"], t["reason_source"]) for t in p5["failed_tasks"]] == [
+        ("check_backup", "gate_results"), ("checklist_result", "audit_ledger")]
+    assert p5["reason"] == f"refused migration_phase5_cutover.checklist_result: {combined}"
 
 
 def test_airflow_unavailable_is_said_not_guessed():

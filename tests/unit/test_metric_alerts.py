@@ -57,6 +57,7 @@ def test_shipped_config_has_the_seed_rows(cfg):
 def test_seed_alerts_trip_at_their_threshold_repeat_as_updates_and_resolve(databases, control_conn, cfg,
                                                                           fake_slack):
     t0 = datetime.now(UTC) - timedelta(hours=2)
+    ledger_before = _ledger_size(control_conn)
     # Exactly at each threshold: 0.5 % payments, 1 % invoices, p95 200 ms - "above" is strict, nothing fires.
     plant(databases, t0, "payment_processing", requests=200, errors=1)
     plant(databases, t0, "invoice_state_transition", requests=200, errors=2)
@@ -110,6 +111,17 @@ def test_seed_alerts_trip_at_their_threshold_repeat_as_updates_and_resolve(datab
     assert len(replies) == 3 and all("Resolved" in m["text"] for m in replies)
     resolved_updates = [m for m in fake_slack.messages("chat.update") if "RESOLVED" in m["text"]]
     assert len(resolved_updates) == 3
+    # Every 5 minutes, so telemetry, not audited changes: gate_results and alerts keep the state; the
+    # ledger gets nothing (only an undelivered page would be audited: alert.undelivered).
+    assert _ledger_size(control_conn) == ledger_before
+
+
+def _ledger_size(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {SCHEMA}.audit_ledger")
+        n = cur.fetchone()[0]
+    conn.commit()
+    return n
 
 
 def _open(conn) -> set[str]:

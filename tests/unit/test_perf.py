@@ -129,6 +129,29 @@ def test_a_sample_stores_per_table_latency_of_both_databases_once_per_run(databa
     again = _sample(databases)  # a retried task of the same run: nothing sent
     assert not again.changed and "already sampled" in again.notes[0]
     assert databases.query("legacy", f"SELECT count(*) FROM {SCHEMA}.perf_samples") == [(2,)]
+    # Telemetry, not a change: a stored sample adds nothing to the audit ledger (288 a day would
+    # crowd the dashboard's recent audit list); its state is the step_state row and perf_samples.
+    assert _ledger(databases, "perf.sample") == []
+    assert databases.query("legacy", f"SELECT status FROM {SCHEMA}.step_state WHERE step_id = 'perf.sample'") \
+        == [("applied",)]
+
+
+def _ledger(databases, target: str) -> list[tuple]:
+    return databases.query("legacy", f"SELECT action, reason FROM {SCHEMA}.audit_ledger WHERE target = %s "
+                                     "ORDER BY id", (target,))
+
+
+def test_a_failed_sample_is_still_audited(databases, monkeypatch):
+    _upgraded(databases)
+
+    def broken(self, ex, side, reading, at):
+        raise RuntimeError("disk full while storing the sample")
+
+    monkeypatch.setattr(PerfSample, "rows", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        _sample(databases, run_id="r-broken")
+    assert [a for a, _r in _ledger(databases, "perf.sample")] == ["step.failed"]
+    assert databases.query("legacy", f"SELECT count(*) FROM {SCHEMA}.perf_samples") == [(0,)]
 
 
 def test_the_next_sample_measures_only_its_interval_and_old_samples_expire(databases):
