@@ -49,7 +49,7 @@ wheel: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/squawk $$(find include/sql devtools/sql -name '*.sql')
+	$(VENV)/bin/squawk $$(find include/sql devtools/sql examples -name '*.sql')
 
 demo: venv
 	$(PY) -m devtools.demo up
