@@ -33,7 +33,10 @@ LIBRARY_TEST_OVERLAY = {
         "keep_old_sync": "1s",
     },
     "cleanup": {"min_age_after_write_cutover": "1s", "archive_retention": "4s", "quiet_period": "1s"},
-    "backfill": {"batch_size": 500, "min_batch_size": 100},
+    # A shared 2-core test machine stalls the simulator now and then: a one-minute p95 above 500 ms
+    # paused the backfill for the whole 5-minute latency window (pause_when works as designed).
+    "backfill": {"batch_size": 500, "min_batch_size": 100, "app_latency_window": "30s",
+                 "pause_when": {"max_app_p95_latency_ms": 5000}},
     "consistency": {"chunk_size": 200, "recheck_delay": "500ms"},
     "approvals": {"response_timeout": "3m"},
 }
@@ -60,7 +63,8 @@ def library_variant(request) -> Path:
 
 
 @pytest.fixture
-def library_dbs(pg_cluster, library_mode, monkeypatch) -> SeededDatabases:
+def library_dbs(pg_cluster, library_mode, library_variant, monkeypatch) -> SeededDatabases:
+    """(``library_variant`` first: a variant that does not load yet is skipped before seeding.)"""
     n = next(_counter)
     legacy = f"library_t{n}"
     new = legacy if library_mode == "same_database" else f"circulation_t{n}"
