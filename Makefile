@@ -49,7 +49,7 @@ wheel: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/squawk $$(find include/sql devtools/sql -name '*.sql')
+	$(VENV)/bin/squawk $$(find include/sql devtools/sql examples -name '*.sql')
 	$(PY) -m migration_engine.config_reference --check
 
 # docs/config-reference.md from the config model (after adding or changing a config field).

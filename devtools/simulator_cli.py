@@ -80,20 +80,27 @@ class RunStats:
 
 
 class Workload:
-    """Marketplace traffic: known listings to read/update, tenants to create listings for."""
+    """Marketplace traffic: known listings to read/update, tenants to create listings for.
+
+    Another entity's traffic subclasses it and overrides ``sample_column`` (an old column whose
+    recent values new rows reuse, e.g. a foreign key), ``create_values`` and ``update_values``
+    (old-column values); ``run(..., workload=MyWorkload)`` sends it (examples/library/traffic.py).
+    """
+
+    sample_column = "tenant_id"
 
     def __init__(self, app: MarketplaceApp, rng: random.Random, pool_size: int = 2000) -> None:
         self.app = app
         self.rng = rng
         self.pool_size = pool_size
         self.pool: list[ListingRef] = []
-        self.tenants: list[Any] = []
+        self.samples: list[Any] = []
         self.loaded = False
         self.n = 0
 
     def load(self) -> None:
         self.pool = self.app.sample_refs(self.pool_size)
-        self.tenants = self.app.sample_values("tenant_id", 200)
+        self.samples = self.app.sample_values(self.sample_column, 200)
         self.loaded = True
 
     def _remember(self, ref: ListingRef, index: int | None = None) -> None:
@@ -104,23 +111,27 @@ class Workload:
         else:
             self.pool[self.rng.randrange(len(self.pool))] = ref
 
+    def create_values(self) -> dict[str, Any]:
+        """Old-column values of a new row (``self.samples``: recent values of ``sample_column``)."""
+        return {"tenant_id": self.rng.choice(self.samples), "title": f"Simulated listing {self.n}",
+                "description": f"Created by the simulator (request {self.n})",
+                "price_cents": self.rng.randint(1000, 200_000), "status": "ACTIVE"}
+
+    def update_values(self) -> dict[str, Any]:
+        """Old-column values an update changes (touched columns such as updated_at are added)."""
+        return {"title": f"Edited listing {self.n}", "price_cents": self.rng.randint(1000, 200_000)}
+
     def step(self, kind: str) -> None:
         if not self.loaded:
             self.load()
         self.n += 1
         if kind == "create" or not self.pool:
-            if not self.tenants:
-                raise RuntimeError("no tenants found to create listings for")
-            ref = self.app.create_listing(
-                self.rng.choice(self.tenants), f"Simulated listing {self.n}",
-                description=f"Created by the simulator (request {self.n})",
-                price_cents=self.rng.randint(1000, 200_000))
-            self._remember(ref)
+            if not self.samples:
+                raise RuntimeError(f"no {self.sample_column} values found to create rows with")
+            self._remember(self.app.create(self.create_values()))
         elif kind == "update":
             i = self.rng.randrange(len(self.pool))
-            ref = self.app.update_listing(self.pool[i], title=f"Edited listing {self.n}",
-                                          price_cents=self.rng.randint(1000, 200_000))
-            self._remember(ref, i)
+            self._remember(self.app.update(self.pool[i], self.update_values()), i)
         elif kind == "checkout":
             self.app.checkout(self.rng.choice(self.pool))
         else:
@@ -136,14 +147,15 @@ def _flush(control: ControlClient) -> None:
 
 def run(app: MarketplaceApp, *, duration_s: float, rate_per_s: float, mix: Mix | None = None,
         stop: threading.Event | None = None, flush_every_s: float = 2.0, report_every_s: float = 30.0,
-        rng: random.Random | None = None, pool_size: int = 2000) -> RunStats:
+        rng: random.Random | None = None, pool_size: int = 2000,
+        workload: type[Workload] = Workload) -> RunStats:
     """Send ``rate_per_s`` requests per second for ``duration_s`` seconds (0: until ``stop`` is set)."""
     if rate_per_s <= 0:
         raise ValueError("rate_per_s must be > 0")
     mix = mix or Mix()
     stop = stop or threading.Event()
     rng = rng or random.Random()
-    work = Workload(app, rng, pool_size)
+    work = workload(app, rng, pool_size)
     stats = RunStats()
     interval = 1.0 / rate_per_s
     start = time.monotonic()

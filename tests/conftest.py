@@ -26,7 +26,7 @@ os.environ.setdefault("PG_BINDIR", str(find_bindir()))
 
 # Fixture modules, registered once for the whole suite (tests import only their helper functions).
 pytest_plugins = ["tests.airflow_stack", "tests.fake_slack", "tests.gate_fixtures", "tests.consistency_fixtures",
-                  "tests.backfill_fixtures", "tests.keys_fixtures", "tests.statsd_fixtures"]
+                  "tests.backfill_fixtures", "tests.keys_fixtures", "tests.statsd_fixtures", "tests.example_fixtures"]
 
 TEST_LISTINGS = 2000  # small: every test gets its own copy of the seeded databases
 

@@ -93,17 +93,20 @@ class Traffic:
     """The application simulator sending requests from a background thread until stopped."""
 
     def __init__(self, databases, *, rate: float = 80.0, mix=None, seed: int = 11, flag_ttl: float = 0.2,
-                 flush_every: float = 0.3, faults: Faults | None = None, pool_size: int = 500):
-        from devtools.simulator_cli import Mix
+                 flush_every: float = 0.3, faults: Faults | None = None, pool_size: int = 500,
+                 entity: str = "listings", touch_columns: tuple[str, ...] = ("updated_at",), workload=None):
+        """``entity``/``touch_columns``/``workload``: another config's entity (examples/library)."""
+        from devtools.simulator_cli import Mix, Workload
 
         self.cfg = load_config()
         self.control = ControlClient(lambda: psycopg2.connect(databases.legacy_dsn), self.cfg.control_schema,
                                      instance="test-sim", flag_ttl=flag_ttl)
         self.app = MarketplaceApp(lambda: psycopg2.connect(databases.legacy_dsn),
                                   lambda: psycopg2.connect(databases.new_dsn), self.cfg, control=self.control,
-                                  faults=faults or Faults(), rng=random.Random(seed))
+                                  faults=faults or Faults(), rng=random.Random(seed), entity_name=entity,
+                                  touch_columns=touch_columns)
         self.rate, self.mix, self.flush_every = rate, mix or Mix(create=1, update=1, read=8), flush_every
-        self.seed, self.pool_size = seed, pool_size
+        self.seed, self.pool_size, self.workload = seed, pool_size, workload or Workload
         self.stop_event = threading.Event()
         self.stats = None
         self.error: BaseException | None = None
@@ -115,7 +118,7 @@ class Traffic:
         try:
             self.stats = run(self.app, duration_s=0, rate_per_s=self.rate, mix=self.mix, stop=self.stop_event,
                              flush_every_s=self.flush_every, report_every_s=3600, rng=random.Random(self.seed),
-                             pool_size=self.pool_size)
+                             pool_size=self.pool_size, workload=self.workload)
         except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
             self.error = exc
 

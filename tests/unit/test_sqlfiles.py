@@ -48,7 +48,8 @@ def _squawk() -> str:
 def test_every_sql_file_passes_squawk():
     from devtools import SQL_DIR as devtools_sql
 
-    files = sorted(str(p) for d in (sql_dir(), devtools_sql) for p in d.rglob("*.sql"))
-    assert any("/devtools/sql/" in f for f in files) and any("/include/sql/" in f for f in files)
+    examples = Path(__file__).resolve().parents[2] / "examples"  # the shipped example migrations' schemas
+    files = sorted(str(p) for d in (sql_dir(), devtools_sql, examples) for p in d.rglob("*.sql"))
+    assert all(any(f"/{d}/" in f for f in files) for d in ("devtools/sql", "include/sql", "examples"))
     proc = subprocess.run([_squawk(), *files], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
