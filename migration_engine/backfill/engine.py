@@ -4,15 +4,18 @@ Per batch (set-based, no per-row work in Python):
 
 1. legacy: ``COPY (SELECT <mapped columns> ... WHERE key > last_key ... ORDER BY key LIMIT n) TO
    STDOUT`` into memory (keyset page; value maps applied in the SELECT);
-2. new: ``COPY`` that text into a session temp table, then one ``INSERT ... SELECT`` joining the
-   lookups (provider from tenant), ``ON CONFLICT (legacy id)`` newer-version-wins - committed;
+2. new: one index probe (does the key range hold new rows yet?), ``COPY`` that text into a session
+   temp table, then one ``INSERT ... SELECT`` joining the lookups (provider from tenant), ``ON
+   CONFLICT (legacy id)`` newer-version-wins - or, into a range the probe found empty, a plain
+   ``INSERT`` (redone with the upsert if a dual-write fills the range meanwhile) - committed;
 3. legacy: if the key range lost rows since the read (a range count, same snapshot as the read),
    delete the vanished ones on the new side too (the application's dual-write delete could not
    see our uncommitted insert);
-4. new: the ghost sweep - new rows with a legacy id in the batch's key range that the batch did not
-   copy are locked, looked up on the legacy side, and deleted if their old row is gone (or out of
-   scope while the new row is in scope): a row deleted in the old table *after* an earlier pass
-   copied it (or while dual-write was off or failing) does not survive a pass;
+4. new (only if the probe found rows in the range): the ghost sweep - new rows with a legacy id in
+   the batch's key range that the batch did not copy are locked, looked up on the legacy side, and
+   deleted if their old row is gone (or out of scope while the new row is in scope): a row deleted
+   in the old table *after* an earlier pass copied it (or while dual-write was off or failing) does
+   not survive a pass;
 5. legacy: advance the range's high-water mark and progress (committed).
 
 A kill at any point loses nothing: the checkpoint trails the data, and a batch re-done after a
