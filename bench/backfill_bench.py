@@ -1,6 +1,7 @@
 """Backfill benchmark, like with like: every figure from one run, all under the same application load.
 
     .venv/bin/python bench/backfill_bench.py [--listings 300000] [--window 30] [--json out.json]
+    .venv/bin/python bench/backfill_bench.py --only-copy [--listings 200000]   # just (c) and (b)
 
 Starts its own throwaway PostgreSQL cluster with PostgreSQL's DEFAULT durability (fsync,
 synchronous_commit, full_page_writes on: ``PgCluster(durable=True)``), seeds the demo databases
@@ -265,6 +266,31 @@ def copy_pipes(legacy_dsn: str, new_dsn: str, pipes: int) -> tuple[float, int]:
     return rows / elapsed, rows
 
 
+def _only_copy(args, out, legacy_dsn, new_dsn, cfg, in_scope, app, base, with_load, change) -> int:
+    """--only-copy: (c) then (b), same load, and their ratio (the rest of main() skipped)."""
+    P = args.parallelism
+    (c, n_c), lat_c = with_load(copy_pipes, legacy_dsn, new_dsn, P)
+    log(f"(c) {P} parallel COPY pipes: {c:,.0f} rows/s ({n_c:,} rows); app p95 {change(lat_c):+.0f} %")
+    (b, b_secs, res_b), lat_b = with_load(ours, legacy_dsn, new_dsn, cfg, P)
+    rows = sum(r.rows_read for r, _ in res_b)
+    log(f"(b) ours, {P} ranges, no cap: {b:,.0f} rows/s ({rows:,} rows in {b_secs:.1f}s); "
+        f"app p95 {change(lat_b):+.0f} %")
+    app.close()
+    out.update(copy_pipes_rows_per_s=c, ours_rows_per_s=b, app_p95_baseline_ms=p95(base),
+               app_p95_change_pct={"c": change(lat_c), "b": change(lat_b)}, load_average_end=os.getloadavg()[0])
+    print()
+    print(f"=== backfill of {in_scope:,} in-scope listings (of {args.listings:,}), (b) and (c) only; default "
+          f"durability; app load {args.app_rate:g} req/s throughout; {os.cpu_count()} CPUs, load avg "
+          f"{out['load_average_start']:.1f} -> {out['load_average_end']:.1f} ===")
+    print(f"  app p95 alone               {p95(base):>10.2f} ms")
+    print(f"  (c) {P} COPY pipes            {c:>12,.0f} rows/s   p95 {change(lat_c):+.0f} %")
+    print(f"  (b) ours, P={P}, no cap        {b:>12,.0f} rows/s   p95 {change(lat_b):+.0f} %")
+    print(f"  b / c = {b / c:.0%}   (target >= 50 %)   {'OK' if b / c >= 0.5 else 'MISSED'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--listings", type=int, default=300_000)
@@ -277,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", type=float, nargs="+", default=[0.03, 0.06, 0.12, 0.25, 0.5],
                     help="fixed caps as fractions of (b)'s rate")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--only-copy", action="store_true",
+                    help="measure only (c) the COPY pipes and (b) ours at P (skip the seed loop, sweep, controller)")
     args = ap.parse_args(argv)
     cfg = load_config()
     P = args.parallelism
@@ -324,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def change(lat: list[float]) -> float:
             return (p95(lat) / p95(base) - 1) * 100
+
+        if args.only_copy:
+            return _only_copy(args, out, legacy_dsn, new_dsn, cfg, in_scope, app, base, with_load, change)
 
         # (a) the seed's loop, under the load
         q(new_dsn, LIMIT_EMPTY)

@@ -4,15 +4,18 @@ Per batch (set-based, no per-row work in Python):
 
 1. legacy: ``COPY (SELECT <mapped columns> ... WHERE key > last_key ... ORDER BY key LIMIT n) TO
    STDOUT`` into memory (keyset page; value maps applied in the SELECT);
-2. new: ``COPY`` that text into a session temp table, then one ``INSERT ... SELECT`` joining the
-   lookups (provider from tenant), ``ON CONFLICT (legacy id)`` newer-version-wins - committed;
+2. new: one index probe (does the key range hold new rows yet?), ``COPY`` that text into a session
+   temp table, then one ``INSERT ... SELECT`` joining the lookups (provider from tenant), ``ON
+   CONFLICT (legacy id)`` newer-version-wins - or, into a range the probe found empty, a plain
+   ``INSERT`` (redone with the upsert if a dual-write fills the range meanwhile) - committed;
 3. legacy: if the key range lost rows since the read (a range count, same snapshot as the read),
    delete the vanished ones on the new side too (the application's dual-write delete could not
    see our uncommitted insert);
-4. new: the ghost sweep - new rows with a legacy id in the batch's key range that the batch did not
-   copy are locked, looked up on the legacy side, and deleted if their old row is gone (or out of
-   scope while the new row is in scope): a row deleted in the old table *after* an earlier pass
-   copied it (or while dual-write was off or failing) does not survive a pass;
+4. new (only if the probe found rows in the range): the ghost sweep - new rows with a legacy id in
+   the batch's key range that the batch did not copy are locked, looked up on the legacy side, and
+   deleted if their old row is gone (or out of scope while the new row is in scope): a row deleted
+   in the old table *after* an earlier pass copied it (or while dual-write was off or failing) does
+   not survive a pass;
 5. legacy: advance the range's high-water mark and progress (committed).
 
 A kill at any point loses nothing: the checkpoint trails the data, and a batch re-done after a
@@ -292,7 +295,7 @@ class RangeWorker:
         legacy.commit()
         self._create_stage(new)
         copy_in = self.es.copy_into_stage().as_string(new)
-        write_sql = self.es.write_batch(self.s.version_column)
+        write_sql = (self.es.write_batch(self.s.version_column), self.es.write_batch(None, empty_range=True))
         hi = rng.key_hi
         probe = self._start_controller(rng.key_lo, hi, share) if self.s.throttle.budget.enabled else None
         try:
@@ -361,10 +364,11 @@ class RangeWorker:
             t0 = time.monotonic()
             data, n, last, count_at_read = self._read(legacy, after, hi, size)
             done = n < size  # a short page reached the end of the range (last is key_hi)
-            written, retries = self._write(new, copy_in, write_sql, data) if n else (0, 0)
+            written, retries, occupied = self._write(new, copy_in, write_sql, data, after, last)
             deleted = (self._recheck(legacy, new, data, after, last, count_at_read)
                        if written and self.s.recheck_deleted else 0)
-            if self.s.recheck_deleted:
+            if self.s.recheck_deleted and occupied:
+                # a ghost is a new row that was in the range before this batch: none there, none to sweep
                 deleted += self._sweep(legacy, new, data, after, last)
             elapsed = time.monotonic() - t0
             pause = throttle.rate_sleep(n, elapsed, self.s, share)
@@ -497,24 +501,51 @@ class RangeWorker:
         legacy.commit()  # end the read snapshot right away
         return data, n, last, count
 
-    def _write(self, new, copy_in: str, write_sql, data: bytes) -> tuple[int, int]:
-        """COPY into the stage + one INSERT ... SELECT, committed; returns (rows written, retries)."""
+    def _write(self, new, copy_in: str, write_sql: tuple, data: bytes, after: Any, last: Any
+               ) -> tuple[int, int, bool]:
+        """COPY into the stage + one INSERT ... SELECT, committed; returns (rows written, retries,
+        whether the key range held new rows before the batch).
+
+        One index probe first (``range_occupied.sql``, same transaction): a range with no new rows
+        yet - every range of a first pass - takes the plain INSERT (no speculative insertion per
+        row); a row a dual-write lands there meanwhile fails it on the unique legacy id, and the
+        batch is redone at once with the upsert (the version rule decides, nothing was written).
+        """
+        upsert_sql, empty_sql = write_sql
+        check = self.s.recheck_deleted or bool(data)
         retries = 0
+        plain_allowed = True
         while True:
+            plain = False
             try:
                 with new.cursor() as cur:
-                    cur.copy_expert(copy_in, io.BytesIO(data))
-                    cur.execute(write_sql)
-                    written = cur.rowcount
+                    occupied = False
+                    if check:
+                        sqlfiles.run(cur, "backfill/range_occupied.sql", self.es.new_ids(),
+                                     {"after_key": after, "last_key": last})
+                        occupied = bool(cur.fetchone()[0])
+                    written = 0
+                    if data:
+                        plain = plain_allowed and not occupied
+                        cur.copy_expert(copy_in, io.BytesIO(data))
+                        cur.execute(empty_sql if plain else upsert_sql)
+                        written = cur.rowcount
                 new.commit()
-                return written, retries
+                return written, retries, occupied or not plain_allowed
             except psycopg2.Error as exc:
                 if new.closed:
                     raise
                 new.rollback()
                 code = getattr(exc, "pgcode", None) or ""
+                if plain and code == "23505":
+                    # a row arrived in the range between the probe and the insert (a dual-write), or a
+                    # unique value of another column repeats: the upsert decides / names the bad row
+                    log.info("%s: the key range of a batch filled meanwhile (%s); writing it with the upsert",
+                             self.label, (getattr(exc.diag, "constraint_name", None) or "unique violation"))
+                    plain_allowed = False
+                    continue
                 if code[:2] in _BAD_ROW_CLASSES:
-                    raise self._bad_row(new, copy_in, write_sql, data, exc) from exc
+                    raise self._bad_row(new, copy_in, upsert_sql, data, exc) from exc
                 why = RETRYABLE.get(code)
                 if why is None or retries >= self.s.max_batch_retries:
                     raise

@@ -160,11 +160,14 @@ class EntitySql:
         return sqlfiles.load("backfill/create_stage.sql").compose(
             stage=self.stage, stage_columns=sql.SQL(", ").join(cols), from_list=sql.SQL(", ").join(froms))
 
-    def write_batch(self, version_column: str | None, *, repair: bool = False) -> sql.Composed:
+    def write_batch(self, version_column: str | None, *, repair: bool = False,
+                    empty_range: bool = False) -> sql.Composed:
         """INSERT ... SELECT from the stage with lookups joined, ON CONFLICT per the version rule.
 
         ``repair``: the repair's rule (consistency/repair_upsert_*.sql): an equal version is
-        overwritten too, without a version column the new row is always overwritten."""
+        overwritten too, without a version column the new row is always overwritten.
+        ``empty_range``: the plain INSERT for a key range that held no new rows just before
+        (backfill/insert_into_empty_range.sql; a conflict makes it fail, never overwrite)."""
         e = self.entity
         stage = sql.SQL("{} AS {}").format(sql.Identifier(self.stage), sql.Identifier("s"))
         joins = [stage]
@@ -183,6 +186,8 @@ class EntitySql:
         ids = {**self.new_ids(), "columns": sql.SQL(", ").join(sql.Identifier(n) for n in names),
                "values": sql.SQL(", ").join(values), "source": sql.SQL(" ").join(joins)}
         excluded = sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names)
+        if empty_range:
+            return sqlfiles.load("backfill/insert_into_empty_range.sql").compose(**ids)
         if repair:
             if version_column is None:
                 return sqlfiles.load("consistency/repair_upsert_overwrite.sql").compose(**ids, excluded=excluded)

@@ -417,3 +417,73 @@ def test_a_new_pass_deletes_ghosts_of_rows_deleted_or_moved_out_of_scope_after_t
     entries = _ledger(databases, "backfill_ghosts_deleted")
     assert sorted(k for _t, d, _r in entries for k in d["deleted_old_rows"]) == [deleted]
     assert sorted(k for _t, d, _r in entries for k in d["out_of_scope_old_rows"]) == [sold]
+
+
+def test_a_dual_write_between_the_range_probe_and_the_plain_insert_is_settled_by_the_version_rule(
+        databases, conns, cfg, monkeypatch, caplog):
+    """A first pass writes each batch with a plain INSERT when its key range holds no new rows yet.
+    A dual-write that lands a row of that range right after the probe fails the plain INSERT on the
+    unique legacy id; the batch is redone with the upsert at once: the newer dual-written row stays,
+    every other row is copied, nothing is counted as a retry."""
+    from migration_engine.backfill import engine
+
+    legacy, new = conns
+    add_listings(databases, 1000)
+    active = [r[0] for r in databases.query("legacy", "SELECT id FROM public.marketplace_listings "
+                                                      "WHERE status = 'ACTIVE' ORDER BY id")]
+    racer = active[250]  # inside the second batch of 200
+    real_run = engine.sqlfiles.run
+    probes: list[bool] = []
+
+    def run(cur, name, *args, **kwargs):
+        out = real_run(cur, name, *args, **kwargs)
+        if name == "backfill/range_occupied.sql":
+            probes.append(True)
+            if len(probes) == 2:  # the second batch: the probe saw an empty range, now a dual-write lands
+                databases.query("new", """
+                    INSERT INTO marketplace.service_listings (legacy_listing_id, title, price_cents, status, updated_at)
+                    VALUES (%s, 'dual-written newer', 1, 'active', now() + interval '1 hour')""", (racer,))
+        return out
+
+    monkeypatch.setattr(engine.sqlfiles, "run", run)
+    s = backfill_settings(cfg, parallelism=1, batch_size=200, min_batch_size=200, max_batch_size=200)
+    caplog.set_level("INFO", logger="migration_engine.backfill.engine")
+    (result,) = _run_all(databases, cfg, s, plan_entity(legacy, new, cfg, "listings", s))
+    assert result.status == "done" and result.retries == 0, result
+    assert any("filled meanwhile" in r.getMessage() and "upsert" in r.getMessage() for r in caplog.records)
+    (title,) = databases.query("new", "SELECT title FROM marketplace.service_listings WHERE legacy_listing_id = %s",
+                               (racer,))[0]
+    assert title == "dual-written newer"  # the plain INSERT never overwrote it, the upsert's version rule kept it
+    c = compare(databases)
+    assert c.different == [racer] and not (c.missing or c.duplicates or c.orphans), c
+    assert result.rows_written == c.in_scope - 1
+
+
+def test_a_first_pass_skips_the_ghost_sweep_but_a_range_holding_new_rows_is_swept(databases, conns, cfg, monkeypatch):
+    """The sweep looks for new rows that were in the batch's range before it: a range the probe found
+    empty has none, so the sweep is skipped there; where new rows exist (a ghost), it runs and deletes it."""
+    from migration_engine.backfill import engine
+
+    legacy, new = conns
+    add_listings(databases, 1000)
+    active = [r[0] for r in databases.query("legacy", "SELECT id FROM public.marketplace_listings "
+                                                      "WHERE status = 'ACTIVE' ORDER BY id")]
+    sweeps: list[tuple] = []
+    real_sweep = engine.RangeWorker._sweep
+
+    def sweep(self, legacy_conn, new_conn, data, after, last):
+        sweeps.append((after, last))
+        return real_sweep(self, legacy_conn, new_conn, data, after, last)
+
+    monkeypatch.setattr(engine.RangeWorker, "_sweep", sweep)
+    s = backfill_settings(cfg, parallelism=1, batch_size=200, min_batch_size=200, max_batch_size=200)
+    (result,) = _run_all(databases, cfg, s, plan_entity(legacy, new, cfg, "listings", s))
+    assert result.status == "done" and result.batches >= 4 and sweeps == [], (result, sweeps)
+
+    # a ghost: a new row whose old row was deleted without the dual-write reaching the new table
+    ghost = active[450]
+    databases.query("legacy", "DELETE FROM public.marketplace_listing_images WHERE listing_id = %s", (ghost,))
+    databases.query("legacy", "DELETE FROM public.marketplace_listings WHERE id = %s", (ghost,))
+    (result,) = _run_all(databases, cfg, s, plan_entity(legacy, new, cfg, "listings", s, restart=True))
+    assert result.rows_deleted == 1 and len(sweeps) == result.batches, (result, sweeps)
+    assert compare(databases).equal
