@@ -36,8 +36,10 @@ redis:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } ; } || \
 		echo "warning: redis-server not installed; the Celery test will be skipped"
 
+# Two xdist workers: the e2e tests (Airflow services, browsers) run one after another on one of
+# them (xdist group "services", tests/conftest.py), everything else on both.
 test: venv browser redis
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25
 
 # The quick loop: everything but the tests that bring up Airflow services or a browser.
 test-quick: venv

@@ -94,8 +94,17 @@ def artifacts_dir() -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Everything under tests/e2e/ brings up real services (Airflow, a browser): marked ``e2e``."""
+    """Tests that bring up real services (Airflow processes, a browser) are marked ``e2e``: everything
+    under tests/e2e/ and the ``*_e2e.py`` / ``*_browser.py`` modules.
+
+    Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) they share one xdist group, so
+    they run one after another on one worker while the other worker takes the rest: two sets of
+    Airflow services at once on a 2-core machine would only make each slower (and their waits time
+    out), one set beside the in-process tests keeps both cores busy.
+    """
     e2e_dir = ROOT / "tests" / "e2e"
     for item in items:
-        if e2e_dir in Path(str(item.fspath)).parents:
+        path = Path(str(item.fspath))
+        if e2e_dir in path.parents or path.stem.endswith(("_e2e", "_browser")):
             item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.xdist_group("services"))
