@@ -8,6 +8,7 @@ the devtools/sql/simulator files leave as ``"{columns}"``-style placeholders.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from psycopg2 import sql
@@ -27,12 +28,49 @@ def corrupt(value: Any) -> Any:
     return value
 
 
+_ROUNDING = {"half_even": ROUND_HALF_EVEN, "half_up": ROUND_HALF_UP, "floor": ROUND_FLOOR, "ceil": ROUND_CEILING}
+_INT_CASTS = ("smallint", "integer", "int", "bigint")
+SIMULATED_TRANSFORMS = ("map", "lookup", "scale", "cast", "default")
+
+
+def _forward(c: ColumnMap, value: Any) -> Any:
+    """What the application writes for a transformed column: the config's scale -> cast -> default,
+    as the engine's SQL computes them (migration_engine.transforms), for a simulator row."""
+    if value is not None and c.scale is not None:
+        product = Decimal(str(value)) * Decimal(c.scale.by)
+        if c.scale.rounding == "error":
+            if product != product.to_integral_value():
+                raise ValueError(f"column {c.new}: scale by {c.scale.by} gives a fraction ({product})")
+            value = product.to_integral_value()
+        else:
+            value = product.quantize(Decimal(1), rounding=_ROUNDING[c.scale.rounding])
+    if value is not None and c.cast is not None and c.cast.lower() in _INT_CASTS:
+        value = int(value)
+    if value is None and c.default is not None:
+        value = c.default
+    return value
+
+
+def _inverse(c: ColumnMap, value: Any) -> Any:
+    """The old value behind a new one (the engine's inverse: default -> NULL, scale -> divided)."""
+    if c.default is not None and value == c.default:
+        return None
+    if value is not None and c.scale is not None:
+        value = Decimal(str(value)) / Decimal(c.scale.by)
+    return value
+
+
 class EntityMapping:
     """The config's column mapping, applied in both directions by the application."""
 
     def __init__(self, entity: Entity, touch: tuple[str, ...] = ("updated_at",)) -> None:
         self.entity = entity
         self.columns: list[ColumnMap] = list(entity.columns)
+        unsupported = [(c.new, k) for c in self.columns for k in ("concat", "json_object", "expression")
+                       if getattr(c, k) is not None]
+        if unsupported:
+            raise ValueError(f"the simulator applies {', '.join(SIMULATED_TRANSFORMS)} only; "
+                             f"column(s) {unsupported} use another transform")
         self.old_columns = list(dict.fromkeys(c.old for c in self.columns))
         self.new_columns = [c.new for c in self.columns]
         self.old_returning = list(dict.fromkeys([entity.key, *self.old_columns]))
@@ -57,7 +95,7 @@ class EntityMapping:
                 value = c.map.get(str(value), value)
             elif value is not None and c.lookup is not None:
                 value = lookup(c, value)
-            out[c.new] = value
+            out[c.new] = _forward(c, value)
         return out
 
     def to_old(self, new: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,7 +104,7 @@ class EntityMapping:
         for c in self.columns:
             if c.lookup is not None or c.new not in new:
                 continue
-            value = new[c.new]
+            value = _inverse(c, new[c.new])
             if value is not None and c.map is not None:
                 inverse = {v: k for k, v in reversed(list(c.map.items()))}
                 value = inverse.get(str(value), value)

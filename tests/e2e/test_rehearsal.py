@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from devtools.pgcluster import free_port
-from devtools.rehearsal import REHEARSAL_CONFIG
+from devtools.rehearsal import REHEARSAL_CONFIG, Airflow
 from migration_engine.config import load_config, read_config_data
 from tests.session import _SESSION_DIR, ROOT
 from tests.slack_fixtures import query
@@ -159,6 +159,25 @@ def test_rehearsal_runs_the_whole_migration_on_the_demo():
         # the application kept working on the new tables: listings written after the old ones went away
         (after,) = query(new, "SELECT count(*) FROM marketplace.service_listings WHERE legacy_listing_id IS NULL")
         assert after[0] > 0
+
+        # the dashboard agrees with Airflow: every phase row's state is its DAG's latest run state as the
+        # REST API reports it (the whole migration ran, setup -> phase 6, on the real demo services)
+        creds = json.loads((demo_dir / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
+        user = next(iter(creds))
+        api = Airflow(f"http://localhost:{af_port}", user, creds[user])
+        view = api.request("GET", "/migration/dashboard/data")
+        rows = {r["dag_id"]: r for r in view["phases"]}
+        compared = []
+        for dag_id, row in rows.items():
+            latest = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns",
+                                 params={"order_by": "-run_after", "limit": 1})["dag_runs"]
+            expected = latest[0]["state"] if latest else "none"
+            assert row["state"] == expected, (dag_id, row["state"], expected, row.get("reason"))
+            compared.append((dag_id, expected))
+        ran = {d for d, state in compared if state == "success"}
+        assert {"migration_setup", "migration_preflight_backup", "migration_phase1_schema_prep",
+                "migration_phase2_dual_write", "migration_phase3_data_migration", "migration_phase4_validation",
+                "migration_phase5_cutover", "migration_phase6_cleanup"} <= ran, compared
 
         slack = [json.loads(line) for line in (demo_dir / "slack-messages.jsonl").read_text().splitlines()]
         requests = [m for m in slack if m["method"] == "chat.postMessage"
