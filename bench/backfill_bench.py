@@ -152,17 +152,32 @@ class AppLoad:
         self.rate = rate
         self.rng = random.Random(seed)
 
+    peak_factor = 1.0  # request rate x this during the peak of every period (1 = constant load)
+    peak_period = 15.0  # seconds
+    peak_at = (7.5, 12.5)  # seconds into every period (the copy's first seconds see the trough)
+
+    def rate_at(self, t: float) -> float:
+        """Requests/s ``t`` seconds into a measurement: the same pattern for every measurement."""
+        lo, hi = self.peak_at
+        return self.rate * (self.peak_factor if lo <= t % self.peak_period < hi else 1.0)
+
+    def pattern(self) -> str:
+        if self.peak_factor == 1.0:
+            return f"constant {self.rate:g} req/s"
+        lo, hi = self.peak_at
+        return (f"{self.rate:g} req/s with a peak of {self.rate * self.peak_factor:g} req/s from {lo:g} to {hi:g} s "
+                f"of every {self.peak_period:g} s (same pattern from the start of every measurement)")
+
     def run(self, stop: threading.Event) -> list[float]:
         latencies: list[float] = []
-        interval = 1.0 / self.rate
-        next_at = time.perf_counter()
+        next_at = start = time.perf_counter()
         last_flush = next_at
         while not stop.is_set():
             now = time.perf_counter()
             if now < next_at:
                 time.sleep(next_at - now)
                 continue
-            next_at += interval
+            next_at += 1.0 / self.rate_at(next_at - start)
             t0 = time.perf_counter()
             try:
                 self.work.step(self.mix.pick(self.rng))
@@ -271,11 +286,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed-sample", type=int, default=3_000, help="rows of the seed's method to time")
     ap.add_argument("--parallelism", type=int, default=2)
     ap.add_argument("--app-rate", type=float, default=50.0, help="simulated application requests/s")
+    ap.add_argument("--peak-factor", type=float, default=3.0,
+                    help="app rate x this during a peak of every period (1 = constant load)")
+    ap.add_argument("--peak-period", type=float, default=15.0, help="seconds; peak in its middle third")
     ap.add_argument("--baseline-seconds", type=float, default=15.0)
     ap.add_argument("--window", type=float, default=30.0, help="seconds per sweep point and controller run")
     ap.add_argument("--budget-pct", type=float, default=20.0)
-    ap.add_argument("--sweep", type=float, nargs="+", default=[0.03, 0.06, 0.12, 0.25, 0.5],
-                    help="fixed caps as fractions of (b)'s rate")
+    ap.add_argument("--sweep", type=float, nargs="+",
+                    default=[0.02, 0.03, 0.045, 0.07, 0.1, 0.15, 0.22, 0.33, 0.5],
+                    help="fixed caps as fractions of (b)'s rate (x1.5 apart: the best cap is within 1.5x of "
+                         "the true best)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     cfg = load_config()
@@ -306,9 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         out["in_scope_rows"] = in_scope
 
         app = AppLoad(legacy_dsn, new_dsn, cfg, args.app_rate)
-        app.measure_for(2)  # warm-up
+        app.measure_for(2)  # warm-up (constant rate)
+        app.peak_factor, app.peak_period = args.peak_factor, args.peak_period
+        app.peak_at = (args.peak_period / 2, args.peak_period * 5 / 6)
+        out["app_load"] = app.pattern()
         base = app.measure_for(args.baseline_seconds)
-        log(f"application alone ({args.app_rate:g} req/s): {len(base)} requests, p50 {statistics.median(base):.2f} "
+        log(f"application alone ({app.pattern()}): {len(base)} requests, p50 {statistics.median(base):.2f} "
             f"ms, p95 {p95(base):.2f} ms")
 
         def with_load(fn, *a, **kw):
@@ -380,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print()
         print(f"=== backfill of {in_scope:,} in-scope listings (of {args.listings:,}); default durability; "
-              f"app load {args.app_rate:g} req/s throughout; {os.cpu_count()} CPUs, load avg "
+              f"app load {app.pattern()} throughout; {os.cpu_count()} CPUs, load avg "
               f"{out['load_average_start']:.1f} -> {out['load_average_end']:.1f} ===")
         print(f"  app p95 alone               {p95(base):>10.2f} ms")
         print(f"  (a) seed loop, no sleep     {a:>12,.0f} rows/s   p95 {change(lat_a):+.0f} %")
