@@ -437,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"controller / best cap = {ratio:.2f}x   (target >= 1.5x within budget)   "
                   f"{'OK' if ok else 'MISSED'}")
             out["controller_over_best_cap"] = ratio
+            comparable = [x for x in sweep if not x["finished_early"]]
+            if comparable and best is comparable[-1]:
+                print("  the sweep's highest comparable cap was within the budget: the best fixed cap is not "
+                      "bracketed (the ratio overstates the controller; sweep higher)")
             if k_early:
                 print("  the controller finished the table before the window ended: NOT COMPARABLE "
                       "(use more --listings)")
