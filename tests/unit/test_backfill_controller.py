@@ -240,8 +240,10 @@ def test_backfill_with_the_controller_logs_and_ledgers_its_decisions(databases, 
     assert details["budget"] == {"max_latency_increase_pct": 20.0, "max_replication_lag_seconds": 30.0}
     assert details["action"] in ("increase", "decrease", "hold") and details["rows_per_second"] >= 200
     assert reason.split(" ")[0] in ("increase", "decrease", "hold")
-    # bounded rate: at most one entry per ledger_progress_interval (+1), not one per decision
-    assert len(rows) <= result.seconds / 0.3 + 1 < len(worker.decisions)
+    # bounded rate: at most one entry per ledger_progress_interval (+1), not one per decision (the run's
+    # length varies with the machine's load: the two bounds are checked separately, not chained)
+    assert len(rows) <= result.seconds / 0.3 + 1
+    assert len(rows) < len(worker.decisions)
     probes = databases.query("legacy", "SELECT count(*) FROM pg_stat_activity "
                                        "WHERE application_name = 'migration-backfill-probe'")[0][0]
     assert probes == 0  # the probe's sessions are closed
