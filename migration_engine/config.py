@@ -443,7 +443,9 @@ class LatencyBudget(Strict):
     min_rows_per_second: int = Field(200, ge=1, description=(
         "The controller never goes below this rate (whole backfill)."))
     increase_pct: float = Field(15, gt=0, le=100, description=(
-        "While every signal uses less than half its budget: the rate grows by this percent per decision."))
+        "While every signal uses less than 80 % of its budget: after slow start (the rate doubles per "
+        "decision until a signal first reaches 80 %), the rate grows by this percent of the rate where slow "
+        "start ended, per decision (additive increase)."))
     decrease_factor: float = Field(0.6, gt=0, lt=1, description="Over budget: the rate is multiplied by this.")
 
 

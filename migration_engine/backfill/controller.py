@@ -15,21 +15,26 @@ worst signal decides. Like gh-ost's and Spirit's throttlers, but continuous:
 
 * pressure > 1: multiplicative decrease (``decrease_factor``), at most once per ``signal_samples``
   decisions, so the signal can show the effect before the next cut;
-* pressure < 0.5 (``CALM``): increase by ``increase_pct`` of the current rate, but never above twice
-  the rate the copy actually achieved (no wind-up while the database is the bottleneck);
-* otherwise hold.
+* pressure < 0.8 (``CALM``): grow - the budget is there to be used. Slow start first: the rate
+  doubles per decision until a signal first reaches ``CALM`` (or the first cut); from then on the
+  increase is additive, ``increase_pct`` of the rate where slow start ended per decision (classic
+  AIMD: it probes the budget's edge gently and backs off hard). Never above twice the rate the
+  copy actually achieved (no wind-up while the database is the bottleneck);
+* otherwise (0.8 <= pressure <= 1) hold: close to the budget's edge, still within it.
 
 The rate is for the whole backfill; ``share`` parallel ranges each take their part.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from migration_engine.config import LatencyBudget
 
-CALM = 0.5  # below this share of the budget the rate grows
+CALM = 0.8  # below this share of the budget the rate grows
+SLOW_START_FACTOR = 2.0  # growth per decision until the first signal reaches CALM
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class RateController:
             self.rate = min(self.rate, self.cap)
         self.rate = max(self.rate, float(budget.min_rows_per_second))
         self._since_cut = budget.signal_samples  # a first breach may cut at once
+        self.slow_start = True  # doubling until a signal first reaches CALM, then additive
+        self._step: float | None = None  # the additive increase (rows/s per decision) after slow start
 
     def limits(self) -> dict[str, float | None]:
         pct = self.b.max_latency_increase_pct
@@ -120,13 +127,19 @@ class RateController:
         p, name, value, limit = self.pressure(s)
         self._since_cut += 1
         action = "hold"
+        if p is not None and p >= CALM and self.slow_start:
+            self._end_slow_start()
         if p is not None and p > 1.0:
             if self._since_cut >= self.b.signal_samples and self.rate > self.b.min_rows_per_second:
                 self.rate = max(float(self.b.min_rows_per_second), self.rate * self.b.decrease_factor)
                 self._since_cut = 0
                 action = "decrease"
         elif p is None or p < CALM:
-            grown = self.rate * (1 + self.b.increase_pct / 100)
+            if self.slow_start:
+                grown = self.rate * SLOW_START_FACTOR
+            else:
+                assert self._step is not None
+                grown = self.rate + self._step
             if achieved_rows_per_second is not None and achieved_rows_per_second > 0:
                 grown = min(grown, max(self.rate, 2 * achieved_rows_per_second))
             if self.cap is not None:
@@ -135,6 +148,10 @@ class RateController:
                 self.rate = grown
                 action = "increase"
         return Decision(action, self.rate, p, name, value, limit)
+
+    def _end_slow_start(self) -> None:
+        self.slow_start = False
+        self._step = max(1.0, self.rate * self.b.increase_pct / 100)
 
     def worker_rate(self, share: int) -> float:
         """This range's part of the rate."""
@@ -147,3 +164,11 @@ def median(values: list[float]) -> float | None:
     v = sorted(values)
     mid = len(v) // 2
     return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100, nearest rank) of ``values``; None for no values."""
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, math.ceil(q / 100 * len(v)) - 1))]

@@ -40,6 +40,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -86,6 +87,11 @@ class ConnectionLostError(BackfillError):
 
 # SQLSTATE classes of a row the new table will not take: 22 data exception, 23 integrity violation
 _BAD_ROW_CLASSES = ("22", "23")
+PACE_SLICES = 4  # batches per probe interval under the controller
+# the latency baseline of each pass, measured once per process before its first range copies
+_BASELINES: dict[tuple, Baseline] = {}
+_BASELINE_LOCKS: dict[tuple, threading.Lock] = {}
+_BASELINES_LOCK = threading.Lock()
 _KINDS = {"23502": "NOT NULL", "23503": "foreign key", "23505": "unique", "23514": "check", "23P01": "exclusion"}
 
 
@@ -175,6 +181,7 @@ class RangeWorker:
                         "new": (e.new_table.schema_name, e.new_table.table)}
         self._wal = throttle.WalRate()
         self._health: throttle.Health | None = None
+        self._pass_key: tuple = (self.schema, run_id, None)  # the pass's identity (its created_at once read)
         self.controller: RateController | None = None
         self.decisions: list[Decision] = []  # every decision of this run (the bench reads them)
 
@@ -310,16 +317,12 @@ class RangeWorker:
         probe = Probe(self.es, b, {"legacy": self._legacy_connect, "new": self._new_connect}, key_lo, key_hi,
                       label=self.label).open()
         try:
-            latency = probe.baseline(self.sleep)
-            legacy = self._legacy_connect()
-            try:
-                app = throttle.app_p95(legacy, self.schema, self.es.name, self.s.app_latency_window)
-            finally:
-                legacy.close()
+            baseline = self._shared_baseline(probe)
         except Exception:
             probe.stop()
             raise
-        baseline = Baseline(latency, app)
+        latency = baseline.latency_ms
+        app = baseline.app_p95_ms
         self.controller = RateController(b, baseline, max_rows_per_second=self.s.max_rows_per_second)
         limits = {k: None if v is None else round(v, 3) for k, v in self.controller.limits().items()}
         log.info("%s: latency budget +%g%% over baseline %s (limits %s), replication lag <= %gs; starting at "
@@ -328,6 +331,24 @@ class RangeWorker:
                  b.max_replication_lag.total_seconds(), f"{self.controller.rate:,.0f}",
                  f"{self.controller.worker_rate(share):,.0f}")
         return probe.start()
+
+    def _shared_baseline(self, probe: Probe) -> Baseline:
+        """One baseline per pass in this process: the first range measures it before any range copies,
+        the others (started together, or later while the first already copies) wait for it and reuse it."""
+        with _BASELINES_LOCK:
+            lock = _BASELINE_LOCKS.setdefault(self._pass_key, threading.Lock())
+        with lock:
+            if self._pass_key in _BASELINES:
+                log.info("%s: using the pass's baseline measured before the copy started", self.label)
+                return _BASELINES[self._pass_key]
+            latency = probe.baseline(self.sleep)
+            legacy = self._legacy_connect()
+            try:
+                app = throttle.app_p95(legacy, self.schema, self.es.name, self.s.app_latency_window)
+            finally:
+                legacy.close()
+            _BASELINES[self._pass_key] = Baseline(latency, app)
+            return _BASELINES[self._pass_key]
 
     def _decide(self, probe: Probe, achieved: float) -> Decision:
         assert self.controller is not None
@@ -414,11 +435,12 @@ class RangeWorker:
                 last_ledger = now
             size = throttle.next_batch_size(size, elapsed, self.s)
             if self.controller is not None:
-                # paced, not bursty: a batch at the controller's rate takes about one probe interval,
-                # so the copy reacts within a second and the load it adds is smooth
+                # paced, not bursty: PACE_SLICES small batches per probe interval at an even rate (a
+                # fixed cap copies a batch of ~target_batch_duration at full speed, then sleeps), so the
+                # copy reacts within a second and the load it adds is smooth
                 interval = self.s.throttle.budget.probe_interval.total_seconds()
-                per_interval = self.controller.worker_rate(share) * interval
-                size = max(self.s.min_batch_size, min(size, int(per_interval)))
+                per_slice = self.controller.worker_rate(share) * interval / PACE_SLICES
+                size = max(self.s.min_batch_size, min(size, int(per_slice)))
             if pause > 0:
                 self.sleep(pause)
         result.seconds = time.monotonic() - started
@@ -441,6 +463,7 @@ class RangeWorker:
         """The key's type from the catalog (bounds are cast to it); refused if it changed since the plan."""
         run = store.get_run(legacy, self.schema, self.run_id)
         legacy.commit()
+        self._pass_key = (self.schema, self.run_id, run.created_at if run is not None else None)
         e = self.es.entity
         try:
             key = keys.read_key(legacy, schema=e.old_table.schema_name, table=e.old_table.table, column=e.key,

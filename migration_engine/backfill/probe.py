@@ -3,10 +3,14 @@
 Runs in a daemon thread with its own connection to each database (``application_name``
 ``migration-backfill-probe``), so it measures what an application query waits for - CPU, I/O,
 buffer and lock contention caused by the copy - and not the copy's own statements. Keys are drawn
-at random from the range being copied (the rows the copy touches). :meth:`Probe.baseline` samples
-before the first batch; :meth:`Probe.latest` gives the median of the last ``signal_samples`` samples
-per database. A probe whose query fails logs once and reports no reading for that side (the copy
-does not stop because its probe did; the pause_when checks still run on the copy's connections).
+at random from the range being copied (the rows the copy touches). Each sample is ``LOOKUPS``
+lookups per database spread evenly over the ``probe_interval`` (a burst of the copy is seen whenever
+it happens, not only at the second's start); the signal is the ``SIGNAL_PERCENTILE`` of every lookup
+in the last ``signal_samples`` samples - a tail latency like the application's p95, over enough
+lookups that its noise stays well below a +20 % budget. :meth:`Probe.baseline` measures the same
+percentile over ``baseline_duration`` before the first batch; :meth:`Probe.latest` gives the
+signal. A probe whose query fails logs once and reports no reading for that side (the copy does not
+stop because its probe did; the pause_when checks still run on the copy's connections).
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ from collections.abc import Callable
 from typing import Any
 
 from migration_engine import sqlfiles
-from migration_engine.backfill.controller import median
+from migration_engine.backfill.controller import median, percentile
 from migration_engine.backfill.sqlgen import EntitySql
 from migration_engine.config import LatencyBudget
 
 log = logging.getLogger(__name__)
 
 SIDES = ("legacy", "new")
-LOOKUPS = 3  # lookups per sample; the sample is their median (one slow scheduling blip is not a signal)
+LOOKUPS = 10  # lookups per database per sample, spread over the probe interval
+SIGNAL_PERCENTILE = 90  # of the lookups in the window: a tail latency, as the application's p95
 
 
 class Probe:
@@ -36,7 +41,7 @@ class Probe:
         self.es, self.b, self._connect = es, budget, connect
         self.key_lo, self.key_hi = key_lo, max(key_lo + 1, key_hi)
         self.label = label
-        self._samples = {side: deque(maxlen=max(budget.signal_samples, 1)) for side in SIDES}
+        self._samples = {side: deque(maxlen=max(budget.signal_samples, 1) * LOOKUPS) for side in SIDES}
         self._all: dict[str, list[float]] = {side: [] for side in SIDES}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -74,53 +79,64 @@ class Probe:
             except Exception:  # noqa: BLE001
                 pass
 
-    def sample_once(self) -> dict[str, float | None]:
-        """Time ``LOOKUPS`` lookups per database, median in ms; what the thread does every ``probe_interval``."""
-        keys = [self._rng.randint(self.key_lo, self.key_hi) for _ in range(LOOKUPS)]
-        out: dict[str, float | None] = {}
-        for side in SIDES:
-            name, ids = (("backfill/probe_old.sql", self.es.old_ids()) if side == "legacy"
-                         else ("backfill/probe_new.sql", self.es.new_ids()))
-            try:
-                timings = []
-                for key in keys:
-                    t0 = time.perf_counter()
-                    with self._conns[side].cursor() as cur:
-                        sqlfiles.run(cur, name, ids, {"probe_key": key})
-                        cur.fetchone()
-                    timings.append((time.perf_counter() - t0) * 1000)
-                ms = median(timings)
-            except Exception as exc:  # noqa: BLE001 - a failing probe is reported, not fatal
-                if side not in self._failed:
-                    log.warning("%s: latency probe on the %s database failed (%s); no latency signal from it",
-                                self.label, side, exc)
-                    self._failed.add(side)
-                out[side] = None
-                continue
-            out[side] = ms
-            with self._lock:
-                self._samples[side].append(ms)
-                self._all[side].append(ms)
-        return out
+    def sample_once(self, spread: float = 0.0,
+                    wait: Callable[[float], Any] | None = None) -> dict[str, float | None]:
+        """Time ``LOOKUPS`` lookups per database, ``spread`` seconds apart in all; their median per side (ms).
+
+        Every lookup's time goes into the signal's window (:meth:`latest`)."""
+        wait = wait or self._stop.wait
+        timings: dict[str, list[float]] = {side: [] for side in SIDES}
+        gap = spread / LOOKUPS
+        for i in range(LOOKUPS):
+            key = self._rng.randint(self.key_lo, self.key_hi)
+            for side in SIDES:
+                if side in self._failed:
+                    continue
+                ms = self._lookup(side, key)
+                if ms is not None:
+                    timings[side].append(ms)
+            if gap > 0 and i < LOOKUPS - 1 and wait(gap):
+                break  # stopped
+        with self._lock:
+            for side, values in timings.items():
+                self._samples[side].extend(values)
+                self._all[side].extend(values)
+        return {side: median(v) for side, v in timings.items()}
+
+    def _lookup(self, side: str, key: int) -> float | None:
+        name, ids = (("backfill/probe_old.sql", self.es.old_ids()) if side == "legacy"
+                     else ("backfill/probe_new.sql", self.es.new_ids()))
+        try:
+            t0 = time.perf_counter()
+            with self._conns[side].cursor() as cur:
+                sqlfiles.run(cur, name, ids, {"probe_key": key})
+                cur.fetchone()
+            return (time.perf_counter() - t0) * 1000
+        except Exception as exc:  # noqa: BLE001 - a failing probe is reported, not fatal
+            log.warning("%s: latency probe on the %s database failed (%s); no latency signal from it",
+                        self.label, side, exc)
+            self._failed.add(side)
+            return None
 
     def _loop(self) -> None:
         interval = self.b.probe_interval.total_seconds()
-        while not self._stop.wait(interval):
-            self.sample_once()
+        while not self._stop.is_set():
+            self.sample_once(spread=interval)
 
     def baseline(self, sleep: Callable[[float], None] = time.sleep) -> dict[str, float | None]:
-        """Median latency per database over ``baseline_duration`` (sampled before the copy starts)."""
+        """The signal's percentile per database over ``baseline_duration`` (sampled before the copy starts)."""
         interval = self.b.probe_interval.total_seconds()
         n = max(5, round(self.b.baseline_duration.total_seconds() / interval))
         got: dict[str, list[float]] = {side: [] for side in SIDES}
-        for i in range(n):
-            for side, ms in self.sample_once().items():
-                if ms is not None:
-                    got[side].append(ms)
-            if i < n - 1:
-                sleep(interval)
-        return {side: median(v) for side, v in got.items()}
+        before = {side: len(self._all[side]) for side in SIDES}
+        for _ in range(n):
+            self.sample_once(spread=interval, wait=lambda s: sleep(s) and False)
+        with self._lock:
+            for side in SIDES:
+                got[side] = self._all[side][before[side]:]
+                self._samples[side].clear()
+        return {side: percentile(v, SIGNAL_PERCENTILE) for side, v in got.items()}
 
     def latest(self) -> dict[str, float | None]:
         with self._lock:
-            return {side: median(list(v)) for side, v in self._samples.items()}
+            return {side: percentile(list(v), SIGNAL_PERCENTILE) for side, v in self._samples.items()}

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from migration_engine.backfill import RangeWorker, backfill_settings, plan_entity
-from migration_engine.backfill.controller import Baseline, RateController, Sample, median
+from migration_engine.backfill.controller import Baseline, RateController, Sample, median, percentile
 from migration_engine.backfill.throttle import Health, WalRate, pause_reasons, read_health
 from migration_engine.config import LatencyBudget, load_config
 from migration_engine.errors import ConfigError
@@ -31,16 +31,30 @@ def _budget(**kw) -> LatencyBudget:
 BASE = Baseline({"legacy": 2.0, "new": 2.0}, app_p95_ms=10.0)
 
 
-def test_controller_grows_while_calm_and_never_past_twice_what_the_copy_achieved():
+def test_controller_slow_start_doubles_then_grows_additively_below_80_pct_of_the_budget():
     c = RateController(_budget(), BASE)
+    assert c.slow_start
     d = c.decide(Sample({"legacy": 2.1, "new": 2.15}), achieved_rows_per_second=10_000)  # new uses 37 %
-    assert (d.action, d.rows_per_second) == ("increase", pytest.approx(11_500))
+    assert (d.action, d.rows_per_second) == ("increase", pytest.approx(20_000))  # slow start: x2
     assert d.signal == "new probe latency" and d.limit == pytest.approx(2.4)  # +20 % over 2.0
+    d = c.decide(Sample({"new": 2.2}), achieved_rows_per_second=20_000)  # 50 %: still doubling
+    assert d.rows_per_second == pytest.approx(40_000) and c.slow_start
+    d = c.decide(Sample({"new": 2.33}), achieved_rows_per_second=40_000)  # 82 %: slow start ends, hold
+    assert (d.action, d.rows_per_second) == ("hold", pytest.approx(40_000)) and not c.slow_start
+    # additive from here: 15 % of the rate where slow start ended (6,000 rows/s) per calm decision
+    d = c.decide(Sample({"new": 2.25}), achieved_rows_per_second=40_000)  # 62 % of the budget: grow
+    assert (d.action, d.rows_per_second) == ("increase", pytest.approx(46_000))
+    d = c.decide(Sample({"new": 2.1}), achieved_rows_per_second=46_000)
+    assert d.rows_per_second == pytest.approx(52_000)  # the same step, not a percentage of the rate
+    assert c.decide(Sample({"new": 2.38}), 52_000).action == "hold"  # 95 %: at the edge, within it
+
+
+def test_controller_never_grows_past_twice_what_the_copy_achieved():
+    c = RateController(_budget(), BASE)
     for _ in range(20):
         d = c.decide(Sample({"legacy": 1.5, "new": 1.5}), achieved_rows_per_second=8_000)
     assert d.rows_per_second == pytest.approx(16_000)  # the database does 8k/s: no wind-up past 2x
     assert c.decide(Sample({"legacy": 1.5}), 8_000).action == "hold"  # at the anti-wind-up bound
-    assert c.decide(Sample({"legacy": 2.25}), 20_000).action == "hold"  # uses 62 % of the +0.4 ms: hold
 
 
 def test_controller_cuts_when_a_signal_crosses_its_budget_and_holds_near_it():
@@ -48,10 +62,11 @@ def test_controller_cuts_when_a_signal_crosses_its_budget_and_holds_near_it():
     d = c.decide(Sample({"legacy": 2.0, "new": 3.0}), 10_000)  # new: 3.0 ms > 2.4 ms
     assert (d.action, d.rows_per_second, d.signal) == ("decrease", pytest.approx(6000), "new probe latency")
     assert d.pressure == pytest.approx(2.5)  # +1.0 ms of an allowed +0.4 ms
+    assert not c.slow_start  # a breach ends slow start
     assert "decrease to 6,000 rows/s: new probe latency 3.00 ms (budget 2.40 ms, pressure 2.50)" in d.text()
     # the next cut waits for signal_samples decisions, so the signal can show the first one's effect
     assert [c.decide(Sample({"new": 3.0}), 6000).action for _ in range(3)] == ["hold", "hold", "decrease"]
-    assert c.decide(Sample({"new": 2.3}), 3600).action == "hold"  # uses 75 % of the budget: between 0.5 and 1
+    assert c.decide(Sample({"new": 2.35}), 3600).action == "hold"  # uses 88 % of the budget: between 0.8 and 1
     for _ in range(30):
         c.decide(Sample({"new": 9.0}), 3600)
     assert c.rate == 500  # never below min_rows_per_second
@@ -87,11 +102,40 @@ def test_controller_settles_under_a_synthetic_load_model():
     allowed = 4000  # 2.4 ms budget <=> 4000 rows/s
     assert sum(v <= 2.4 for v in seen[100:]) / 200 >= 0.8  # within the budget most of the time
     mean = sum(rates[100:]) / 200
-    assert 0.5 * allowed <= mean <= allowed, mean  # and not far below what it allows
+    assert 0.75 * allowed <= mean <= allowed, mean  # and uses most of what it allows
 
 
-def test_median_and_budget_validation():
+def test_controller_backs_off_in_load_peaks_and_beats_the_best_fixed_rate_of_the_same_model():
+    """A varying load (the application's peak adds 0.3 ms for 5 of every 15 decisions): a fixed rate
+    must fit the peak (<= 1,000 rows/s keeps 2.4 ms); the controller cuts in the peak and regrows in
+    the trough (allowing 4,000 rows/s), within the budget most of the time."""
+    c = RateController(_budget(signal_samples=1, start_rows_per_second=1000), Baseline({"new": 2.0}))
+
+    def latency(step: int, rate: float) -> float:
+        return 2.0 + (0.3 if 5 <= step % 15 < 10 else 0.0) + rate / 10_000
+
+    seen, rates, rate = [], [], c.rate
+    for step in range(450):
+        v = latency(step, rate)
+        seen.append(v)
+        rates.append(rate)
+        rate = c.decide(Sample({"new": v}), rate).rows_per_second
+    best_fixed = max(r for r in range(100, 5000, 100) if all(latency(i, r) <= 2.4 for i in range(15)))
+    assert best_fixed == 1000
+    tail = slice(150, 450)
+    # each peak onset costs a decision or three over the budget (it reacts after the fact): 80 % within
+    assert sum(v <= 2.4 for v in seen[tail]) / 300 >= 0.75, "over budget too often"
+    peak = [r for i, r in enumerate(rates) if i >= 150 and 6 <= i % 15 < 10]
+    trough = [r for i, r in enumerate(rates) if i >= 150 and not 5 <= i % 15 < 11]
+    assert sum(peak) / len(peak) < sum(trough) / len(trough)  # it backs off in the peaks
+    assert sum(rates[tail]) / 300 >= 1.5 * best_fixed
+
+
+def test_median_percentile_and_budget_validation():
     assert median([]) is None and median([3.0, 1.0, 2.0]) == 2.0 and median([1.0, 2.0, 4.0, 3.0]) == 2.5
+    assert percentile([], 90) is None and percentile([5.0], 90) == 5.0
+    assert percentile([float(i) for i in range(1, 101)], 90) == 90.0  # nearest rank
+    assert percentile([float(i) for i in range(1, 11)], 95) == 10.0 and percentile([1.0, 2.0], 50) == 1.0
     cfg = load_config()
     assert cfg.backfill.throttle.budget.enabled is False  # off until the bench is reproduced
     with pytest.raises(ConfigError, match=r"backfill\.throttle\.budget\.decrease_factor: Input should be less than 1"):
@@ -196,8 +240,10 @@ def test_backfill_with_the_controller_logs_and_ledgers_its_decisions(databases, 
     assert details["budget"] == {"max_latency_increase_pct": 20.0, "max_replication_lag_seconds": 30.0}
     assert details["action"] in ("increase", "decrease", "hold") and details["rows_per_second"] >= 200
     assert reason.split(" ")[0] in ("increase", "decrease", "hold")
-    # bounded rate: at most one entry per ledger_progress_interval (+1), not one per decision
-    assert len(rows) <= result.seconds / 0.3 + 1 < len(worker.decisions)
+    # bounded rate: at most one entry per ledger_progress_interval (+1), not one per decision (the run's
+    # length varies with the machine's load: the two bounds are checked separately, not chained)
+    assert len(rows) <= result.seconds / 0.3 + 1
+    assert len(rows) < len(worker.decisions)
     probes = databases.query("legacy", "SELECT count(*) FROM pg_stat_activity "
                                        "WHERE application_name = 'migration-backfill-probe'")[0][0]
     assert probes == 0  # the probe's sessions are closed
@@ -226,3 +272,35 @@ def test_cli_flags_set_the_budget(cfg):
     assert s.throttle.budget.enabled and s.throttle.budget.max_latency_increase_pct == 30
     assert s.throttle.budget.max_replication_lag == timedelta(seconds=5)
     assert _settings(cfg, parse_args(["run"])).throttle == cfg.backfill.throttle
+
+
+def test_parallel_ranges_share_one_baseline_measured_before_the_copy(databases, backfill_conns, cfg, caplog):
+    add_listings(databases, 3000)
+    legacy, new = backfill_conns
+    s = backfill_settings(cfg, parallelism=2, batch_size=500, max_batch_size=500,
+                          throttle={"budget": {"enabled": True, "probe_interval": 0.05, "baseline_duration": 0.3,
+                                               "start_rows_per_second": 3000}})
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    caplog.set_level("INFO", logger="migration_engine.backfill")
+    lc, nc = connectors(databases)
+    jobs = [j for j in plan.jobs if j.status != "done"]
+    assert len(jobs) == 2
+    workers = [RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2) for j in jobs]
+    results: list = [None, None]
+
+    def run(i):
+        results[i] = workers[i].run()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert [r.status for r in results] == ["done", "done"] and compare(databases).equal
+    a, b = (w.controller.baseline for w in workers)
+    assert a is b and a.latency_ms["new"] > 0  # one measurement for the pass, not one per range
+    assert caplog.text.count("using the pass's baseline measured before the copy started") == 1
+    # a new pass measures its own
+    plan2 = plan_entity(legacy, new, cfg, "listings", s, restart=True)
+    j = next(j for j in plan2.jobs if j.status != "done")
+    w2 = RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2)
+    w2.run()
+    assert w2.controller.baseline is not a
