@@ -113,6 +113,10 @@ def run_reladiff(legacy_dsn: str, new_dsn: str, threads: int) -> tuple[float, di
     elapsed = time.monotonic() - t0
     for table in (old, new):
         table.database.close()
+    # reladiff's driver (sqeleton) installs psycopg2.extras.wait_select as the process-wide wait
+    # callback on connect; undo it so our diff and the next size's COPY (copy_expert refuses a wait
+    # callback) run with psycopg2's default, as the product does
+    psycopg2.extensions.set_wait_callback(None)
     found = {"changed": sorted(minus & plus), "missing_in_new": sorted(minus - plus),
              "extra_in_new": sorted(plus - minus)}
     return elapsed, {"found": found}
