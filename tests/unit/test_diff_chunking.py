@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from migration_engine.consistency.diff import DENSE_ENOUGH, dense_enough, diff_entity, entity_chunks
+from migration_engine.consistency.diff import DENSE_ENOUGH, Chunk, dense_enough, diff_entity, entity_chunks, work_order
 from migration_engine.consistency.plan import build_entity_plan
 from migration_engine.consistency.sessions import SessionPool
 from tests.consistency_fixtures import make_config
@@ -99,3 +99,9 @@ def test_density_rule():
     assert dense_enough(500, 0, 1000) and dense_enough(1000, 0, 1000)
     assert not dense_enough(499, 0, 1000)
     assert not dense_enough(100_010, 1, 50_000_011)
+
+
+def test_the_highest_chunk_is_worked_first_and_every_chunk_once():
+    chunks = [Chunk(None, 10), Chunk(10, 20), Chunk(20, None)]
+    assert work_order(chunks) == [Chunk(20, None), Chunk(None, 10), Chunk(10, 20)]
+    assert work_order([]) == [] and work_order(chunks[:1]) == chunks[:1]
