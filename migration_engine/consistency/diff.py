@@ -106,6 +106,7 @@ class EntityDiffer:
         self._old_params = plan.old_params()
         self._new_params = plan.new_params()
         self.kt = plan.key_type
+        self.waited = 0.0  # seconds the re-check waited for young differences (reported in details)
         self._old_key_ids = {"table": plan.old_identifiers()["table"], "key": plan.entity.key,
                              "scope_column": self._old_ids["scope_column"]}
         self._new_key_ids = {"table": plan.new_table_identifiers()["table"], "key": plan.entity.legacy_id_column,
@@ -238,11 +239,12 @@ class EntityDiffer:
 
         Integer keys: every ``width`` keys (their density is known: no query). Any other type: every
         n-th in-scope key of the side holding more rows, read from the server in key order."""
-        if self.kt.integer:
+        if self.kt.integer and lo is not None and hi is not None:
             if hi - lo <= 1:
                 return None
             width = bucket_width(self.c, lo, hi, top=top)
             return list(range(lo + width, hi, width))
+        # other types, and the open-ended first / last chunk of a sparse integer key space
         side = "old" if counts[0] >= counts[1] else "new"
         cuts = self.boundaries(side, lo, hi, math.ceil(max(counts) / self.c.bisect_factor), acc)
         return cuts or None
@@ -318,6 +320,7 @@ class EntityDiffer:
                 wait = max(acc.seen.get(f.key, now) for f in pending) + delay - time.monotonic()
                 if wait > 0:
                     sleep(wait)
+                    self.waited += wait
                 for f in pending:  # after the wait every pending key has aged past its delay
                     acc.seen[f.key] = min(acc.seen.get(f.key, now), time.monotonic() - delay)
         acc.findings = kept
@@ -350,6 +353,20 @@ def bucket_width(c, lo: int, hi: int, *, top: bool) -> int:
     if top:
         fanout = max(fanout, math.ceil(c.chunk_size / c.bisect_min_rows))
     return max(1, math.ceil((hi - lo) / fanout))
+
+
+DENSE_ENOUGH = 0.5  # rows per key value at or above which integer keys are chunked by arithmetic
+
+
+def dense_enough(rows: int, lo: int, hi: int) -> bool:
+    """Whether integer keys in [lo, hi) are dense enough to chunk by arithmetic (no scan).
+
+    With unique keys at density d (rows / (hi - lo)) a chunk ``chunk_size / d`` keys wide holds at
+    most ``chunk_size / d`` rows, so at d >= ``DENSE_ENOUGH`` no chunk holds more than twice
+    ``chunk_size``, however the keys are spread. Below it (gaps, or a few keys far from the rest)
+    arithmetic could put every row in one chunk and leave the other workers idle; those key spaces
+    are cut at every ``bisect_min_rows``-th key read from the index, as other key types are."""
+    return rows >= DENSE_ENOUGH * (hi - lo)
 
 
 def _chunks(lo: int, hi: int, rows: int, chunk_size: int) -> list[Chunk]:
@@ -397,9 +414,9 @@ def entity_chunks(cfg: MigrationConfig, plan: EntityPlan, old: SessionPool,
                   new: SessionPool) -> tuple[list[Chunk], int, int]:
     """The key-range chunks of one entity and each side's row count (rows with a key).
 
-    Integer keys: from both sides' min/max (arithmetic, no scan). Other keys: every
-    ``bisect_min_rows``-th in-scope key of the side with more rows, in key order (one index scan),
-    grouped into chunks of about ``chunk_size`` rows."""
+    Integer keys dense enough (``dense_enough``): from both sides' min/max (arithmetic, no scan).
+    Other keys, and sparse or skewed integer keys: every ``bisect_min_rows``-th key of the side with
+    more rows, in key order (one index scan), grouped into chunks of about ``chunk_size`` rows."""
     e = plan.entity
     kt = plan.key_type
     olo, ohi, on = _bounds(old, "consistency/key_bounds.sql", {"table": plan.old_identifiers()["table"], "key": e.key},
@@ -410,12 +427,24 @@ def entity_chunks(cfg: MigrationConfig, plan: EntityPlan, old: SessionPool,
     if not (on or nn):
         return [], on, nn
     if kt.integer:
-        los = [v for v in (olo, nlo) if v is not None]
-        his = [v for v in (ohi, nhi) if v is not None]
-        return _chunks(min(los), max(his) + 1, max(on, nn), c.chunk_size), on, nn
+        lo = min(v for v in (olo, nlo) if v is not None)
+        hi = max(v for v in (ohi, nhi) if v is not None) + 1
+        if dense_enough(max(on, nn), lo, hi):
+            return _chunks(lo, hi, max(on, nn), c.chunk_size), on, nn
+        # sparse or skewed (e.g. a few keys far above the rest): cut where the rows really are
     differ = EntityDiffer(cfg, plan, old, new)
     fine = differ.boundaries("old" if on >= nn else "new", None, None, c.bisect_min_rows)
     return boundary_chunks(fine, math.ceil(c.chunk_size / c.bisect_min_rows)), on, nn
+
+
+def work_order(chunks: list[Chunk]) -> list[Chunk]:
+    """The order the workers take the chunks in: the highest one first, then from the lowest up.
+
+    The top of a key space holds the newest rows (and keys only one side has, beyond the other's
+    range, in the open-ended last chunk): where differences and in-flight writes are most likely.
+    Found first, they have aged past ``recheck_delay`` by the end of the scan and the re-check
+    need not wait for them. The order changes nothing else: every chunk is compared once."""
+    return chunks[-1:] + chunks[:-1]
 
 
 def describe_range(chunks: list[Chunk]) -> str:
@@ -451,7 +480,7 @@ def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], An
         step = max(1, len(chunks) // 10)
         with ThreadPoolExecutor(max_workers=c.parallelism, thread_name_prefix=f"diff-{name}") as pool:
             futures = [pool.submit(differ.compare_chunk, ch.lo, ch.hi, None if ch.cuts is None else list(ch.cuts))
-                       for ch in chunks]
+                       for ch in work_order(chunks)]
             for fut in as_completed(futures):
                 part = fut.result()
                 with lock:
@@ -479,6 +508,7 @@ def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], An
     failed = any(counts.values())
     details = {"chunks": len(chunks), "differing_chunks": total.differing_chunks, "leaf_ranges": total.leaves,
                "rows_compared": total.rows_compared, "queries": total.queries, "rechecked_cleared": cleared,
+               "recheck_wait_s": round(differ.waited, 3),
                "columns": list(plan.columns), "notes": list(plan.notes)}
     message = (f"{name}: {total.old_count} old / {total.new_count} new in scope; "
                + ", ".join(f"{k}={v}" for k, v in counts.items()))

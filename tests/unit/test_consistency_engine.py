@@ -58,7 +58,9 @@ def test_planted_faults_are_caught_with_their_exact_keys(consistent, chunking):
     assert changed.detail["new"] == {"title": "tampered"}
     assert listings.old_count == consistent.copied and listings.new_count == consistent.copied
     if chunking:
-        assert listings.details["chunks"] > 10 and listings.details["leaf_ranges"] >= 3
+        # the extra key (9 000 001) makes the key space sparse: chunks are cut at keys read from the
+        # index, and the last, open-ended chunk holds both the extra and the missing row (active[-3])
+        assert listings.details["chunks"] > 10 and listings.details["leaf_ranges"] >= 2, listings.details
 
     orphans = check_reference(cfg, "transactions_to_invoices", connect)
     assert orphans.status == "failed" and orphans.counts == {"orphan": 1}
