@@ -45,12 +45,27 @@ log = logging.getLogger(__name__)
 
 URL_ENV = {"legacy": "ZDM_GX_LEGACY_URL", "new": "ZDM_GX_NEW_URL"}
 DATASOURCE = {"legacy": "zdm_legacy", "new": "zdm_new"}
-CHECKPOINT_PREFIX = "zdm_consistency"
+DEFINITION_PREFIX = "zdm_"  # every checkpoint and validation definition this engine stores
+CHECKPOINT_PREFIX = f"{DEFINITION_PREFIX}consistency"
 ROW_PARITY_KINDS = ("missing_in_new", "missing_in_old", "changed", "unlinked_in_new", "error")
 
 
 def gx_root(cfg: MigrationConfig) -> Path:
     return Path(cfg.consistency.data_docs_dir or paths.state_dir() / "gx").expanduser().resolve()
+
+
+def _drop_stored_definitions(root: Path) -> None:
+    """Remove this engine's stored checkpoints and validation definitions (``zdm_*``) before a run.
+
+    They are rebuilt by every run (``add_or_update``), and a stale one cannot even be loaded or
+    deleted through GX once its asset is gone from the re-created datasource - e.g. after an entity
+    was renamed or another migration config used this GX project ("Could not find asset named
+    'results_listings'"): every later run failed. Validation results and Data Docs (the history)
+    stay; only the definitions go. Called under the project lock.
+    """
+    for store_dir in ("checkpoints", "validation_definitions"):
+        for stored in (root / store_dir).glob(f"{DEFINITION_PREFIX}*.json"):
+            stored.unlink()
 
 
 def data_docs_index(cfg: MigrationConfig) -> Path:
@@ -219,6 +234,7 @@ def run_suites(cfg: MigrationConfig, specs: list[SuiteSpec], urls: dict[str, str
 
         for side, env in URL_ENV.items():
             os.environ[env] = urls[side]
+        _drop_stored_definitions(root)
         ctx = gx.get_context(mode="file", context_root_dir=str(root))
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
         datasources = {side: ctx.data_sources.add_or_update_postgres(name=DATASOURCE[side],
@@ -238,7 +254,7 @@ def run_suites(cfg: MigrationConfig, specs: list[SuiteSpec], urls: dict[str, str
                 suite.add_expectation(getattr(gxe, type_name)(**kwargs))
             suite = ctx.suites.add_or_update(suite)
             vd = ctx.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=f"zdm_{spec.name}", data=batch, suite=suite))
+                gx.ValidationDefinition(name=f"{DEFINITION_PREFIX}{spec.name}", data=batch, suite=suite))
             groups.setdefault((spec.table is not None, spec.index_column), []).append(vd)
         by_name = {s.name: s for s in runnable}
         for (real_table, index_column), vds in groups.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg2
 import pytest
 
@@ -80,3 +82,23 @@ def test_suite_on_a_column_phase1_has_not_added_yet_is_an_error_naming_it(databa
     err = specs["tenant_payment_mode_validity"].error
     assert "column public.tenants.marketplace_payment_mode does not exist" in err and "phase 1" in err
     assert specs["invoice_status_validity"].error is None
+
+
+def test_a_renamed_entity_does_not_break_the_next_run_in_the_same_gx_project(consistent, tmp_path):
+    """The stored definitions of the previous run name assets the re-created datasource no longer has
+    (an entity renamed, another config on the same GX project); GX could neither load nor delete them,
+    and every later run errored with "Could not find asset named 'results_listings'"."""
+    from migration_engine.config import parse_config
+    from tests.consistency_fixtures import config_dict
+
+    gx_dir = str(tmp_path / "gx")
+    results, _ = _full_run(make_config(data_docs_dir=gx_dir), consistent)
+    assert results["listings_row_parity"].status == "passed"
+    data = config_dict(data_docs_dir=gx_dir)
+    data["entities"] = {"offers": data["entities"]["listings"]}  # the same table, another entity name
+    renamed = parse_config(data)
+    results, outcome = _full_run(renamed, consistent)
+    assert "listings_row_parity" not in results and results["offers_row_parity"].status == "passed", {
+        n: (r.status, r.message) for n, r in results.items()}
+    assert all(r.status == "passed" for r in results.values()), {n: r.message for n, r in results.items()}
+    assert "offers_row_parity" in Path(outcome.data_docs).read_text()
