@@ -36,8 +36,8 @@ redis:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } ; } || \
 		echo "warning: redis-server not installed; the Celery test will be skipped"
 
-# Two xdist workers: the e2e tests (Airflow services, browsers) run one after another on one of
-# them (xdist group "services", tests/conftest.py), everything else on both.
+# Two xdist workers (each with its own Postgres cluster and Airflow home); the tests of one e2e
+# module (Airflow services, browsers) stay together on one worker (tests/conftest.py).
 test: venv browser redis
 	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25
 

@@ -97,14 +97,13 @@ def pytest_collection_modifyitems(config, items):
     """Tests that bring up real services (Airflow processes, a browser) are marked ``e2e``: everything
     under tests/e2e/ and the ``*_e2e.py`` / ``*_browser.py`` modules.
 
-    Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) they share one xdist group, so
-    they run one after another on one worker while the other worker takes the rest: two sets of
-    Airflow services at once on a 2-core machine would only make each slower (and their waits time
-    out), one set beside the in-process tests keeps both cores busy.
+    Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) each such module is one xdist
+    group: its tests run one after another on one worker (they share services and timing
+    assumptions), different modules may run on both workers.
     """
     e2e_dir = ROOT / "tests" / "e2e"
     for item in items:
         path = Path(str(item.fspath))
         if e2e_dir in path.parents or path.stem.endswith(("_e2e", "_browser")):
             item.add_marker(pytest.mark.e2e)
-            item.add_marker(pytest.mark.xdist_group("services"))
+            item.add_marker(pytest.mark.xdist_group(f"services-{path.stem}"))

@@ -95,7 +95,7 @@ def test_demo_application_flags_the_invoices_behind_marketplace_transactions(dat
     assert flagged == expected
 
 
-@pytest.mark.timeout(600, method="thread")
+@pytest.mark.timeout(900, method="thread")
 def test_rehearsal_runs_the_whole_migration_on_the_demo():
     demo_dir = _SESSION_DIR / "rehearsal-demo"  # traversable by the postgres user (pytest's tmp_path is not)
     pg_port, af_port, slack_port = free_port(), free_port(), free_port()
@@ -111,8 +111,8 @@ def test_rehearsal_runs_the_whole_migration_on_the_demo():
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         # the driver's defaults: URL from DEMO_AIRFLOW_PORT, login and backup dir from DEMO_DIR
-        rehearsal = subprocess.run([sys.executable, "-m", "devtools.rehearsal", "--dag-timeout", "240"],
-                                   env=env, cwd=ROOT, capture_output=True, text=True, timeout=480)
+        rehearsal = subprocess.run([sys.executable, "-m", "devtools.rehearsal", "--dag-timeout", "300"],
+                                   env=env, cwd=ROOT, capture_output=True, text=True, timeout=660)
         out = rehearsal.stdout
         print(out[-6000:])
         assert rehearsal.returncode == 0, out[-6000:] + rehearsal.stderr[-3000:]
