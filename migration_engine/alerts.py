@@ -40,12 +40,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from migration_engine.errors import ConnectionConfigError
 from migration_engine.slack_text import esc as _esc
 from migration_engine.slack_text import fmt as _fmt
 from migration_engine.slack_text import trunc as _trunc
+from migration_engine.ui_links import ui_path
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -109,14 +109,7 @@ def airflow_url(base_url: str | None, dag_id: str | None, run_id: str | None = N
     """``{base}/dags/{dag_id}/runs/{run_id}[/tasks/{task_id}[/mapped/{i}]]`` (Airflow 3 UI)."""
     if not base_url or not dag_id:
         return None
-    url = f"{base_url.rstrip('/')}/dags/{quote(dag_id, safe='')}"
-    if run_id:
-        url += f"/runs/{quote(run_id, safe='')}"
-        if task_id:
-            url += f"/tasks/{quote(task_id, safe='')}"
-            if map_index is not None and map_index >= 0:
-                url += f"/mapped/{map_index}"
-    return url
+    return base_url.rstrip("/") + ui_path(dag_id, run_id, task_id, map_index)
 
 
 def _link(url: str, label: str) -> str:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote
+
+from migration_engine.ui_links import ui_path
 
 # The DAGs the section always lists, in the migration's order: (row key, title, dag_id).
 PHASE_DAGS: tuple[tuple[str, str, str], ...] = (
@@ -66,14 +67,7 @@ _SUFFICIENCY_KEYS = ("minutes_with_data", "events", "attempts", "reads_compared"
 def run_url(base_url: str, dag_id: str, run_id: str | None = None, task_id: str | None = None,
             map_index: int | None = None) -> str:
     """The Airflow 3 UI page of a DAG, run or task instance (``base_url`` may be "" for same-origin)."""
-    url = f"{base_url.rstrip('/')}/dags/{quote(dag_id, safe='')}"
-    if run_id:
-        url += f"/runs/{quote(run_id, safe='')}"
-        if task_id:
-            url += f"/tasks/{quote(task_id, safe='')}"
-            if map_index is not None and map_index >= 0:
-                url += f"/mapped/{map_index}"
-    return url
+    return base_url.rstrip("/") + ui_path(dag_id, run_id, task_id, map_index)
 
 
 def step_row_key(step_phase: str) -> str:
