@@ -31,8 +31,14 @@ LIBRARY_TEST_OVERLAY = {
         "rollback_verify_window": "30s", "approval_timeout": "3m",
         "rollout": [{"pct": 25, "hold": "4s"}, {"pct": 100, "hold": "4s"}],
         "keep_old_sync": "1s",
+        # the pre-cutover performance gate and the rollout's latency check compare the simulator's
+        # own read timings, which a loaded 2-core test machine swings by tens of percent: judged
+        # generously here (tests/unit/test_performance_gates.py tests the gate itself)
+        "performance_window": "30s", "performance_min_samples": 30, "performance_max_p95_increase_pct": 300,
     },
-    "cleanup": {"min_age_after_write_cutover": "1s", "archive_retention": "4s", "quiet_period": "1s"},
+    "cleanup": {"min_age_after_write_cutover": "1s", "archive_retention": "4s", "quiet_period": "1s",
+                # drop readiness: phase 4's full run is the one full run, minutes before the drop
+                "consistency_passing_for": "1s", "consistency_max_gap": "1h"},
     # A shared 2-core test machine stalls the simulator now and then: a one-minute p95 above 500 ms
     # paused the backfill for the whole 5-minute latency window (pause_when works as designed).
     "backfill": {"batch_size": 500, "min_batch_size": 100, "app_latency_window": "30s",

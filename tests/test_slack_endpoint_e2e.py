@@ -116,6 +116,9 @@ def test_every_plugin_route_but_interactivity_needs_a_login(server):
         status, body = server.call(method, path)
         assert status in (401, 403), (method, path, status, str(body)[:300])
         status, body = server.call(method, path, token=token)  # the route exists and answers a logged-in user
+        if "{" in path and status == 404:  # a path parameter naming nothing: the handler's own 404, not the router's
+            assert not (isinstance(body, dict) and body.get("detail") == "Not Found"), (method, path, body)
+            continue
         assert status not in (401, 403, 404, 405), (method, path, status, str(body)[:300])
     for path in ("/slack/docs", "/slack/openapi.json", "/migration/docs", "/migration/openapi.json"):
         assert server.call("GET", path)[0] == 404, path

@@ -37,6 +37,7 @@ REHEARSAL_KEYS = {
     "cutover.baseline_window", "cutover.flag_propagation", "cutover.quiesce_timeout",
     "cutover.rollback_verify_window",
     "cleanup.min_age_after_write_cutover", "cleanup.archive_retention", "cleanup.quiet_period",
+    "cleanup.consistency_passing_for", "cleanup.consistency_max_gap",
     "approvals.response_timeout",
 }
 
