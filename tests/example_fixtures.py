@@ -34,7 +34,8 @@ LIBRARY_TEST_OVERLAY = {
         # the pre-cutover performance gate and the rollout's latency check compare the simulator's
         # own read timings, which a loaded 2-core test machine swings by tens of percent: judged
         # generously here (tests/unit/test_performance_gates.py tests the gate itself)
-        "performance_window": "30s", "performance_min_samples": 30, "performance_max_p95_increase_pct": 300,
+        "performance_window": "30s", "performance_min_samples": 30, "performance_max_p95_increase_pct": 1000,
+        "performance_min_increase_ms": 5000,  # seen: one simulator stall made a 30 s p95 790 ms vs 41 ms
     },
     "cleanup": {"min_age_after_write_cutover": "1s", "archive_retention": "4s", "quiet_period": "1s",
                 # drop readiness: phase 4's full run is the one full run, minutes before the drop
