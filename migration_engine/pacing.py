@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from migration_engine import control, sqlfiles
 from migration_engine.backfill import throttle
 from migration_engine.backfill.controller import Baseline, Decision, RateController, Sample, median
+from migration_engine.backfill.probe import ProbeThread
 from migration_engine.config import Backfill, LatencyBudget, MigrationConfig
 from migration_engine.pacing_settings import PacedWork
 
@@ -78,13 +79,15 @@ class ProbeTarget:
         return {"schema": self.schema, "table": self.table, "key": self.key}
 
 
-class LookupProbe:
+class LookupProbe(ProbeThread):
     """Times ``LOOKUPS`` lookups by key on each target every ``probe_interval`` in a daemon thread.
 
     Keys: the table's first keys (for the baseline), then those the batches report
     (:meth:`add_keys`) - the rows the work touches. A probe whose query fails logs once and gives no
     reading for that side; the work goes on (the health pause still runs on the work's connection).
     """
+
+    thread_prefix = "pacing-probe"
 
     def __init__(self, targets: dict[str, ProbeTarget], budget: LatencyBudget, *, label: str) -> None:
         self.targets, self.b, self.label = targets, budget, label
@@ -163,11 +166,6 @@ class LookupProbe:
                 sleep(interval)
         return {side: median(v) for side, v in got.items()}
 
-    def start(self) -> LookupProbe:
-        self._thread = threading.Thread(target=self._loop, name=f"pacing-probe-{self.label}", daemon=True)
-        self._thread.start()
-        return self
-
     def _loop(self) -> None:
         while not self._stop.wait(self.b.probe_interval.total_seconds()):
             self.sample_once()
@@ -175,17 +173,6 @@ class LookupProbe:
     def latest(self) -> dict[str, float | None]:
         with self._lock:
             return {side: median(list(v)) for side, v in self._samples.items()}
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        for conn in self._conns.values():
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
-        self._conns = {}
 
 
 @dataclass

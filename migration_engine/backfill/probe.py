@@ -35,7 +35,38 @@ LOOKUPS = 10  # lookups per database per sample, spread over the probe interval
 SIGNAL_PERCENTILE = 90  # of the lookups in the window: a tail latency, as the application's p95
 
 
-class Probe:
+class ProbeThread:
+    """The sampling thread and own connections every probe has (the backfill's and the pacer's):
+    :meth:`start` runs ``_loop`` in a daemon thread, :meth:`stop` ends it and closes the connections
+    (best effort: a probe must never fail the work it measures)."""
+
+    thread_prefix = "probe"
+    label: str
+    _stop: threading.Event
+    _thread: threading.Thread | None
+    _conns: dict[str, Any]
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    def start(self):
+        self._thread = threading.Thread(target=self._loop, name=f"{self.thread_prefix}-{self.label}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for conn in self._conns.values():
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self._conns = {}
+
+
+class Probe(ProbeThread):
     def __init__(self, es: EntitySql, budget: LatencyBudget, connect: dict[str, Callable[[], Any]],
                  key_lo: int, key_hi: int, *, label: str) -> None:
         self.es, self.b, self._connect = es, budget, connect
@@ -62,22 +93,6 @@ class Probe:
                     "name": "statement_timeout", "value": "5000ms", "is_local": False})
             self._conns[side] = conn
         return self
-
-    def start(self) -> Probe:
-        """Sample every ``probe_interval`` in a daemon thread until :meth:`stop`."""
-        self._thread = threading.Thread(target=self._loop, name=f"probe-{self.label}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        for conn in self._conns.values():
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001
-                pass
 
     def sample_once(self, spread: float = 0.0,
                     wait: Callable[[float], Any] | None = None) -> dict[str, float | None]:
