@@ -366,7 +366,9 @@ class RangeWorker:
         done_before, total = rng.rows_read, rng.rows_total
         size = self.s.initial_batch_size()
         started = time.monotonic()
-        last_log = last_ledger = last_decision = last_decision_log = started
+        # the throttle's ledger entries keep their own clock: sharing the progress entries' one let
+        # those take every slot, so a run could end without a single backfill_throttle entry
+        last_log = last_ledger = last_throttle_ledger = last_decision = last_decision_log = started
         rate = 0.0
         decision: Decision | None = None
         decisions_since_ledger: dict[str, int] = {}
@@ -403,9 +405,10 @@ class RangeWorker:
                             or now - last_decision_log >= self.s.progress_interval.total_seconds()):
                         log.info("%s: throttle: %s", self.label, decision.text())
                         last_decision_log = now
-                    if now - last_ledger >= self.s.ledger_progress_interval.total_seconds():
+                    if now - last_throttle_ledger >= self.s.ledger_progress_interval.total_seconds():
                         self._ledger_decision(legacy, decision, decisions_since_ledger)
                         decisions_since_ledger = {}
+                        last_throttle_ledger = now
                 pause = max(pause, n / self.controller.worker_rate(share) - elapsed if n else 0.0)
             batch_rate = n / (elapsed + pause) if n else 0.0
             rate = batch_rate if rate == 0 else 0.7 * rate + 0.3 * batch_rate
@@ -443,6 +446,9 @@ class RangeWorker:
                 size = max(self.s.min_batch_size, min(size, int(per_slice)))
             if pause > 0:
                 self.sleep(pause)
+        if decision is not None and decisions_since_ledger:
+            # the decisions since the last entry, however short the range was (as the pacer's close does)
+            self._ledger_decision(legacy, decision, decisions_since_ledger)
         result.seconds = time.monotonic() - started
         result.final_batch_size = size
         result.rows_per_second = result.rows_read / result.seconds if result.seconds > 0 else 0.0
