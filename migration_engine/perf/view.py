@@ -10,15 +10,12 @@ the sampler did, on its schedule), ``build`` is pure. Every failure to load is a
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from migration_engine import control, sqlfiles
 from migration_engine.config import MigrationConfig
 from migration_engine.errors import MigrationError
-
-log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "migration-dashboard-performance"
 MAX_SAMPLE_ROWS = 5000       # 2 databases x 2,500 samples: 24 h at one a minute, ~8 days at 5 min
@@ -206,26 +203,11 @@ def build(raw: dict[str, Any], cfg: MigrationConfig, now: datetime) -> dict[str,
 
 def load_perf_view(now: datetime | None = None) -> dict[str, Any]:
     """Read the config and the stored samples; any failure becomes a PerfUnavailable naming it."""
-    import psycopg2
-
-    from migration_engine import db
-    from migration_engine.config import ConfigError, load_config
+    from migration_engine.dashboard.view import read_control
 
     now = now or datetime.now(UTC)
-    try:
-        cfg = load_config()
-    except ConfigError as exc:
-        raise PerfUnavailable(str(exc)) from exc
-    try:
-        with db.connection(cfg.connections.legacy, application_name=APPLICATION_NAME) as conn:
-            raw = fetch(conn, cfg, now)
-    except db.MissingConnectionError as exc:
-        raise PerfUnavailable(str(exc)) from exc
-    except psycopg2.Error as exc:
-        log.exception("performance page: query failed")
-        raise PerfUnavailable(
-            f"reading the performance samples in {cfg.control_schema!r} through connection "
-            f"{cfg.connections.legacy!r} failed: {str(exc).strip() or type(exc).__name__}") from exc
+    cfg, raw = read_control(PerfUnavailable, lambda cfg: f"the performance samples in {cfg.control_schema!r}",
+                            APPLICATION_NAME, lambda conn, cfg: fetch(conn, cfg, now))
     return build(raw, cfg, now)
 
 
