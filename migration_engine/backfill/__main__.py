@@ -12,8 +12,11 @@ ranges (``--range`` limits which) and closes the pass when every range is done. 
 stop after the current batch (the checkpoint is committed); SIGKILL loses at most the batch in
 flight, which the next run redoes idempotently. Without ``--legacy-dsn``/``--new-dsn`` the Airflow
 connections named in the config are used. The override flags name keys of the config's ``backfill``
-section and are validated like it. Prints one JSON document; exit 0 = done, 3 = stopped
-or unfinished, 2 = bad input, 1 = error.
+section and are validated like it. ``plan`` and ``run`` first run the entities' preflight, as the
+phase-2 DAG does: a config that does not match the databases (a missing table or column, a key or
+value type that cannot work, an empty lookup) exits 2 naming every problem, with nothing written.
+Prints one JSON document; exit 0 = done, 3 = stopped or unfinished, 2 = bad input, 1 = error
+(e.g. a database that cannot be reached, named in the log line).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import psycopg2
 import psycopg2.errors
 
+from migration_engine import preflight
 from migration_engine.backfill import store
 from migration_engine.backfill.engine import RangeWorker
 from migration_engine.backfill.plan import plan_entity
@@ -81,12 +85,21 @@ def _entities(cfg: MigrationConfig, args: argparse.Namespace) -> list[str]:
     return names
 
 
+def _preflight(cfg: MigrationConfig, legacy, new, entities: list[str]) -> None:
+    """The checks the phase-2 DAG runs before its plan (tables, columns, key and value types, lookups),
+    so the CLI refuses a config that does not match the databases before anything is written."""
+    checked = preflight.check_or_raise(cfg, legacy, new, parts=(preflight.ENTITIES,), entities=entities)
+    log.info("preflight: %d names and types checked for %s: the config matches the databases", checked, entities)
+
+
 def cmd_plan(cfg, args, legacy_connect, new_connect) -> tuple[int, dict]:
     s = _settings(cfg, args)
+    entities = _entities(cfg, args)
     legacy, new = legacy_connect(), new_connect()
     try:
+        _preflight(cfg, legacy, new, entities)
         plans = [plan_entity(legacy, new, cfg, e, s, restart=args.restart, dry_run=args.dry_run, actor="cli").as_dict()
-                 for e in _entities(cfg, args)]
+                 for e in entities]
     finally:
         legacy.close()
         new.close()
@@ -97,7 +110,14 @@ def cmd_run(cfg, args, legacy_connect, new_connect, stop: threading.Event) -> tu
     s = _settings(cfg, args)
     out: dict[str, Any] = {"entities": {}}
     code = 0
-    for entity in _entities(cfg, args):
+    entities = _entities(cfg, args)
+    legacy, new = legacy_connect(), new_connect()
+    try:
+        _preflight(cfg, legacy, new, entities)
+    finally:
+        legacy.close()
+        new.close()
+    for entity in entities:
         legacy, new = legacy_connect(), new_connect()
         try:
             plan = plan_entity(legacy, new, cfg, entity, s, restart=args.restart, actor="cli")
@@ -193,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, BackfillError, ControlSchemaError) as exc:
         log.error("%s", exc)
         return 2
+    except psycopg2.OperationalError as exc:
+        log.error("cannot reach a database: %s", str(exc).strip())
+        return 1
     print(json.dumps(out, indent=2, default=str))
     return code
 

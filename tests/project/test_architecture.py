@@ -82,6 +82,9 @@ def test_no_import_cycle_between_top_level_parts():
         src = rel[0]
         if src == "__init__":
             continue
+        if rel[-1] == "__main__":  # an entry point (python -m): nothing imports it, so it closes no cycle
+            src = ".".join(rel)
+            graph.setdefault(src, set())
         for mod, _line in _imports(p):
             dst = _part(mod)
             if dst in parts and dst != src:
