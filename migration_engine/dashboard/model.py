@@ -336,4 +336,5 @@ def build(raw: dict[str, Any], cfg: MigrationConfig, airflow: dict[str, Any] | N
         "phases": phases.phases_section(raw, airflow),
         "alerts": raw["alerts"],
         "audit": raw["audit"],
+        "audit_routine": raw.get("audit_routine", []),
     }

@@ -515,11 +515,24 @@ def _audit_item(a: dict[str, Any]) -> str:
             + "</li>")
 
 
+def _audit_routine(v: dict[str, Any]) -> str:
+    """Progress and throttle entries (one a minute per range during a copy) as one row per action and
+    target, so they do not push approvals and refusals off the list above."""
+    rows = [[f'<code>{escape(r["action"])}</code>', escape(r["target"] or ""), escape(f'{r["entries"]:,}'),
+             escape(f'{fmt_time(r["first_at"])} – {fmt_time(r["last_at"])}'), escape(r["latest_reason"] or "")]
+            for r in v.get("audit_routine") or []]
+    if not rows:
+        return ""
+    return ('<p class="note">Routine progress entries of the last 24 h (not listed above):</p>'
+            + _table(["action", "target", "entries", "first – last", "latest reason"], rows, num_cols={2},
+                     table_id="audit-routine"))
+
+
 def _audit(v: dict[str, Any]) -> str:
     body = ('<ul class="audit" id="audit-entries">' + "".join(_audit_item(a) for a in v["audit"]) + "</ul>"
             if v["audit"] else '<p class="note" id="audit-entries">the audit ledger is empty</p>')
     return (_open("audit", "Recent audit entries", ' <span class="sub">who · what · when · why</span>')
-            + body + _CLOSE)
+            + body + _audit_routine(v) + _CLOSE)
 
 
 def _nav(page_href_prefix: str = "") -> str:

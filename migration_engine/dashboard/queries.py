@@ -180,6 +180,8 @@ def fetch(conn, schema: str, now: datetime, failed_runs: list[dict[str, Any]] | 
                 "steps": _query(cur, "steps_by_phase", schema),
                 "alerts": _query(cur, "alerts_open", schema, max_rows=MAX_ALERT_ROWS),
                 "audit": _query(cur, "audit_recent", schema, max_rows=MAX_AUDIT_ROWS),
+                "audit_routine": _query(cur, "audit_routine", schema, since=w.window_start,
+                                        max_rows=MAX_AUDIT_ROWS),
                 "consistency": _consistency(cur, schema, w),
                 "run_failures": run_failures(cur, schema, failed_runs or [], w.now),
             }

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from migration_engine import control
 from migration_engine.dashboard import charts, model, page, phases
 from migration_engine.dashboard.asgi import LazyASGIApp
 from migration_engine.dashboard.queries import HOURS, MINUTES, Windows, consistency_time_column
@@ -309,6 +310,31 @@ def test_dashboard_shows_seeded_figures(databases, client, monkeypatch):
     assert '<nav id="page-nav"' in html.text and 'href="data-docs/"' in html.text
 
 
+def test_routine_progress_entries_are_summarised_not_listed(databases, client, monkeypatch):
+    """A long copy writes a backfill_progress / backfill_throttle entry a minute per range: they must not
+    push the approval off the audit list; they are one row per action and target instead."""
+    _fake_runs(monkeypatch, [])
+    conn = databases.connect()
+    seed_known_figures(conn)  # ends with alice's approval
+    for i in range(40):
+        control.audit(conn, SCHEMA, actor="backfill", action="backfill_progress", target="listings#0",
+                      details={"rows_done": i * 1000}, reason=f"{i * 1000} rows copied")
+    for i in range(5):
+        control.audit(conn, SCHEMA, actor="backfill", action="backfill_throttle", target="listings#1",
+                      details={"rate": 100 * i}, reason=f"rate {100 * i} rows/s")
+    conn.close()
+    data = client.get("/migration/dashboard/data").json()
+    actions = [a["action"] for a in data["audit"]]
+    assert "approve" in actions and not {"backfill_progress", "backfill_throttle"} & set(actions), actions
+    routine = {(r["action"], r["target"]): r for r in data["audit_routine"]}
+    assert routine[("backfill_progress", "listings#0")]["entries"] == 40
+    assert routine[("backfill_progress", "listings#0")]["latest_reason"] == "39000 rows copied"
+    assert routine[("backfill_throttle", "listings#1")]["entries"] == 5
+    html = client.get("/migration/dashboard").text
+    table = re.search(r'<table id="audit-routine">.*?</table>', html, re.S).group(0)
+    assert "backfill_progress" in table and ">40<" in table and "39000 rows copied" in table
+
+
 def test_consistency_runs_are_shown_when_the_table_exists(databases, client):
     conn = databases.connect()
     seed_known_figures(conn)
@@ -399,6 +425,7 @@ def test_month_of_per_minute_stats_stays_bounded_and_indexed(databases, client):
         "path_totals": {"window_start": w.window_start, "window_end": w.window_end, "recent_start": w.recent_start},
         "gates_latest": {},
         "audit_recent": {"max_rows": 25},
+        "audit_routine": {"since": w.window_start, "max_rows": 25},
         # why a failed run failed: bounded by the run's start/end on the ledger's time index
         "run_failure_audit": {"since": now - timedelta(hours=1), "until": now, "dag_id": "migration_phase2_dual_write",
                               "run_id": "manual__1"},
