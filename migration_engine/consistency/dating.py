@@ -15,10 +15,13 @@ written within the delay: it is *settled*. So, for a key that still differs afte
 - anything else (no version column, a NULL version, a fresh row) waits as before.
 
 The rule can only report a difference sooner, never hide one. Its risk is a false positive: an
-application that stamps the version column from a clock far behind the database's, or a write that
-does not bump it, makes an in-flight write look settled. Which side is written first comes from the
-audit ledger's latest ``write_to_new`` change; for ``cutover.flag_propagation + recheck_delay`` after
-it (instances still on the old flag), or when the ledger cannot be read, either side may be.
+application that stamps the version column from a clock far behind the database's, a write that
+does not bump it, or a transaction that stamps it (``DEFAULT now()`` is the transaction's start)
+and commits more than ``recheck_delay`` later makes an in-flight write look settled.
+
+Which side is written first comes from the audit ledger's latest ``write_to_new`` change; for
+``cutover.flag_propagation + recheck_delay`` after it (instances still on the old flag), or when the
+ledger cannot be read, either side may be.
 """
 
 from __future__ import annotations
