@@ -243,6 +243,19 @@ class Entity(Strict):
     """Column mappings, old -> new, in this order (at least one). Each new column at most once."""
     rollback_deletes: RollbackDeletes = RollbackDeletes()
     """Rollback scenario 3: what the old table gets for a row deleted in the new table after the cutover."""
+    hard_deletes: list[Literal["old", "new"]] = Field(["old", "new"], description=(
+        "Which applications hard-delete rows of this entity (`DELETE`, not an archiving update): `old` (writing the "
+        "old table), `new` (the new table). The consistency re-check reports a row present on one side only without "
+        "waiting `recheck_delay` when that row's version column is older than the delay, unless the absent side is "
+        "the one written first (old until the write cutover, new after it) and its application hard-deletes: an "
+        "in-flight delete cannot be dated. Default both (such differences always wait); `[]`: neither deletes."))
+
+    @field_validator("hard_deletes")
+    @classmethod
+    def _sides_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a side twice: {value} (use [old], [new], [old, new] or [])")
+        return value
 
     @model_validator(mode="after")
     def _unique_columns(self) -> Entity:

@@ -17,7 +17,9 @@
    are corrected. The delay is not an idle sleep: the keys are re-read once right after the scan
    (a landed write clears then), and only keys first seen less than ``recheck_delay`` ago that
    still differ wait - for the remainder of their delay - and are read once more. A difference
-   found early in a long scan has aged past the delay by the end of it and costs no wait.
+   found early in a long scan has aged past the delay by the end of it and costs no wait, and so
+   does one whose rows are dated (by the version column, on each server) older than the delay
+   where no in-flight write can explain it (consistency/dating.py).
 
 Memory stays bounded by (threads x page size) plus the stored keys: no table is ever loaded.
 Why a thread pool inside one task and not one Airflow mapped task per chunk: a mapped task
@@ -39,7 +41,7 @@ from typing import Any
 
 from migration_engine import sqlfiles
 from migration_engine.config import MigrationConfig
-from migration_engine.consistency import keys
+from migration_engine.consistency import dating, keys
 from migration_engine.consistency.keys import KeyType
 from migration_engine.consistency.plan import EntityPlan, build_entity_plan, execute
 from migration_engine.consistency.results import CheckResult, ConsistencyError, Finding, cap_findings
@@ -107,6 +109,9 @@ class EntityDiffer:
         self._new_params = plan.new_params()
         self.kt = plan.key_type
         self.waited = 0.0  # seconds the re-check waited for young differences (reported in details)
+        self.settled_by_version = 0  # young differences final at once: their rows are older than the delay
+        self.waited_keys = 0  # young differences that waited for the rest of their delay
+        self.first_written: dating.FirstWritten | None = None  # read once, when a young difference needs it
         self._old_key_ids = {"table": plan.old_identifiers()["table"], "key": plan.entity.key,
                              "scope_column": self._old_ids["scope_column"]}
         self._new_key_ids = {"table": plan.new_table_identifiers()["table"], "key": plan.entity.legacy_id_column,
@@ -309,14 +314,22 @@ class EntityDiffer:
         kept = [f for f in acc.findings if f.kind not in ROW_KINDS]
         cleared = 0
         now = time.monotonic()
+        first_round = True
         while pending:
             read_at = time.monotonic()
             still, n_cleared = self._reread(acc, pending)
             cleared += n_cleared
             young = [f for f in still if acc.seen.get(f.key, now) + delay > read_at]
             kept += [f for f in still if acc.seen.get(f.key, now) + delay <= read_at]
+            if young and first_round:
+                dated = self._settled(young)
+                self.settled_by_version += len(dated)
+                kept += [f for f in young if f.key in dated]
+                young = [f for f in young if f.key not in dated]
+            first_round = False
             pending = young
             if pending:
+                self.waited_keys += len(pending)
                 wait = max(acc.seen.get(f.key, now) for f in pending) + delay - time.monotonic()
                 if wait > 0:
                     sleep(wait)
@@ -325,6 +338,27 @@ class EntityDiffer:
                     acc.seen[f.key] = min(acc.seen.get(f.key, now), time.monotonic() - delay)
         acc.findings = kept
         return cleared
+
+    def _settled(self, findings: list[Finding]) -> set:
+        """The keys of ``findings`` (still differing, younger than the delay) that are final without
+        waiting: their rows are dated older than ``recheck_delay`` (consistency/dating.py)."""
+        version = self.plan.version_columns
+        if version is None:
+            return set()
+        if self.first_written is None:
+            self.first_written = dating.first_written(self.old.get(), self.cfg)
+            log.info("diff %s: re-check dating: %s", self.plan.name, self.first_written.reason)
+        first, hard = self.first_written.sides, frozenset(self.plan.entity.hard_deletes)
+        wanted = {side: sorted({f.key for f in findings if side in dating.needs(f, first, hard)})
+                  for side in dating.SIDES}
+        if not (wanted["old"] or wanted["new"]):
+            return set()
+        e, delay = self.plan.entity, self.c.recheck_delay
+        old = dating.settled_rows(self.old, self._old_key_ids["table"], e.key, version[0], wanted["old"], delay,
+                                  self.kt.value)
+        new = dating.settled_rows(self.new, self._new_key_ids["table"], e.legacy_id_column, version[1],
+                                  wanted["new"], delay, self.kt.value)
+        return {f.key for f in findings if dating.final_now(f, old, new, first, hard)}
 
     def _reread(self, acc: _Acc, findings: list[Finding]) -> tuple[list[Finding], int]:
         """Read ``findings``' keys again on both sides; (what still differs, how many cleared)."""
@@ -493,6 +527,9 @@ def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], An
         cleared = differ.recheck(total) if found_before else 0
         if cleared:
             say(f"diff {name}: {cleared} difference(s) cleared on re-check (in-flight writes)")
+        if differ.settled_by_version or differ.waited_keys:
+            say(f"diff {name}: re-check: {differ.settled_by_version} young difference(s) final at once (rows older "
+                f"than recheck_delay by their version column), {differ.waited_keys} waited {differ.waited:.2f} s")
 
         # In-scope new rows that carry no legacy id can never match an old row.
         with new.get().cursor() as cur:
@@ -508,7 +545,8 @@ def diff_entity(cfg: MigrationConfig, name: str, connect_legacy: Callable[[], An
     failed = any(counts.values())
     details = {"chunks": len(chunks), "differing_chunks": total.differing_chunks, "leaf_ranges": total.leaves,
                "rows_compared": total.rows_compared, "queries": total.queries, "rechecked_cleared": cleared,
-               "recheck_wait_s": round(differ.waited, 3),
+               "recheck_wait_s": round(differ.waited, 3), "recheck_settled_by_version": differ.settled_by_version,
+               "recheck_waited_keys": differ.waited_keys,
                "columns": list(plan.columns), "notes": list(plan.notes)}
     message = (f"{name}: {total.old_count} old / {total.new_count} new in scope; "
                + ", ".join(f"{k}={v}" for k, v in counts.items()))

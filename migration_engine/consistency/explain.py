@@ -63,7 +63,9 @@ def _entity(cfg: MigrationConfig, name: str, connect: Connectors) -> list[str]:
                     "page_size": differ.page_size}
             out.append(f"-- only where a sub-range's count or checksum differs: the same queries on narrower "
                        f"sub-ranges down to {c.bisect_min_rows} rows, then that range's rows, a page at a time "
-                       f"(shown for the first chunk); differing keys are read again after {_secs(c.recheck_delay)}")
+                       f"(shown for the first chunk); differing keys are read again after {_secs(c.recheck_delay)}"
+                       + (f" unless their rows' {plan.version_columns[1]} dates them older than that"
+                          if plan.version_columns else ""))
             with old.get().cursor() as cur:
                 out.append(_on("legacy", render_composed(cur, "consistency/old_rows.sql", differ._old_ids,
                                                          {**differ._old_params, **rows})))

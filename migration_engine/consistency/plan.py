@@ -160,6 +160,7 @@ class EntityPlan:
     new_scope: Scope | None
     notes: tuple[str, ...] = ()
     key_type: KeyType = KeyType("int8", "bigint")  # the old key's (the legacy-id column is checked alike)
+    version_columns: tuple[str, str] | None = None  # (old, new) timestamptz columns the re-check dates rows by
 
     def old_identifiers(self) -> dict[str, Any]:
         e = self.entity
@@ -294,11 +295,38 @@ def build_entity_plan(cfg: MigrationConfig, name: str, old_conn, new_conn) -> En
         raise ConsistencyError(f"entity {name!r} cannot be diffed: " + "; ".join(problems))
     new_scope, note = _new_scope(e)
     old_scope = Scope(e.scope.column, tuple(e.scope.values)) if e.scope else None
+    version, version_note = version_columns(cfg, e, old_cols, new_cols)
     return EntityPlan(
         name=name, entity=e, columns=tuple(columns), old_values=tuple(old_values), new_values=tuple(new_values),
         new_source=source, lookups=lookups, value_maps=maps, old_scope=old_scope, new_scope=new_scope,
-        notes=(note,) if note else (), key_type=old_kt,
+        notes=tuple(n for n in (note, version_note) if n), key_type=old_kt, version_columns=version,
     )
+
+
+DATABLE = "timestamptz"  # a version column the server can date: an instant, compared with its own now()
+
+
+def version_columns(cfg: MigrationConfig, e: Entity, old_cols: dict[str, str],
+                    new_cols: dict[str, str]) -> tuple[tuple[str, str] | None, str | None]:
+    """The (old, new) columns the re-check dates a differing row by, or None and a note saying why not.
+
+    ``backfill.version_column`` (a new column every write bumps) through its mapping to the old column.
+    Only ``timestamptz`` on both sides: a ``timestamp`` without time zone carries no zone, so its age is
+    unknown (the application may write local time), and a counter has no age at all. Undated differences
+    wait ``recheck_delay`` as they always did."""
+    vc = cfg.backfill.version_column
+    if vc is None:
+        return None, None
+    mapped = next((cm for cm in e.columns if cm.new == vc), None)
+    if mapped is None or mapped.old is None:
+        return None, (f"backfill.version_column {vc} is not mapped from an old column of this entity: differences "
+                      f"are not dated, each waits recheck_delay")
+    wrong = [f"{t}.{c} is {cols.get(c)}" for t, c, cols in ((e.old_table, mapped.old, old_cols),
+                                                             (e.new_table, vc, new_cols)) if cols.get(c) != DATABLE]
+    if wrong:
+        return None, (f"version column not {DATABLE} ({'; '.join(wrong)}): differences are not dated, each waits "
+                      f"recheck_delay")
+    return (mapped.old, vc), None
 
 
 def execute(cur, name: str, identifiers: dict[str, Any], params: dict[str, Any]) -> None:

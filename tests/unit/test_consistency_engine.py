@@ -100,14 +100,15 @@ def test_unlinked_new_rows_are_reported(consistent):
 def test_in_flight_difference_is_cleared_by_the_recheck(consistent):
     """A row the dual-write has not reached yet at diff time is not reported once it arrives."""
     key = consistent.query("legacy", "SELECT min(id) FROM public.marketplace_listings WHERE status = 'ACTIVE'")[0][0]
-    consistent.query("new", "UPDATE marketplace.service_listings SET title = 'stale' WHERE legacy_listing_id = %s",
-                     (key,))
+    # the write landed on the old side (written first) and stamped updated_at: not datable as settled
+    [(stamp,)] = consistent.query("legacy", "UPDATE public.marketplace_listings SET title = 'renamed', "
+                                            "updated_at = now() WHERE id = %s RETURNING updated_at", (key,))
     cfg = make_config(recheck_delay="1500ms")
 
     def dual_write_arrives():
         time.sleep(0.7)
-        consistent.query("new", "UPDATE marketplace.service_listings SET title = 'Listing ' || legacy_listing_id "
-                                "WHERE legacy_listing_id = %s", (key,))
+        consistent.query("new", "UPDATE marketplace.service_listings SET title = 'renamed', updated_at = %s "
+                                "WHERE legacy_listing_id = %s", (stamp, key))
 
     writer = threading.Thread(target=dual_write_arrives)
     writer.start()

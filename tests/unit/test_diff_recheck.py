@@ -30,14 +30,17 @@ def waits(monkeypatch):
     return seen
 
 
-def _tamper(dbs) -> int:
+def _tamper(dbs) -> tuple[int, object]:
+    """A write in flight: it landed on the old side (written first) just now and not yet on the new one.
+    It stamps updated_at, so the re-check cannot date it as settled (tests/unit/test_diff_dating.py)."""
     key = dbs.query("legacy", "SELECT min(id) FROM public.marketplace_listings WHERE status = 'ACTIVE'")[0][0]
-    dbs.query("new", "UPDATE marketplace.service_listings SET title = 'tampered' WHERE legacy_listing_id = %s", (key,))
-    return key
+    [(stamp,)] = dbs.query("legacy", "UPDATE public.marketplace_listings SET title = 'tampered', updated_at = now() "
+                                     "WHERE id = %s RETURNING updated_at", (key,))
+    return key, stamp
 
 
 def test_a_difference_found_just_now_waits_only_the_rest_of_its_delay(consistent, waits):
-    key = _tamper(consistent)
+    key, _ = _tamper(consistent)
     started = time.monotonic()
     r = diff_entity(make_config(recheck_delay="2s"), "listings", *_connect(consistent))
     elapsed = time.monotonic() - started
@@ -48,7 +51,7 @@ def test_a_difference_found_just_now_waits_only_the_rest_of_its_delay(consistent
 
 def test_a_difference_older_than_the_delay_costs_no_wait(consistent, waits):
     """Found early in a long scan (here: a slow progress callback after the last chunk): no sleep."""
-    key = _tamper(consistent)
+    key, _ = _tamper(consistent)
 
     def slow_progress(msg: str) -> None:
         words = msg.split()
@@ -63,12 +66,12 @@ def test_a_difference_older_than_the_delay_costs_no_wait(consistent, waits):
 def test_an_in_flight_write_that_lands_during_the_wait_clears(consistent, monkeypatch):
     """The dual-write lands while the re-check waits (not at a wall-clock time, which a slow scan on a
     loaded machine could pass before the difference was even seen)."""
-    key = _tamper(consistent)
+    key, stamp = _tamper(consistent)
     landed: list[float] = []
 
     def dual_write_arrives_while_waiting(seconds: float) -> None:
-        consistent.query("new", "UPDATE marketplace.service_listings SET title = 'Listing ' || legacy_listing_id "
-                                "WHERE legacy_listing_id = %s", (key,))
+        consistent.query("new", "UPDATE marketplace.service_listings SET title = 'tampered', updated_at = %s "
+                                "WHERE legacy_listing_id = %s", (stamp, key))
         landed.append(seconds)
         time.sleep(seconds)
 
