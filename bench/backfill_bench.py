@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -136,7 +137,11 @@ def seed_method(legacy_dsn: str, new_dsn: str, *, start_offset: int, rows: int) 
 
 # --- application load ------------------------------------------------------------------------
 class AppLoad:
-    """The simulator at a fixed request rate; client-side latency of every request."""
+    """The simulator at a request rate that follows ``rate_at``; client-side latency of every request.
+
+    Runs in its own process (:class:`AppProcess`): a real application does not share the copy's Python
+    interpreter, so it must not share its GIL either (in-process threads measured GIL contention
+    between the copy's threads and the app, which no real application sees, and added noise)."""
 
     def __init__(self, legacy_dsn: str, new_dsn: str, cfg, rate: float, seed: int = 1) -> None:
         def lc():
@@ -169,14 +174,15 @@ class AppLoad:
         return (f"{self.rate:g} req/s with a peak of {self.rate * self.peak_factor:g} req/s from {lo:g} to {hi:g} s "
                 f"of every {self.peak_period:g} s (same pattern from the start of every measurement)")
 
-    def run(self, stop: threading.Event) -> list[float]:
-        latencies: list[float] = []
+    def run(self, should_stop) -> list[tuple[float, float]]:
+        """Requests until ``should_stop()``: (seconds since the start, latency ms) of each."""
+        latencies: list[tuple[float, float]] = []
         next_at = start = time.perf_counter()
         last_flush = next_at
-        while not stop.is_set():
+        while not should_stop():
             now = time.perf_counter()
             if now < next_at:
-                time.sleep(next_at - now)
+                time.sleep(min(next_at - now, 0.05))
                 continue
             next_at += 1.0 / self.rate_at(next_at - start)
             t0 = time.perf_counter()
@@ -184,21 +190,80 @@ class AppLoad:
                 self.work.step(self.mix.pick(self.rng))
             except Exception:  # noqa: BLE001 - count it as slow rather than drop it
                 pass
-            latencies.append((time.perf_counter() - t0) * 1000)
+            latencies.append((t0 - start, (time.perf_counter() - t0) * 1000))
             if t0 - last_flush > 2:
                 self.control.flush()
                 last_flush = t0
         self.control.flush()
         return latencies
 
-    def measure_for(self, seconds: float) -> list[float]:
-        stop = threading.Event()
-        threading.Timer(seconds, stop.set).start()
-        return self.run(stop)
-
     def close(self) -> None:
         self.app.close()
         self.control.close()
+
+
+def _app_process(conn, legacy_dsn: str, new_dsn: str, rate: float) -> None:
+    """The application's process: commands over ``conn`` - ("shape", factor, period, lo, hi),
+    ("run", seconds or None: until "stop"), ("close",); every run answers its [(t, ms), ...]."""
+    app = AppLoad(legacy_dsn, new_dsn, load_config(), rate)
+    conn.send("ready")
+    while True:
+        cmd = conn.recv()
+        if cmd[0] == "shape":
+            app.peak_factor, app.peak_period, app.peak_at = cmd[1], cmd[2], (cmd[3], cmd[4])
+        elif cmd[0] == "run":
+            seconds = cmd[1]
+            t_end = None if seconds is None else time.perf_counter() + seconds
+
+            def should_stop(t_end=t_end):
+                if t_end is not None:
+                    return time.perf_counter() >= t_end
+                return conn.poll() and conn.recv() == ("stop",)
+
+            conn.send(app.run(should_stop))
+        elif cmd[0] == "close":
+            app.close()
+            conn.send("closed")
+            return
+
+
+class AppProcess:
+    """The application load in a separate process (spawned: no connection or lock of ours inherited)."""
+
+    def __init__(self, legacy_dsn: str, new_dsn: str, rate: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_app_process, args=(child, legacy_dsn, new_dsn, rate), daemon=True)
+        self.proc.start()
+        if self._conn.recv() != "ready":
+            raise RuntimeError("application process did not start")
+        self.shape = AppLoad.__new__(AppLoad)  # only its pattern attributes (rate_at, pattern)
+        self.shape.rate = rate
+
+    def set_shape(self, factor: float, period: float) -> None:
+        self.shape.peak_factor, self.shape.peak_period = factor, period
+        self.shape.peak_at = (period / 2, period * 5 / 6)
+        self._conn.send(("shape", factor, period, *self.shape.peak_at))
+
+    def pattern(self) -> str:
+        return self.shape.pattern()
+
+    def measure_for(self, seconds: float) -> list[float]:
+        self._conn.send(("run", seconds))
+        return [ms for _t, ms in self._conn.recv()]
+
+    def start(self) -> None:
+        self._conn.send(("run", None))
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._conn.send(("stop",))
+        return self._conn.recv()
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self._conn.send(("close",))
+            self._conn.recv()
+        self.proc.join(timeout=10)
 
 
 # --- (b) ---------------------------------------------------------------------------------------
@@ -339,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"listings": args.listings, "durability": "default", "cpus": os.cpu_count(),
                  "app_rate": args.app_rate, "parallelism": P, "window_s": args.window,
                  "load_average_start": os.getloadavg()[0]}
+    app = None
     try:
         for name in ("breederhq", "marketplace"):
             cluster.create_database(name, drop_existing=True)
@@ -354,25 +420,21 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.perf_counter() - t0:.1f}s")
         out["in_scope_rows"] = in_scope
 
-        app = AppLoad(legacy_dsn, new_dsn, cfg, args.app_rate)
+        app = AppProcess(legacy_dsn, new_dsn, args.app_rate)  # its own process: no GIL shared with the copy
         app.measure_for(2)  # warm-up (constant rate)
-        app.peak_factor, app.peak_period = args.peak_factor, args.peak_period
-        app.peak_at = (args.peak_period / 2, args.peak_period * 5 / 6)
+        app.set_shape(args.peak_factor, args.peak_period)
         out["app_load"] = app.pattern()
         base = app.measure_for(args.baseline_seconds)
         log(f"application alone ({app.pattern()}): {len(base)} requests, p50 {statistics.median(base):.2f} "
             f"ms, p95 {p95(base):.2f} ms")
 
         def with_load(fn, *a, **kw):
-            stop = threading.Event()
-            lat: list[float] = []
-            load = threading.Thread(target=lambda: lat.extend(app.run(stop)))
-            load.start()
+            app.start()
             try:
-                return fn(*a, **kw), lat
+                result = fn(*a, **kw)
             finally:
-                stop.set()
-                load.join()
+                lat = [ms for _t, ms in app.stop()]
+            return result, lat
 
         def change(lat: list[float]) -> float:
             return (p95(lat) / p95(base) - 1) * 100
@@ -481,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2, default=str))
     finally:
+        if app is not None:
+            app.close()
         cluster.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
