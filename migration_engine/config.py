@@ -467,6 +467,11 @@ class LatencyBudget(Strict):
     reset_after_cut: bool = Field(True, description=(
         "After a cut, forget the probe's window, so the next signal is measured at the new rate only (and a "
         "further cut, after cut_interval decisions, answers the new rate, not lookups from before the cut)."))
+    app_p95_ms: float | None = Field(None, gt=0, description=(
+        "The application's p95 (ms) as the operator knows it (APM, load-balancer logs) for probe_allowance "
+        "app_p95; null = the stats contract's p95 measured before the copy. The stats contract's p95 is the "
+        "event-weighted p95 of its per-minute, per-path rows - near the slowest path's p95, which can be several "
+        "times the p95 over all requests (the bench: 15.8 ms vs 4.1 ms), and then allows the probes too much."))
     probe_allowance: Literal["relative", "app_p95"] = Field("app_p95", description=(
         "How far a probe may rise: app_p95 = by max_latency_increase_pct of the application's p95 baseline "
         "from the stats contract, in ms (+20 % of a 15 ms p95 allows each probe 3 ms more - the extra latency "

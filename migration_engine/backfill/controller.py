@@ -110,10 +110,11 @@ class RateController:
 
     @property
     def allowance_ms(self) -> float | None:
-        """The probes' absolute allowance (ms): ``max_latency_increase_pct`` of the application's p95
-        baseline when ``probe_allowance`` is ``app_p95`` and the stats contract gave one; else None
-        (each probe may rise ``max_latency_increase_pct`` % over its own baseline)."""
-        app = self.baseline.app_p95_ms
+        """The probes' absolute allowance (ms): ``max_latency_increase_pct`` of the application's p95 -
+        the operator's ``app_p95_ms`` if stated, else the stats contract's baseline - when
+        ``probe_allowance`` is ``app_p95``; None without either (each probe may then rise
+        ``max_latency_increase_pct`` % over its own baseline)."""
+        app = self.b.app_p95_ms if self.b.app_p95_ms is not None else self.baseline.app_p95_ms
         if self.b.probe_allowance != "app_p95" or app is None or app <= 0:
             return None
         return self.b.max_latency_increase_pct / 100 * app

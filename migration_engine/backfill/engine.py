@@ -184,6 +184,7 @@ class RangeWorker:
         self._pass_key: tuple = (self.schema, run_id, None)  # the pass's identity (its created_at once read)
         self.controller: RateController | None = None
         self.decisions: list[Decision] = []  # every decision of this run (the bench reads them)
+        self.decision_times: list[float] = []  # time.monotonic() of each
 
     # -- entry point ---------------------------------------------------------------------------
     def run(self) -> RangeResult:
@@ -331,7 +332,8 @@ class RangeWorker:
                  {k: None if v is None else round(v, 3) for k, v in latency.items()}
                  | {f"{k} commit": None if v is None else round(v, 3) for k, v in baseline.commit_ms.items()}
                  | {"app p95": app}, limits,
-                 f"each probe may rise {allowance:.2f} ms = {b.max_latency_increase_pct:g} % of the app's p95"
+                 f"each probe may rise {allowance:.2f} ms = {b.max_latency_increase_pct:g} % of the app's p95 "
+                 f"({'stated: app_p95_ms' if b.app_p95_ms is not None else 'stats contract'})"
                  if allowance is not None else "each probe relative to its own baseline",
                  b.max_replication_lag.total_seconds(), f"{self.controller.rate:,.0f}",
                  f"{self.controller.worker_rate(share):,.0f}")
@@ -366,6 +368,7 @@ class RangeWorker:
         if d.action == "decrease" and self.s.throttle.budget.reset_after_cut:
             probe.reset_window()  # the next signal is measured at the new rate only
         self.decisions.append(d)
+        self.decision_times.append(time.monotonic())
         return d
 
     def _copy(self, legacy, new, result: RangeResult, rng, share: int, copy_in: str, write_sql,
