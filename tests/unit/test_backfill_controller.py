@@ -154,6 +154,10 @@ def test_probe_allowance_from_the_app_p95_is_absolute_and_falls_back_to_relative
     # the same reading relative to the probe's own baseline (2.4 ms) is over the budget
     rel = RateController(_budget(), BASE)
     assert rel.allowance_ms is None and rel.decide(Sample({"new": 3.0}), 10_000).action == "decrease"
+    # the operator's stated p95 (their APM's, over all requests) wins over the stats contract's
+    stated = RateController(_budget(probe_allowance="app_p95", app_p95_ms=4.0), BASE)
+    assert stated.allowance_ms == pytest.approx(0.8) and stated.limits()["new probe latency"] == pytest.approx(2.8)
+    assert stated.limits()["application p95"] == pytest.approx(12.0)  # the contract's own signal: relative to it
     # no p95 from the stats contract: the allowance falls back to relative
     no_app = RateController(_budget(probe_allowance="app_p95"), Baseline({"new": 2.0}))
     assert no_app.allowance_ms is None and no_app.limits()["new probe latency"] == pytest.approx(2.4)
