@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
                   + ("   (finished early: not comparable)" if x["finished_early"] else ""))
         for v in variants:
             print(f"  (k) controller +{args.budget_pct:g} % [{v['name']}] {v['rows_per_s']:>12,.0f} rows/s   "
-                  f"p95 {v['p95_change_pct']:+.0f} %   (trough/peak {v['phases']}; cuts {v['cuts']})")
+                  f"p95 {v['p95_change_pct']:+.1f} %   (trough/peak {v['phases']}; cuts {v['cuts']})")
         print(f"  b / a = {b / a:,.0f}x")
         print(f"  b / c = {b / c:.0%}   (target >= 50 %)   {'OK' if b / c >= 0.5 else 'MISSED'}")
         if best is None:
@@ -593,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
             for v in variants:
                 ratio = v["rows_per_s"] / best["rows_per_s"]
                 ok = v["p95_change_pct"] <= args.budget_pct and ratio >= 1.5 and not v["finished_early"]
-                print(f"  controller [{v['name']}] p95 {v['p95_change_pct']:+.0f} % (budget +{args.budget_pct:g} %), "
+                print(f"  controller [{v['name']}] p95 {v['p95_change_pct']:+.1f} % (budget +{args.budget_pct:g} %), "
                       f"best fixed cap within the budget {best['cap']:,} -> {best['rows_per_s']:,.0f} rows/s "
                       f"(p95 {best['p95_change_pct']:+.0f} %); controller / best cap = {ratio:.2f}x   "
                       f"(target >= 1.5x within budget)   {'OK' if ok else 'MISSED'}")
