@@ -124,13 +124,15 @@ def seconds_into_fresh_minute(seconds: float) -> float:
 # controller variants for (k): the budget section's keys on top of the shipped config
 VARIANTS: dict[str, dict] = {
     "shipped": {},
+    # the probes' allowance from the stats contract's p95 (the default before the last run of this branch)
+    "contract-p95": {"probe_allowance": "app_p95"},
     # the controller before this branch's signals: probes relative to their own baseline, no commit probe
     "relative": {"probe_allowance": "relative", "commit_probe": False, "reset_after_cut": False,
                  "cut_in_proportion": False, "cut_interval": None, "fast_recovery": False},
     # the operator states the app's p95 (ms) as their APM shows it: the bench's client-side p95 of the app alone
-    "stated-p95": {"app_p95_ms": "<the app's p95 alone>"},
+    "stated-p95": {"probe_allowance": "app_p95", "app_p95_ms": "<the app's p95 alone>"},
     "app_p95-lookups": {"commit_probe": False},
-    "relative+commit": {"probe_allowance": "relative"},
+    "relative+commit": {"probe_allowance": "relative"},  # = shipped since probe_allowance defaults to relative
 }
 
 

@@ -472,12 +472,12 @@ class LatencyBudget(Strict):
         "app_p95; null = the stats contract's p95 measured before the copy. The stats contract's p95 is the "
         "event-weighted p95 of its per-minute, per-path rows - near the slowest path's p95, which can be several "
         "times the p95 over all requests (the bench: 15.8 ms vs 4.1 ms), and then allows the probes too much."))
-    probe_allowance: Literal["relative", "app_p95"] = Field("app_p95", description=(
-        "How far a probe may rise: app_p95 = by max_latency_increase_pct of the application's p95 baseline "
-        "from the stats contract, in ms (+20 % of a 15 ms p95 allows each probe 3 ms more - the extra latency "
-        "the budget allows a request); relative = max_latency_increase_pct over the probe's own baseline "
-        "(also the fallback when the stats contract has no p95). The application's p95 itself is always "
-        "relative to its baseline."))
+    probe_allowance: Literal["relative", "app_p95"] = Field("relative", description=(
+        "How far a probe may rise: relative = max_latency_increase_pct over the probe's own baseline (strict: "
+        "+20 % of a 0.7 ms lookup is 0.14 ms); app_p95 = by max_latency_increase_pct of the application's p95 "
+        "in ms - app_p95_ms if stated, else the stats contract's baseline (+20 % of a 4 ms p95 allows each probe "
+        "0.8 ms more, the extra latency the budget allows a request; relative when neither is known). The "
+        "application's p95 signal itself is always relative to its baseline. Measured: bench/README.md."))
 
 
 class HealthSignals(Strict):
