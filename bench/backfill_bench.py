@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -101,6 +102,40 @@ def q(dsn: str, sql: str, params=None):
         conn.close()
 
 
+def ms(timed: list[tuple[float, float]]) -> list[float]:
+    return [v for _t, v in timed]
+
+
+def phases(timed: list[tuple[float, float]], app, base: list[float]) -> str:
+    """p95 change in the load's troughs / in its peaks (the same pattern from every measurement's start)."""
+    lo, hi = app.shape.peak_at
+    peak = [v for t, v in timed if lo <= t % app.shape.peak_period < hi]
+    trough = [v for t, v in timed if not lo <= t % app.shape.peak_period < hi]
+    ref = p95(base)
+    return "/".join(f"{(p95(x) / ref - 1) * 100:+.0f} %" if x else "-" for x in (trough, peak))
+
+
+def seconds_into_fresh_minute(seconds: float) -> float:
+    """How long to run so that the run ends ``seconds`` into a minute that began during it."""
+    now = time.time()
+    return (60 - now % 60) + seconds
+
+
+# controller variants for (k): the budget section's keys on top of the shipped config
+VARIANTS: dict[str, dict] = {
+    "shipped": {},
+    # the probes' allowance from the stats contract's p95 (the default before the last run of this branch)
+    "contract-p95": {"probe_allowance": "app_p95"},
+    # the controller before this branch's signals: probes relative to their own baseline, no commit probe
+    "relative": {"probe_allowance": "relative", "commit_probe": False, "reset_after_cut": False,
+                 "cut_in_proportion": False, "cut_interval": None, "fast_recovery": False},
+    # the operator states the app's p95 (ms) as their APM shows it: the bench's client-side p95 of the app alone
+    "stated-p95": {"probe_allowance": "app_p95", "app_p95_ms": "<the app's p95 alone>"},
+    "app_p95-lookups": {"commit_probe": False},
+    "relative+commit": {"probe_allowance": "relative"},  # = shipped since probe_allowance defaults to relative
+}
+
+
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[max(0, int(0.95 * len(ordered)) - 1)] if ordered else float("nan")
@@ -136,7 +171,11 @@ def seed_method(legacy_dsn: str, new_dsn: str, *, start_offset: int, rows: int) 
 
 # --- application load ------------------------------------------------------------------------
 class AppLoad:
-    """The simulator at a fixed request rate; client-side latency of every request."""
+    """The simulator at a request rate that follows ``rate_at``; client-side latency of every request.
+
+    Runs in its own process (:class:`AppProcess`): a real application does not share the copy's Python
+    interpreter, so it must not share its GIL either (in-process threads measured GIL contention
+    between the copy's threads and the app, which no real application sees, and added noise)."""
 
     def __init__(self, legacy_dsn: str, new_dsn: str, cfg, rate: float, seed: int = 1) -> None:
         def lc():
@@ -169,14 +208,15 @@ class AppLoad:
         return (f"{self.rate:g} req/s with a peak of {self.rate * self.peak_factor:g} req/s from {lo:g} to {hi:g} s "
                 f"of every {self.peak_period:g} s (same pattern from the start of every measurement)")
 
-    def run(self, stop: threading.Event) -> list[float]:
-        latencies: list[float] = []
+    def run(self, should_stop) -> list[tuple[float, float]]:
+        """Requests until ``should_stop()``: (seconds since the start, latency ms) of each."""
+        latencies: list[tuple[float, float]] = []
         next_at = start = time.perf_counter()
         last_flush = next_at
-        while not stop.is_set():
+        while not should_stop():
             now = time.perf_counter()
             if now < next_at:
-                time.sleep(next_at - now)
+                time.sleep(min(next_at - now, 0.05))
                 continue
             next_at += 1.0 / self.rate_at(next_at - start)
             t0 = time.perf_counter()
@@ -184,24 +224,89 @@ class AppLoad:
                 self.work.step(self.mix.pick(self.rng))
             except Exception:  # noqa: BLE001 - count it as slow rather than drop it
                 pass
-            latencies.append((time.perf_counter() - t0) * 1000)
+            latencies.append((t0 - start, (time.perf_counter() - t0) * 1000))
             if t0 - last_flush > 2:
                 self.control.flush()
                 last_flush = t0
         self.control.flush()
         return latencies
 
-    def measure_for(self, seconds: float) -> list[float]:
-        stop = threading.Event()
-        threading.Timer(seconds, stop.set).start()
-        return self.run(stop)
-
     def close(self) -> None:
         self.app.close()
         self.control.close()
 
 
+def _app_process(conn, legacy_dsn: str, new_dsn: str, rate: float) -> None:
+    """The application's process: commands over ``conn`` - ("shape", factor, period, lo, hi),
+    ("run", seconds or None: until "stop"), ("close",); every run answers its [(t, ms), ...]."""
+    app = AppLoad(legacy_dsn, new_dsn, load_config(), rate)
+    conn.send("ready")
+    while True:
+        cmd = conn.recv()
+        if cmd[0] == "shape":
+            app.peak_factor, app.peak_period, app.peak_at = cmd[1], cmd[2], (cmd[3], cmd[4])
+        elif cmd[0] == "run":
+            seconds = cmd[1]
+            t_end = None if seconds is None else time.perf_counter() + seconds
+
+            def should_stop(t_end=t_end):
+                if t_end is not None:
+                    return time.perf_counter() >= t_end
+                return conn.poll() and conn.recv() == ("stop",)
+
+            conn.send(app.run(should_stop))
+        elif cmd[0] == "close":
+            app.close()
+            conn.send("closed")
+            return
+
+
+class AppProcess:
+    """The application load in a separate process (spawned: no connection or lock of ours inherited)."""
+
+    def __init__(self, legacy_dsn: str, new_dsn: str, rate: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_app_process, args=(child, legacy_dsn, new_dsn, rate), daemon=True)
+        self.proc.start()
+        if self._conn.recv() != "ready":
+            raise RuntimeError("application process did not start")
+        self.shape = AppLoad.__new__(AppLoad)  # only its pattern attributes (rate_at, pattern)
+        self.shape.rate = rate
+
+    def set_shape(self, factor: float, period: float) -> None:
+        self.shape.peak_factor, self.shape.peak_period = factor, period
+        self.shape.peak_at = (period / 2, period * 5 / 6)
+        self._conn.send(("shape", factor, period, *self.shape.peak_at))
+
+    def pattern(self) -> str:
+        return self.shape.pattern()
+
+    def measure_for(self, seconds: float) -> list[float]:
+        self._conn.send(("run", seconds))
+        return [ms for _t, ms in self._conn.recv()]
+
+    def start(self) -> None:
+        self._conn.send(("run", None))
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._conn.send(("stop",))
+        return self._conn.recv()
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self._conn.send(("close",))
+            self._conn.recv()
+        self.proc.join(timeout=10)
+
+
 # --- (b) ---------------------------------------------------------------------------------------
+def settle(dsn: str) -> None:
+    """The same start for every measurement: the previous run's dirty pages written out (a CHECKPOINT),
+    so a sweep point or controller run does not pay for the writes of the one before it."""
+    q(dsn, "CHECKPOINT")
+
+
 def ours(legacy_dsn: str, new_dsn: str, cfg, parallelism: int, max_rows_per_second: int = 0,
          seconds: float | None = None, **overrides) -> tuple[float, float, list]:
     """rows/s of our backfill (a full pass, or the first ``seconds`` of one)."""
@@ -323,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
                     default=[0.02, 0.03, 0.045, 0.07, 0.1, 0.15, 0.22, 0.33, 0.5],
                     help="fixed caps as fractions of (b)'s rate (x1.5 apart: the best cap is within 1.5x of "
                          "the true best)")
+    ap.add_argument("--variants", nargs="+", default=["shipped"], choices=sorted(VARIANTS),
+                    help="controller variants to run as (k), each after the app alone into a fresh stats minute; "
+                         "the first is the shipped config")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--only-copy", action="store_true",
                     help="measure only (c) the COPY pipes and (b) ours at P (skip the seed loop, sweep, controller)")
@@ -339,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"listings": args.listings, "durability": "default", "cpus": os.cpu_count(),
                  "app_rate": args.app_rate, "parallelism": P, "window_s": args.window,
                  "load_average_start": os.getloadavg()[0]}
+    app = None
     try:
         for name in ("breederhq", "marketplace"):
             cluster.create_database(name, drop_existing=True)
@@ -354,25 +463,24 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.perf_counter() - t0:.1f}s")
         out["in_scope_rows"] = in_scope
 
-        app = AppLoad(legacy_dsn, new_dsn, cfg, args.app_rate)
+        app = AppProcess(legacy_dsn, new_dsn, args.app_rate)  # its own process: no GIL shared with the copy
         app.measure_for(2)  # warm-up (constant rate)
-        app.peak_factor, app.peak_period = args.peak_factor, args.peak_period
-        app.peak_at = (args.peak_period / 2, args.peak_period * 5 / 6)
+        app.set_shape(args.peak_factor, args.peak_period)
         out["app_load"] = app.pattern()
         base = app.measure_for(args.baseline_seconds)
         log(f"application alone ({app.pattern()}): {len(base)} requests, p50 {statistics.median(base):.2f} "
             f"ms, p95 {p95(base):.2f} ms")
 
-        def with_load(fn, *a, **kw):
-            stop = threading.Event()
-            lat: list[float] = []
-            load = threading.Thread(target=lambda: lat.extend(app.run(stop)))
-            load.start()
+        def with_load(fn, *a, keep_times=False, **kw):
+            """fn(*a, **kw) under the application load: (its result, the app's latencies [(t, ms)] or [ms])."""
+            settle(new_dsn)  # before the load starts: not in any app latency
+            app.start()
+            app.started = time.monotonic()  # ~ the app's t = 0 (its load pattern's clock)
             try:
-                return fn(*a, **kw), lat
+                result = fn(*a, **kw)
             finally:
-                stop.set()
-                load.join()
+                lat = app.stop()
+            return result, (lat if keep_times else ms(lat))
 
         def change(lat: list[float]) -> float:
             return (p95(lat) / p95(base) - 1) * 100
@@ -400,87 +508,113 @@ def main(argv: list[str] | None = None) -> int:
         sweep = []
         for frac in args.sweep:
             cap = max(100, int(b * frac))
-            (r, _secs, res_s), lat = with_load(ours, legacy_dsn, new_dsn, cfg, P, max_rows_per_second=cap,
-                                              seconds=args.window)
+            (r, _secs, res_s), lat_t = with_load(ours, legacy_dsn, new_dsn, cfg, P, max_rows_per_second=cap,
+                                                seconds=args.window, keep_times=True)
+            lat = ms(lat_t)
             early = all(res.status == "done" for res, _w in res_s)
             sweep.append({"cap": cap, "rows_per_s": r, "p95_ms": p95(lat), "p95_change_pct": change(lat),
-                          "requests": len(lat), "finished_early": early})
+                          "requests": len(lat), "finished_early": early, "phases": phases(lat_t, app, base)})
             log(f"(s) cap {cap:,} rows/s: {r:,.0f} rows/s, app p95 {p95(lat):.2f} ms ({change(lat):+.0f} %)"
                 + (" - FINISHED THE TABLE BEFORE THE WINDOW ENDED: not comparable (use more --listings)"
                    if early else ""))
         within = [x for x in sweep if x["p95_change_pct"] <= args.budget_pct and not x["finished_early"]]
         best = max(within, key=lambda x: x["rows_per_s"]) if within else None
 
-        # (k) the controller at the budget, same window; app alone first (its stats window = baseline),
-        # which also shows how far the same load alone moves between two measurements (the noise floor)
-        again = app.measure_for(args.baseline_seconds)
-        noise = change(again)
-        log(f"application alone again: p95 {p95(again):.2f} ms ({noise:+.0f} % vs the first: the noise floor of "
-            f"a p95 comparison on this machine now)")
-        budget = {"enabled": True, "max_latency_increase_pct": args.budget_pct}
-        (k, _secs, res_k), lat_k = with_load(
-            ours, legacy_dsn, new_dsn, cfg, P, seconds=args.window, app_latency_window=args.baseline_seconds,
-            throttle={"budget": budget})
-        k_early = all(r.status == "done" for r, _w in res_k)
-        decisions = [d for _r, w in res_k for d in w.decisions]
-        acts = {x: sum(d.action == x for d in decisions) for x in ("increase", "hold", "decrease")}
-        cuts = {}
-        for d in decisions:
-            if d.action == "decrease":
-                cuts[d.signal] = cuts.get(d.signal, 0) + 1
-        log(f"(k) ours with the controller (+{args.budget_pct:g} %): {k:,.0f} rows/s; app p95 {p95(lat_k):.2f} ms "
-            f"({change(lat_k):+.0f} %); decisions {acts}, cuts by signal {cuts}; baselines "
-            f"{[w.controller.baseline.as_dict() for _r, w in res_k]}")
-        for _r, w in res_k:
-            texts = [d.text() for d in w.decisions]
-            log(f"(k) {w.label}: {len(texts)} decisions; first {texts[:3]}; last {texts[-3:]}")
-        app.close()
+        # (k) the controller at the budget, same window, once per variant (the first is the shipped config).
+        # Before each, the app alone until a fresh minute of the stats contract holds only the app alone
+        # (its buckets are per minute: a shorter pause would give the controller a baseline from the sweep's
+        # load); that also shows how far the same load alone moves between two measurements (the noise floor).
+        variants = []
+        for name in args.variants:
+            again = app.measure_for(seconds_into_fresh_minute(args.baseline_seconds))
+            noise = change(again)
+            log(f"application alone again: p95 {p95(again):.2f} ms ({noise:+.0f} % vs the first: the noise floor of "
+                f"a p95 comparison on this machine now)")
+            budget = {"enabled": True, "max_latency_increase_pct": args.budget_pct, **VARIANTS[name]}
+            if "app_p95_ms" in budget:
+                budget["app_p95_ms"] = round(p95(base), 2)  # the first measurement of the app alone
+            (k, _secs, res_k), lat_k = with_load(
+                ours, legacy_dsn, new_dsn, cfg, P, seconds=args.window, app_latency_window=args.baseline_seconds,
+                throttle={"budget": budget}, keep_times=True)
+            k_early = all(r.status == "done" for r, _w in res_k)
+            decisions = [d for _r, w in res_k for d in w.decisions]
+            acts = {x: sum(d.action == x for d in decisions) for x in ("increase", "hold", "decrease")}
+            cuts: dict[str, int] = {}
+            for d in decisions:
+                if d.action == "decrease":
+                    cuts[d.signal] = cuts.get(d.signal, 0) + 1
+            w0 = res_k[0][1]
+            limits = {kk: None if v is None else round(v, 2) for kk, v in w0.controller.limits().items()}
+            log(f"(k) controller [{name}] (+{args.budget_pct:g} %): {k:,.0f} rows/s; app p95 {p95(ms(lat_k)):.2f} ms "
+                f"({change(ms(lat_k)):+.0f} %; trough/peak {phases(lat_k, app, base)}); decisions {acts}, cuts by "
+                f"signal {cuts}; baseline {w0.controller.baseline.as_dict()}, limits {limits}")
+            for _r, w in res_k:
+                lo, hi = app.shape.peak_at
+                in_peak = [lo <= (t - app.started) % app.shape.peak_period < hi for t in w.decision_times]
+                pairs = list(zip(w.decisions, in_peak, strict=True))
+                by = {ph: [d.rows_per_second for d, pk in pairs if pk == (ph == "peak")] for ph in ("trough", "peak")}
+                cut_at = {ph: sum(d.action == "decrease" for d, pk in pairs if pk == (ph == "peak"))
+                          for ph in ("trough", "peak")}
+                log(f"(k) {w.label}: mean decided rate trough {statistics.fmean(by['trough'] or [0]):,.0f} / peak "
+                    f"{statistics.fmean(by['peak'] or [0]):,.0f} rows/s (whole backfill); cuts trough/peak {cut_at}")
+                texts = [d.text() for d in w.decisions]
+                log(f"(k) {w.label}: {len(texts)} decisions; first {texts[:3]}; last {texts[-3:]}")
+                cut_texts = [d.text() for d in w.decisions if d.action == "decrease"]
+                log(f"(k) {w.label}: cuts {cut_texts[:8]}")
+            variants.append({"name": name, "settings": budget, "rows_per_s": k, "p95_ms": p95(ms(lat_k)),
+                             "p95_change_pct": change(ms(lat_k)), "phases": phases(lat_k, app, base),
+                             "decisions": acts, "cuts": cuts, "finished_early": k_early, "noise_pct": noise,
+                             "limits": limits})
         out.update(seed_rows_per_s=a, copy_pipes_rows_per_s=c, ours_rows_per_s=b, app_p95_baseline_ms=p95(base),
-                   app_p95_change_pct={"a": change(lat_a), "c": change(lat_c), "b": change(lat_b),
-                                       "k": change(lat_k)},
-                   sweep=sweep, best_cap=best, controller_rows_per_s=k, controller_decisions=acts,
-                   controller_cuts=cuts, load_average_end=os.getloadavg()[0], app_alone_again_change_pct=noise,
-                   controller_finished_early=k_early)
+                   app_p95_change_pct={"a": change(lat_a), "c": change(lat_c), "b": change(lat_b)},
+                   sweep=sweep, best_cap=best, controller=variants, load_average_end=os.getloadavg()[0])
 
         print()
         print(f"=== backfill of {in_scope:,} in-scope listings (of {args.listings:,}); default durability; "
-              f"app load {app.pattern()} throughout; {os.cpu_count()} CPUs, load avg "
+              f"app load {app.pattern()} throughout, in its own process; {os.cpu_count()} CPUs, load avg "
               f"{out['load_average_start']:.1f} -> {out['load_average_end']:.1f} ===")
-        print(f"  app p95 alone               {p95(base):>10.2f} ms   (alone again before (k): {noise:+.0f} % = "
+        noises = ", ".join(f"{v['noise_pct']:+.0f} %" for v in variants)
+        print(f"  app p95 alone               {p95(base):>10.2f} ms   (alone again before each (k): {noises} = "
               f"noise floor)")
         print(f"  (a) seed loop, no sleep     {a:>12,.0f} rows/s   p95 {change(lat_a):+.0f} %")
         print(f"  (c) {P} COPY pipes            {c:>12,.0f} rows/s   p95 {change(lat_c):+.0f} %")
         print(f"  (b) ours, P={P}, no cap        {b:>12,.0f} rows/s   p95 {change(lat_b):+.0f} %")
         for x in sweep:
             print(f"  (s) fixed cap {x['cap']:>9,}     {x['rows_per_s']:>12,.0f} rows/s   "
-                  f"p95 {x['p95_change_pct']:+.0f} %" + ("   (finished early: not comparable)"
-                                                          if x["finished_early"] else ""))
-        print(f"  (k) controller +{args.budget_pct:g} %        {k:>12,.0f} rows/s   p95 {change(lat_k):+.0f} %")
+                  f"p95 {x['p95_change_pct']:+.0f} %   (trough/peak {x['phases']})"
+                  + ("   (finished early: not comparable)" if x["finished_early"] else ""))
+        for v in variants:
+            print(f"  (k) controller +{args.budget_pct:g} % [{v['name']}] {v['rows_per_s']:>12,.0f} rows/s   "
+                  f"p95 {v['p95_change_pct']:+.1f} %   (trough/peak {v['phases']}; cuts {v['cuts']})")
         print(f"  b / a = {b / a:,.0f}x")
         print(f"  b / c = {b / c:.0%}   (target >= 50 %)   {'OK' if b / c >= 0.5 else 'MISSED'}")
         if best is None:
             print(f"  no fixed cap of the sweep kept p95 within +{args.budget_pct:g} %")
         else:
-            ratio = k / best["rows_per_s"]
-            ok = change(lat_k) <= args.budget_pct and ratio >= 1.5 and not k_early
-            print(f"  controller p95 {change(lat_k):+.0f} % (budget +{args.budget_pct:g} %), best fixed cap within the "
-                  f"budget {best['cap']:,} -> {best['rows_per_s']:,.0f} rows/s (p95 {best['p95_change_pct']:+.0f} %); "
-                  f"controller / best cap = {ratio:.2f}x   (target >= 1.5x within budget)   "
-                  f"{'OK' if ok else 'MISSED'}")
-            out["controller_over_best_cap"] = ratio
             comparable = [x for x in sweep if not x["finished_early"]]
+            for v in variants:
+                ratio = v["rows_per_s"] / best["rows_per_s"]
+                ok = v["p95_change_pct"] <= args.budget_pct and ratio >= 1.5 and not v["finished_early"]
+                print(f"  controller [{v['name']}] p95 {v['p95_change_pct']:+.1f} % (budget +{args.budget_pct:g} %), "
+                      f"best fixed cap within the budget {best['cap']:,} -> {best['rows_per_s']:,.0f} rows/s "
+                      f"(p95 {best['p95_change_pct']:+.0f} %); controller / best cap = {ratio:.2f}x   "
+                      f"(target >= 1.5x within budget)   {'OK' if ok else 'MISSED'}")
+                v["over_best_cap"] = ratio
+                if v["finished_early"]:
+                    print("  the controller finished the table before the window ended: NOT COMPARABLE "
+                          "(use more --listings)")
             if comparable and best is comparable[-1]:
                 print("  the sweep's highest comparable cap was within the budget: the best fixed cap is not "
                       "bracketed (the ratio overstates the controller; sweep higher)")
-            if k_early:
-                print("  the controller finished the table before the window ended: NOT COMPARABLE "
-                      "(use more --listings)")
-            if abs(noise) >= args.budget_pct / 2:
-                print(f"  the same load alone moved p95 by {noise:+.0f} % between two measurements: p95 differences "
-                      f"of that size are noise here, not the copy")
+            worst_noise = max((abs(v["noise_pct"]) for v in variants), default=0)
+            if worst_noise >= args.budget_pct / 2:
+                print(f"  the same load alone moved p95 by up to {worst_noise:.0f} % between two measurements: p95 "
+                      f"differences of that size are noise here, not the copy")
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2, default=str))
     finally:
+        if app is not None:
+            app.close()
         cluster.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -451,7 +451,8 @@ class LatencyBudget(Strict):
     baseline_duration: Timeout = Field(timedelta(seconds=5), description=(
         "How long the probe samples both databases before the first batch to set the baseline."))
     signal_samples: int = Field(5, ge=1, le=120, description=(
-        "The latency signal is the median of this many latest probe samples per database."))
+        "The latency signal is the 90th percentile of the lookups (and commits) of this many latest probe "
+        "samples per database."))
     start_rows_per_second: int = Field(5000, ge=1, description="Rate of the whole backfill before the first decision.")
     min_rows_per_second: int = Field(200, ge=1, description=(
         "The controller never goes below this rate (whole backfill)."))
@@ -460,6 +461,36 @@ class LatencyBudget(Strict):
         "decision until a signal first reaches 80 %), the rate grows by this percent of the rate where slow "
         "start ended, per decision (additive increase)."))
     decrease_factor: float = Field(0.6, gt=0, lt=1, description="Over budget: the rate is multiplied by this.")
+    commit_probe: bool = Field(True, description=(
+        "Also time a tiny transactional write on the new (written) database every probe round - "
+        "pg_logical_emit_message(true, ...): no table, it takes a transaction id and its commit waits for the "
+        "WAL flush, as the application's writes do, which is what a copy slows down. A role that may not call "
+        "it is logged once and only the lookup probe runs. The backfill's probe only (phase 1's and the "
+        "repair's pacer time lookups)."))
+    cut_in_proportion: bool = Field(True, description=(
+        "Over budget, cut in proportion to the overshoot: rate x 0.8 / pressure (aiming at 80 % of the budget if "
+        "latency grows with the rate), at most decrease_factor, at least x 0.25 per cut; false = always "
+        "x decrease_factor."))
+    cut_interval: int | None = Field(2, ge=1, le=120, description=(
+        "Decisions between two cuts (the next cut waits for the signal to show the first one's effect); "
+        "null = signal_samples."))
+    fast_recovery: bool = Field(True, description=(
+        "After a cut, once every signal uses less than 50 % of its budget again (the load peak is over), go "
+        "straight back to the rate before the cut, then grow additively; false = additive growth only."))
+    reset_after_cut: bool = Field(True, description=(
+        "After a cut, forget the probe's window, so the next signal is measured at the new rate only (and a "
+        "further cut, after cut_interval decisions, answers the new rate, not lookups from before the cut)."))
+    app_p95_ms: float | None = Field(None, gt=0, description=(
+        "The application's p95 (ms) as the operator knows it (APM, load-balancer logs) for probe_allowance "
+        "app_p95; null = the stats contract's p95 measured before the copy. The stats contract's p95 is the "
+        "event-weighted p95 of its per-minute, per-path rows - near the slowest path's p95, which can be several "
+        "times the p95 over all requests (the bench: 15.8 ms vs 4.1 ms), and then allows the probes too much."))
+    probe_allowance: Literal["relative", "app_p95"] = Field("relative", description=(
+        "How far a probe may rise: relative = max_latency_increase_pct over the probe's own baseline (strict: "
+        "+20 % of a 0.7 ms lookup is 0.14 ms); app_p95 = by max_latency_increase_pct of the application's p95 "
+        "in ms - app_p95_ms if stated, else the stats contract's baseline (+20 % of a 4 ms p95 allows each probe "
+        "0.8 ms more, the extra latency the budget allows a request; relative when neither is known). The "
+        "application's p95 signal itself is always relative to its baseline. Measured: bench/README.md."))
 
 
 class HealthSignals(Strict):

@@ -13,8 +13,12 @@ uses: for a latency, (value - baseline) / (limit - baseline) - 0 at the baseline
 +``max_latency_increase_pct``, negative below the baseline; for replica lag, lag / max lag. The
 worst signal decides. Like gh-ost's and Spirit's throttlers, but continuous:
 
-* pressure > 1: multiplicative decrease (``decrease_factor``), at most once per ``signal_samples``
-  decisions, so the signal can show the effect before the next cut;
+* pressure > 1: multiplicative decrease (``decrease_factor``; with ``cut_in_proportion`` deeper for a
+  larger overshoot - rate x 0.8 / pressure, at least x 0.25), at most once per ``cut_interval``
+  decisions, so the signal can show the effect before the next cut (with ``reset_after_cut`` the
+  probe forgets its window at a cut, so the next signal is the new rate's alone);
+* pressure < 0.5 after a cut (``fast_recovery``): straight back to the rate before the cut - the load
+  peak that forced it is over - and additive from there;
 * pressure < 0.8 (``CALM``): grow - the budget is there to be used. Slow start first: the rate
   doubles per decision until a signal first reaches ``CALM`` (or the first cut); from then on the
   increase is additive, ``increase_pct`` of the rate where slow start ended per decision (classic
@@ -34,6 +38,8 @@ from typing import Any
 from migration_engine.config import LatencyBudget
 
 CALM = 0.8  # below this share of the budget the rate grows
+RECOVER = 0.5  # below this share (after a cut): fast recovery to the rate before the cut
+MIN_CUT = 0.25  # a proportional cut keeps at least this share of the rate
 SLOW_START_FACTOR = 2.0  # growth per decision until the first signal reaches CALM
 
 
@@ -41,15 +47,17 @@ SLOW_START_FACTOR = 2.0  # growth per decision until the first signal reaches CA
 class Sample:
     """One reading of the signals. ``None`` = no reading (no stats contract, no replicas)."""
 
-    latency_ms: dict[str, float | None] = field(default_factory=dict)  # probe median per database
+    latency_ms: dict[str, float | None] = field(default_factory=dict)  # probe lookup latency per database
     app_p95_ms: float | None = None
     lag_seconds: dict[str, float | None] = field(default_factory=dict)  # replica lag per database
+    commit_ms: dict[str, float | None] = field(default_factory=dict)  # probe commit latency per database
 
 
 @dataclass(frozen=True)
 class Baseline:
     latency_ms: dict[str, float | None]
     app_p95_ms: float | None = None
+    commit_ms: dict[str, float | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,8 +83,11 @@ class Decision:
         return asdict(self)
 
 
-def _limit(baseline: float | None, pct: float) -> float | None:
-    return None if baseline is None or baseline <= 0 else baseline * (1 + pct / 100)
+def _limit(baseline: float | None, pct: float, allowance_ms: float | None = None) -> float | None:
+    """+``pct`` % over ``baseline``, or ``baseline + allowance_ms`` when an absolute allowance is given."""
+    if baseline is None or baseline <= 0:
+        return None
+    return baseline + allowance_ms if allowance_ms is not None else baseline * (1 + pct / 100)
 
 
 class RateController:
@@ -88,26 +99,48 @@ class RateController:
         if self.cap is not None:
             self.rate = min(self.rate, self.cap)
         self.rate = max(self.rate, float(budget.min_rows_per_second))
-        self._since_cut = budget.signal_samples  # a first breach may cut at once
+        self._since_cut = self._cut_interval  # a first breach may cut at once
         self.slow_start = True  # doubling until a signal first reaches CALM, then additive
         self._step: float | None = None  # the additive increase (rows/s per decision) after slow start
+        self._before_cut: float | None = None  # the rate before the latest cut (fast recovery's target)
+
+    @property
+    def _cut_interval(self) -> int:
+        return self.b.cut_interval if self.b.cut_interval is not None else self.b.signal_samples
+
+    @property
+    def allowance_ms(self) -> float | None:
+        """The probes' absolute allowance (ms): ``max_latency_increase_pct`` of the application's p95 -
+        the operator's ``app_p95_ms`` if stated, else the stats contract's baseline - when
+        ``probe_allowance`` is ``app_p95``; None without either (each probe may then rise
+        ``max_latency_increase_pct`` % over its own baseline)."""
+        app = self.b.app_p95_ms if self.b.app_p95_ms is not None else self.baseline.app_p95_ms
+        if self.b.probe_allowance != "app_p95" or app is None or app <= 0:
+            return None
+        return self.b.max_latency_increase_pct / 100 * app
+
+    def _probe_baselines(self) -> list[tuple[str, float | None]]:
+        return ([(f"{side} probe latency", ms) for side, ms in self.baseline.latency_ms.items()]
+                + [(f"{side} commit latency", ms) for side, ms in self.baseline.commit_ms.items()])
 
     def limits(self) -> dict[str, float | None]:
-        pct = self.b.max_latency_increase_pct
-        out = {f"{side} probe latency": _limit(ms, pct) for side, ms in self.baseline.latency_ms.items()}
+        pct, allowance = self.b.max_latency_increase_pct, self.allowance_ms
+        out = {name: _limit(ms, pct, allowance) for name, ms in self._probe_baselines()}
         out["application p95"] = _limit(self.baseline.app_p95_ms, pct)
         return out
 
     def pressure(self, s: Sample) -> tuple[float | None, str | None, float | None, float | None]:
         """(share of the budget used, signal name, value, limit) of the worst signal that has a reading."""
         worst: tuple[float | None, str | None, float | None, float | None] = (None, None, None, None)
-        pct = self.b.max_latency_increase_pct
-        candidates = [(f"{side} probe latency", v, self.baseline.latency_ms.get(side))
+        pct, allowance = self.b.max_latency_increase_pct, self.allowance_ms
+        candidates = [(f"{side} probe latency", v, self.baseline.latency_ms.get(side), allowance)
                       for side, v in s.latency_ms.items()]
-        candidates.append(("application p95", s.app_p95_ms, self.baseline.app_p95_ms))
+        candidates += [(f"{side} commit latency", v, self.baseline.commit_ms.get(side), allowance)
+                       for side, v in s.commit_ms.items()]
+        candidates.append(("application p95", s.app_p95_ms, self.baseline.app_p95_ms, None))
         max_lag = self.b.max_replication_lag.total_seconds()
-        for name, value, base in candidates:
-            limit = _limit(base, pct)
+        for name, value, base, allow in candidates:
+            limit = _limit(base, pct, allow)
             if value is None or limit is None:
                 continue
             p = (value - base) / (limit - base)
@@ -130,13 +163,24 @@ class RateController:
         if p is not None and p >= CALM and self.slow_start:
             self._end_slow_start()
         if p is not None and p > 1.0:
-            if self._since_cut >= self.b.signal_samples and self.rate > self.b.min_rows_per_second:
-                self.rate = max(float(self.b.min_rows_per_second), self.rate * self.b.decrease_factor)
+            if self._since_cut >= self._cut_interval and self.rate > self.b.min_rows_per_second:
+                factor = self.b.decrease_factor
+                if self.b.cut_in_proportion:
+                    # latency over the baseline ~ proportional to the rate: aim at CALM, never less than
+                    # a quarter of the rate in one cut, never a smaller cut than decrease_factor
+                    factor = max(MIN_CUT, min(factor, CALM / p))
+                self._before_cut = self.rate
+                self.rate = max(float(self.b.min_rows_per_second), self.rate * factor)
                 self._since_cut = 0
                 action = "decrease"
         elif p is None or p < CALM:
             if self.slow_start:
                 grown = self.rate * SLOW_START_FACTOR
+            elif (self.b.fast_recovery and p is not None and p < RECOVER and self._before_cut is not None
+                  and self.rate < self._before_cut):
+                # well within the budget again (the load peak that forced the cut is over): back to the
+                # rate before the cut at once, additive from there
+                grown = self._before_cut
             else:
                 assert self._step is not None
                 grown = self.rate + self._step

@@ -184,6 +184,7 @@ class RangeWorker:
         self._pass_key: tuple = (self.schema, run_id, None)  # the pass's identity (its created_at once read)
         self.controller: RateController | None = None
         self.decisions: list[Decision] = []  # every decision of this run (the bench reads them)
+        self.decision_times: list[float] = []  # time.monotonic() of each
 
     # -- entry point ---------------------------------------------------------------------------
     def run(self) -> RangeResult:
@@ -325,9 +326,15 @@ class RangeWorker:
         app = baseline.app_p95_ms
         self.controller = RateController(b, baseline, max_rows_per_second=self.s.max_rows_per_second)
         limits = {k: None if v is None else round(v, 3) for k, v in self.controller.limits().items()}
-        log.info("%s: latency budget +%g%% over baseline %s (limits %s), replication lag <= %gs; starting at "
-                 "%s rows/s (this range: %s)", self.label, b.max_latency_increase_pct,
-                 {k: None if v is None else round(v, 3) for k, v in latency.items()} | {"app p95": app}, limits,
+        allowance = self.controller.allowance_ms
+        log.info("%s: latency budget +%g%% over baseline %s (limits %s; %s), replication lag <= %gs; "
+                 "starting at %s rows/s (this range: %s)", self.label, b.max_latency_increase_pct,
+                 {k: None if v is None else round(v, 3) for k, v in latency.items()}
+                 | {f"{k} commit": None if v is None else round(v, 3) for k, v in baseline.commit_ms.items()}
+                 | {"app p95": app}, limits,
+                 f"each probe may rise {allowance:.2f} ms = {b.max_latency_increase_pct:g} % of the app's p95 "
+                 f"({'stated: app_p95_ms' if b.app_p95_ms is not None else 'stats contract'})"
+                 if allowance is not None else "each probe relative to its own baseline",
                  b.max_replication_lag.total_seconds(), f"{self.controller.rate:,.0f}",
                  f"{self.controller.worker_rate(share):,.0f}")
         return probe.start()
@@ -347,7 +354,7 @@ class RangeWorker:
                 app = throttle.app_p95(legacy, self.schema, self.es.name, self.s.app_latency_window)
             finally:
                 legacy.close()
-            _BASELINES[self._pass_key] = Baseline(latency, app)
+            _BASELINES[self._pass_key] = Baseline(latency, app, commit_ms=probe.commit_baseline)
             return _BASELINES[self._pass_key]
 
     def _decide(self, probe: Probe, achieved: float) -> Decision:
@@ -355,9 +362,13 @@ class RangeWorker:
         h = self._health
         sample = Sample(latency_ms=probe.latest(), app_p95_ms=h.app_p95_latency_ms if h else None,
                         lag_seconds={"legacy": h.replication_lag_seconds if h else None,
-                                     "new": h.new_replication_lag_seconds if h else None})
+                                     "new": h.new_replication_lag_seconds if h else None},
+                        commit_ms=probe.latest_commit())
         d = self.controller.decide(sample, achieved)
+        if d.action == "decrease" and self.s.throttle.budget.reset_after_cut:
+            probe.reset_window()  # the next signal is measured at the new rate only
         self.decisions.append(d)
+        self.decision_times.append(time.monotonic())
         return d
 
     def _copy(self, legacy, new, result: RangeResult, rng, share: int, copy_in: str, write_sql,

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 SIDES = ("legacy", "new")
 LOOKUPS = 10  # lookups per database per sample, spread over the probe interval
 SIGNAL_PERCENTILE = 90  # of the lookups in the window: a tail latency, as the application's p95
+COMMIT = "commit:new"  # the commit probe's series (new database only: the one the copy writes)
+COMMIT_PREFIX = "migration-backfill-probe"  # the logical message's prefix (decoding consumers can skip it)
 
 
 class ProbeThread:
@@ -72,14 +74,17 @@ class Probe(ProbeThread):
         self.es, self.b, self._connect = es, budget, connect
         self.key_lo, self.key_hi = key_lo, max(key_lo + 1, key_hi)
         self.label = label
-        self._samples = {side: deque(maxlen=max(budget.signal_samples, 1) * LOOKUPS) for side in SIDES}
-        self._all: dict[str, list[float]] = {side: [] for side in SIDES}
+        # series: the lookups per database, and the commit probe on the new one ("commit:new")
+        self.series = SIDES + ((COMMIT,) if budget.commit_probe else ())
+        self._samples = {k: deque(maxlen=max(budget.signal_samples, 1) * LOOKUPS) for k in self.series}
+        self._all: dict[str, list[float]] = {k: [] for k in self.series}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conns: dict[str, Any] = {}
         self._failed: set[str] = set()
         self._rng = random.Random()
+        self.commit_baseline: dict[str, float | None] = {}
 
     def open(self) -> Probe:
         """Connect to both databases (the probe's own sessions); sample with :meth:`baseline`."""
@@ -100,23 +105,38 @@ class Probe(ProbeThread):
 
         Every lookup's time goes into the signal's window (:meth:`latest`)."""
         wait = wait or self._stop.wait
-        timings: dict[str, list[float]] = {side: [] for side in SIDES}
+        timings: dict[str, list[float]] = {k: [] for k in self.series}
         gap = spread / LOOKUPS
         for i in range(LOOKUPS):
             key = self._rng.randint(self.key_lo, self.key_hi)
-            for side in SIDES:
-                if side in self._failed:
+            for k in self.series:
+                if k in self._failed:
                     continue
-                ms = self._lookup(side, key)
+                ms = self._commit() if k == COMMIT else self._lookup(k, key)
                 if ms is not None:
-                    timings[side].append(ms)
+                    timings[k].append(ms)
             if gap > 0 and i < LOOKUPS - 1 and wait(gap):
                 break  # stopped
         with self._lock:
             for side, values in timings.items():
                 self._samples[side].extend(values)
                 self._all[side].extend(values)
-        return {side: median(v) for side, v in timings.items()}
+        return {k: median(v) for k, v in timings.items()}
+
+    def _commit(self) -> float | None:
+        """One timed commit probe on the new database (ms); None after it failed (logged once)."""
+        try:
+            t0 = time.perf_counter()
+            with self._conns["new"].cursor() as cur:
+                sqlfiles.run(cur, "backfill/probe_commit.sql", params={"prefix": COMMIT_PREFIX})
+                cur.fetchone()
+            return (time.perf_counter() - t0) * 1000
+        except Exception as exc:  # noqa: BLE001 - a failing probe is reported, not fatal
+            log.warning("%s: commit probe on the new database failed (%s) - e.g. the role may not call "
+                        "pg_logical_emit_message; no commit-latency signal, the lookup probe still runs",
+                        self.label, str(exc).strip())
+            self._failed.add(COMMIT)
+            return None
 
     def _lookup(self, side: str, key: int) -> float | None:
         name, ids = (("backfill/probe_old.sql", self.es.old_ids()) if side == "legacy"
@@ -142,16 +162,31 @@ class Probe(ProbeThread):
         """The signal's percentile per database over ``baseline_duration`` (sampled before the copy starts)."""
         interval = self.b.probe_interval.total_seconds()
         n = max(5, round(self.b.baseline_duration.total_seconds() / interval))
-        got: dict[str, list[float]] = {side: [] for side in SIDES}
-        before = {side: len(self._all[side]) for side in SIDES}
+        got: dict[str, list[float]] = {k: [] for k in self.series}
+        before = {k: len(self._all[k]) for k in self.series}
         for _ in range(n):
             self.sample_once(spread=interval, wait=lambda s: sleep(s) and False)
         with self._lock:
-            for side in SIDES:
-                got[side] = self._all[side][before[side]:]
-                self._samples[side].clear()
-        return {side: percentile(v, SIGNAL_PERCENTILE) for side, v in got.items()}
+            for k in self.series:
+                got[k] = self._all[k][before[k]:]
+                self._samples[k].clear()
+        pct = {k: percentile(v, SIGNAL_PERCENTILE) for k, v in got.items()}
+        self.commit_baseline = {"new": pct[COMMIT]} if COMMIT in pct else {}
+        return {side: pct[side] for side in SIDES}
 
     def latest(self) -> dict[str, float | None]:
+        """The lookup signal per database: the percentile of the lookups in the window."""
         with self._lock:
-            return {side: percentile(list(v), SIGNAL_PERCENTILE) for side, v in self._samples.items()}
+            return {side: percentile(list(self._samples[side]), SIGNAL_PERCENTILE) for side in SIDES}
+
+    def latest_commit(self) -> dict[str, float | None]:
+        """The commit signal ({"new": ms}, {} without the commit probe), over the same window."""
+        with self._lock:
+            return ({"new": percentile(list(self._samples[COMMIT]), SIGNAL_PERCENTILE)}
+                    if COMMIT in self._samples else {})
+
+    def reset_window(self) -> None:
+        """Forget the window's lookups (after a cut: the next signal is measured at the new rate only)."""
+        with self._lock:
+            for v in self._samples.values():
+                v.clear()

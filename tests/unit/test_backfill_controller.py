@@ -24,8 +24,15 @@ def cfg():
 
 
 def _budget(**kw) -> LatencyBudget:
+    # the base rules (limits relative to each probe's own baseline, x decrease_factor cuts, a cut at most
+    # every signal_samples decisions, additive regrowth); the shipped refinements have their own tests
     return LatencyBudget(**{"enabled": True, "start_rows_per_second": 10_000, "min_rows_per_second": 500,
-                            "signal_samples": 1, **kw})
+                            "signal_samples": 1, "probe_allowance": "relative", "cut_in_proportion": False,
+                            "cut_interval": None, "fast_recovery": False, **kw})
+
+
+def _shipped(**kw) -> LatencyBudget:
+    return LatencyBudget(**{"enabled": True, "start_rows_per_second": 10_000, "min_rows_per_second": 500, **kw})
 
 
 BASE = Baseline({"legacy": 2.0, "new": 2.0}, app_p95_ms=10.0)
@@ -131,6 +138,80 @@ def test_controller_backs_off_in_load_peaks_and_beats_the_best_fixed_rate_of_the
     assert sum(rates[tail]) / 300 >= 1.5 * best_fixed
 
 
+def test_probe_allowance_from_the_app_p95_is_absolute_and_falls_back_to_relative():
+    """+20 % of a 10 ms application p95 = 2 ms more per request: each probe may rise 2 ms over its own
+    baseline (not +20 % of a 2 ms lookup = 0.4 ms); the app's p95 itself stays relative (12 ms)."""
+    c = RateController(_budget(probe_allowance="app_p95"), BASE)
+    assert c.allowance_ms == pytest.approx(2.0)
+    assert c.limits() == {"legacy probe latency": pytest.approx(4.0), "new probe latency": pytest.approx(4.0),
+                          "application p95": pytest.approx(12.0)}
+    d = c.decide(Sample({"new": 3.0}), 10_000)  # +1 ms of the 2 ms allowed: grow
+    assert (d.action, d.signal, d.limit, d.pressure) == ("increase", "new probe latency", pytest.approx(4.0),
+                                                         pytest.approx(0.5))
+    d = c.decide(Sample({"new": 4.5}), 20_000)  # +2.5 ms: over
+    assert (d.action, d.pressure) == ("decrease", pytest.approx(1.25))
+    assert c.decide(Sample({"new": 3.0}, app_p95_ms=12.5), 12_000).signal == "application p95"
+    # the same reading relative to the probe's own baseline (2.4 ms) is over the budget
+    rel = RateController(_budget(), BASE)
+    assert rel.allowance_ms is None and rel.decide(Sample({"new": 3.0}), 10_000).action == "decrease"
+    # the operator's stated p95 (their APM's, over all requests) wins over the stats contract's
+    stated = RateController(_budget(probe_allowance="app_p95", app_p95_ms=4.0), BASE)
+    assert stated.allowance_ms == pytest.approx(0.8) and stated.limits()["new probe latency"] == pytest.approx(2.8)
+    assert stated.limits()["application p95"] == pytest.approx(12.0)  # the contract's own signal: relative to it
+    # no p95 from the stats contract: the allowance falls back to relative
+    no_app = RateController(_budget(probe_allowance="app_p95"), Baseline({"new": 2.0}))
+    assert no_app.allowance_ms is None and no_app.limits()["new probe latency"] == pytest.approx(2.4)
+
+
+def test_commit_latency_is_a_signal_of_its_own():
+    base = Baseline({"legacy": 0.5, "new": 0.5}, app_p95_ms=5.0, commit_ms={"new": 1.0})
+    c = RateController(_budget(probe_allowance="app_p95"), base)  # allowance 1 ms
+    assert c.limits()["new commit latency"] == pytest.approx(2.0)
+    d = c.decide(Sample({"legacy": 0.6, "new": 0.7}, commit_ms={"new": 3.0}), 10_000)
+    assert (d.action, d.signal, d.value, d.pressure) == ("decrease", "new commit latency", 3.0, pytest.approx(2.0))
+    assert "decrease to 6,000 rows/s: new commit latency 3.00 ms (budget 2.00 ms, pressure 2.00)" in d.text()
+    assert c.decide(Sample({"new": 0.6}, commit_ms={"new": None}), 6000).action == "increase"  # no reading: lookups
+    assert Baseline({"new": 1.0}).as_dict()["commit_ms"] == {}  # without the commit probe
+
+
+def test_a_cut_is_deeper_for_a_larger_overshoot_and_the_rate_recovers_when_the_peak_is_over():
+    c = RateController(_shipped(probe_allowance="relative"), Baseline({"new": 2.0}))
+    assert c.decide(Sample({"new": 2.48}), 10_000).action == "decrease"  # pressure 1.2: x 0.6 (0.8/1.2 = 0.67)
+    assert c.rate == pytest.approx(6000)
+    assert [c.decide(Sample({"new": 3.0}), 6000).action for _ in range(2)] == ["hold", "decrease"]  # cut_interval 2
+    assert c.rate == pytest.approx(6000 * 0.8 / 2.5)  # pressure 2.5: x 0.32, not x 0.6
+    c.decide(Sample({"new": 2.0}), 3000)  # pressure 0: back to the rate before the cut at once
+    assert c.rate == pytest.approx(6000)  # (within twice the achieved rate, as every increase)
+    d = c.decide(Sample({"new": 2.1}), 6000)  # under 0.5 but at the pre-cut rate: additive from here
+    assert d.action == "increase" and c.rate == pytest.approx(6000 + 1500)  # 15 % of 10,000 (slow start's end)
+    c.decide(Sample({"new": 20.0}), 7500)  # pressure 45: at most a quarter of the rate goes
+    assert c.rate == pytest.approx(7500 * 0.25)
+    c.decide(Sample({"new": 2.26}), 1875)  # 0.65 of the budget: within it, not calm enough to jump back
+    assert c.rate == pytest.approx(1875 + 1500)
+
+
+def test_the_shipped_controller_beats_the_best_fixed_rate_under_load_peaks_within_the_budget():
+    """The synthetic peak model of the base-rules test above, with the shipped defaults (proportional cuts,
+    cut interval 2, fast recovery). The model's signal has no window (the probe's p90 over a window lags,
+    which is what reset_after_cut and fast recovery answer), so here the cut interval of 2 costs one more
+    decision over the budget per peak onset than the base rules: 2/3 of the decisions within it."""
+    c = RateController(_shipped(probe_allowance="relative", signal_samples=3, start_rows_per_second=1000),
+                       Baseline({"new": 2.0}))
+
+    def latency(step: int, rate: float) -> float:
+        return 2.0 + (0.3 if 5 <= step % 15 < 10 else 0.0) + rate / 10_000
+
+    seen, rates, rate = [], [], c.rate
+    for step in range(450):
+        v = latency(step, rate)
+        seen.append(v)
+        rates.append(rate)
+        rate = c.decide(Sample({"new": v}), rate).rows_per_second
+    tail = slice(150, 450)
+    assert sum(v <= 2.4 for v in seen[tail]) / 300 >= 0.65, "over budget too often"
+    assert sum(rates[tail]) / 300 >= 2.0 * 1000  # the best fixed rate within budget at every step: 1,000
+
+
 def test_median_percentile_and_budget_validation():
     assert median([]) is None and median([3.0, 1.0, 2.0]) == 2.0 and median([1.0, 2.0, 4.0, 3.0]) == 2.5
     assert percentile([], 90) is None and percentile([5.0], 90) == 5.0
@@ -140,6 +221,9 @@ def test_median_percentile_and_budget_validation():
     assert cfg.backfill.throttle.budget.enabled is False  # off until the bench is reproduced
     with pytest.raises(ConfigError, match=r"backfill\.throttle\.budget\.decrease_factor: Input should be less than 1"):
         backfill_settings(cfg, throttle={"budget": {"decrease_factor": 1.5}})
+    with pytest.raises(ConfigError, match=r"backfill\.throttle\.budget\.probe_allowance: Input should be 'relative' "
+                                          r"or 'app_p95'"):
+        backfill_settings(cfg, throttle={"budget": {"probe_allowance": "p99"}})
     with pytest.raises(ConfigError, match=r"new_replication_lag_function: .*not schema.function"):
         backfill_settings(cfg, throttle={"signals": {"new_replication_lag_function": "x; DROP TABLE y"}})
 
@@ -304,3 +388,103 @@ def test_parallel_ranges_share_one_baseline_measured_before_the_copy(databases, 
     w2 = RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2)
     w2.run()
     assert w2.controller.baseline is not a
+
+
+def _probe(databases, cfg, **budget):
+    from migration_engine.backfill.probe import Probe
+    from migration_engine.backfill.sqlgen import EntitySql
+
+    b = backfill_settings(cfg, throttle={"budget": {"enabled": True, "probe_interval": 0.02,
+                                                    "baseline_duration": 0.1, **budget}}).throttle.budget
+    lc, nc = connectors(databases)
+    es = EntitySql("listings", cfg.entities["listings"], cfg.control_schema)
+    return Probe(es, b, {"legacy": lc, "new": nc}, 1, 1000, label="t")
+
+
+def test_commit_probe_times_a_transactional_write_on_the_new_database_without_a_table(databases, cfg):
+    tables = "SELECT count(*) FROM pg_class WHERE relnamespace NOT IN (SELECT oid FROM pg_namespace " \
+             "WHERE nspname IN ('pg_catalog', 'information_schema', 'pg_toast'))"
+    before_tables = databases.query("new", tables)[0][0]
+    lsn = databases.query("new", "SELECT pg_current_wal_flush_lsn()")[0][0]
+    probe = _probe(databases, cfg).open()
+    try:
+        latency = probe.baseline()
+        assert latency["new"] > 0 and probe.commit_baseline["new"] > 0
+        probe.sample_once()
+        assert probe.latest_commit()["new"] > 0
+        probe.reset_window()  # after a cut: the window holds only what comes next
+        assert probe.latest_commit() == {"new": None} and probe.latest() == {"legacy": None, "new": None}
+    finally:
+        probe.stop()
+    # it wrote (and flushed) WAL - a commit record per probe - and created nothing
+    flushed = databases.query("new", "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), %s)", (lsn,))[0][0]
+    assert flushed > 0 and databases.query("new", tables)[0][0] == before_tables
+    off = _probe(databases, cfg, commit_probe=False).open()
+    try:
+        off.baseline()
+        assert off.commit_baseline == {} and off.latest_commit() == {}
+    finally:
+        off.stop()
+
+
+def test_a_role_that_may_not_emit_the_message_logs_once_and_keeps_the_lookup_probe(databases, cfg, caplog):
+    import psycopg2
+
+    from migration_engine.backfill.probe import Probe
+    from migration_engine.backfill.sqlgen import EntitySql
+
+    role = f"probe_{databases.new_name}"
+    databases.query("new", f"""
+        DROP ROLE IF EXISTS "{role}";
+        CREATE ROLE "{role}" LOGIN;
+        GRANT USAGE ON SCHEMA marketplace TO "{role}";
+        GRANT SELECT ON marketplace.service_listings TO "{role}";
+        REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) FROM PUBLIC;
+    """)
+    try:
+        b = backfill_settings(cfg, throttle={"budget": {"enabled": True, "probe_interval": 0.02,
+                                                        "baseline_duration": 0.1}}).throttle.budget
+        lc, _nc = connectors(databases)
+        limited = databases.new_dsn.replace("postgres@", f"{role}@")
+        probe = Probe(EntitySql("listings", cfg.entities["listings"], cfg.control_schema), b,
+                      {"legacy": lc, "new": lambda: psycopg2.connect(limited)}, 1, 1000, label="t").open()
+        caplog.set_level("WARNING", logger="migration_engine.backfill")
+        try:
+            latency = probe.baseline()
+            probe.sample_once()
+        finally:
+            probe.stop()
+        assert latency["new"] > 0 and probe.commit_baseline == {"new": None}  # lookups still measured
+        assert caplog.text.count("commit probe on the new database failed") == 1
+        assert "permission denied for function pg_logical_emit_message" in caplog.text
+    finally:
+        databases.query("new", f"""
+            GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO PUBLIC;
+            DROP OWNED BY "{role}"; DROP ROLE "{role}";
+        """)
+
+
+def test_a_cut_resets_the_probe_window_unless_configured_not_to(cfg):
+    class FakeProbe:
+        def __init__(self, new_ms):
+            self.new_ms, self.resets = new_ms, 0
+
+        def latest(self):
+            return {"legacy": 1.0, "new": self.new_ms}
+
+        def latest_commit(self):
+            return {"new": 1.0}
+
+        def reset_window(self):
+            self.resets += 1
+
+    for reset in (True, False):
+        s = backfill_settings(cfg, throttle={"budget": {"enabled": True, "reset_after_cut": reset,
+                                                        "cut_interval": 1, "probe_allowance": "relative"}})
+        w = RangeWorker(cfg, "listings", 1, 0, s, None, None)
+        w.controller = RateController(s.throttle.budget, Baseline({"legacy": 1.0, "new": 1.0},
+                                                                  commit_ms={"new": 1.0}))
+        over, calm = FakeProbe(new_ms=5.0), FakeProbe(new_ms=1.0)
+        assert w._decide(over, 5000).action == "decrease" and over.resets == (1 if reset else 0)
+        assert w._decide(calm, 3000).action == "increase" and calm.resets == 0  # only a cut resets it
+        assert [d.action for d in w.decisions] == ["decrease", "increase"]
