@@ -547,6 +547,12 @@ class Backfill(Strict):
     """How often a progress line is written to the task log."""
     ledger_progress_interval: Timeout = timedelta(minutes=1)  # backfill_progress ledger entries
     """How often a `backfill_progress` entry is appended to the audit ledger."""
+    direct_copy: bool = Field(True, description=(
+        "COPY a batch whose key range holds no new rows yet straight into the new table (no stage, no "
+        "INSERT ... SELECT); false: every batch goes through the stage (docs/phase2.md)."))
+    direct_copy_max_lookup_entries: int = Field(10_000, ge=0, description=(
+        "The direct COPY resolves each looked-up column from a map of its lookup table read when the range "
+        "starts; a lookup table with more rows than this (0: any) keeps the range on the staged path."))
     app_latency_window: Window = timedelta(minutes=5)  # p95 of the app's stats over this window
     """Window of the application's stats the p95 latency pause reads (scaled by `time_scale`)."""
     throttle: Throttle = Field(Throttle(), description=(

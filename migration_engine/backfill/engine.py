@@ -4,10 +4,14 @@ Per batch (set-based, no per-row work in Python):
 
 1. legacy: ``COPY (SELECT <mapped columns> ... WHERE key > last_key ... ORDER BY key LIMIT n) TO
    STDOUT`` into memory (keyset page; value maps applied in the SELECT);
-2. new: one index probe (does the key range hold new rows yet?), ``COPY`` that text into a session
-   temp table, then one ``INSERT ... SELECT`` joining the lookups (provider from tenant), ``ON
-   CONFLICT (legacy id)`` newer-version-wins - or, into a range the probe found empty, a plain
-   ``INSERT`` (redone with the upsert if a dual-write fills the range meanwhile) - committed;
+2. new: one index probe (does the key range hold new rows yet?). Empty (every range of a first
+   pass): the direct path, that text ``COPY``'d straight into the target (the legacy SELECT of step 1
+   resolved the lookups from a map of the lookup table read when the range started; a value the map
+   lacks sends the batch the staged way). Otherwise, and for a range too big for a map: ``COPY``
+   into a session temp table, then one ``INSERT ... SELECT`` joining the lookups (provider from
+   tenant), ``ON CONFLICT (legacy id)`` newer-version-wins (a plain ``INSERT`` into an empty range).
+   A dual-write that fills an empty range meanwhile fails the COPY / plain INSERT on the unique
+   legacy id: rolled back, the batch is redone with the upsert. Committed;
 3. legacy: if the key range lost rows since the read (a range count, same snapshot as the read),
    delete the vanished ones on the new side too (the application's dual-write delete could not
    see our uncommitted insert);
@@ -92,6 +96,8 @@ PACE_SLICES = 4  # batches per probe interval under the controller
 _BASELINES: dict[tuple, Baseline] = {}
 _BASELINE_LOCKS: dict[tuple, threading.Lock] = {}
 _BASELINES_LOCK = threading.Lock()
+_WHOLE_RANGE = 2_147_483_647  # a re-read of a batch's own key range: no page limit
+MAP_REFRESH_SECONDS = 10.0  # after a lookup miss, the direct path's maps are read again at most this often
 _KINDS = {"23502": "NOT NULL", "23503": "foreign key", "23505": "unique", "23514": "check", "23P01": "exclusion"}
 
 
@@ -111,6 +117,10 @@ class RangeResult:
     rows_per_second: float = 0.0
     pauses: list[str] = field(default_factory=list)
     final_batch_size: int = 0
+    # batches by the path that wrote them ("copy": COPY straight into the target; "insert" / "upsert":
+    # through the stage; "resolved_upsert": a direct-layout batch into a range holding rows) and the
+    # fallbacks taken ("lookup_miss", "filled_meanwhile", "direct_failed")
+    write_paths: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +149,32 @@ def configure_session(conn, s: Backfill, application_name: str) -> None:
 
 
 _session = configure_session
+
+
+@dataclass
+class _Batch:
+    """One page read from the legacy side: its COPY text, row count, high-water key, the range count
+    at read time (recheck), and whether it is in the direct layout (lookups resolved)."""
+
+    data: bytes
+    n: int
+    last: Any
+    count: int
+    direct: bool
+
+
+@dataclass
+class _Direct:
+    """The direct path of one range: the lookup maps (config position -> {match: value} as text) and
+    the resolved stage's statements (a direct-layout batch into a range that holds rows)."""
+
+    maps: dict[int, dict[str, str]]
+    copy_target: str
+    copy_in: str
+    upsert: Any
+    loaded_at: float = 0.0
+    stale: bool = False
+    misses: int = 0
 
 
 class RangeWorker:
@@ -185,6 +221,8 @@ class RangeWorker:
         self.controller: RateController | None = None
         self.decisions: list[Decision] = []  # every decision of this run (the bench reads them)
         self.decision_times: list[float] = []  # time.monotonic() of each
+        self._direct: _Direct | None = None
+        self.write_paths: dict[str, int] = {}  # see RangeResult.write_paths (the bench reads it)
 
     # -- entry point ---------------------------------------------------------------------------
     def run(self) -> RangeResult:
@@ -301,7 +339,8 @@ class RangeWorker:
                                       "rows_total": rng.rows_total, "worker": self.worker},
                              reason="resumed from checkpoint" if rng.last_key != rng.key_lo else "started")
         legacy.commit()
-        self._create_stage(new)
+        self._create_stage(new, self.es.create_stage())
+        self._direct = self._direct_setup(new)
         copy_in = self.es.copy_into_stage().as_string(new)
         write_sql = (self.es.write_batch(self.s.version_column), self.es.write_batch(None, empty_range=True))
         hi = rng.key_hi
@@ -396,9 +435,10 @@ class RangeWorker:
                 break
             self._pause_while_unhealthy(legacy, new, result)
             t0 = time.monotonic()
-            data, n, last, count_at_read = self._read(legacy, after, hi, size)
-            done = n < size  # a short page reached the end of the range (last is key_hi)
-            written, retries, occupied = self._write(new, copy_in, write_sql, data, after, last)
+            batch = self._read(legacy, after, hi, size)
+            done = batch.n < size  # a short page reached the end of the range (last is key_hi)
+            written, retries, occupied = self._write(legacy, new, copy_in, write_sql, batch, after)
+            data, n, last, count_at_read = batch.data, batch.n, batch.last, batch.count  # (a redo may re-read)
             deleted = (self._recheck(legacy, new, data, after, last, count_at_read)
                        if written and self.s.recheck_deleted else 0)
             if self.s.recheck_deleted and occupied:
@@ -462,6 +502,7 @@ class RangeWorker:
             self._ledger_decision(legacy, decision, decisions_since_ledger)
         result.seconds = time.monotonic() - started
         result.final_batch_size = size
+        result.write_paths = dict(self.write_paths)
         result.rows_per_second = result.rows_read / result.seconds if result.seconds > 0 else 0.0
         if done:
             result.status = "done"
@@ -471,9 +512,10 @@ class RangeWorker:
                                  reason=f"copied keys up to {hi}")
             legacy.commit()
             log.info("%s: done - %s rows read, %s written, %s re-deleted in %s (%s rows/s, %s batches, "
-                     "%s retries, paused %s)", self.label, f"{result.rows_read:,}", f"{result.rows_written:,}",
-                     result.rows_deleted, fmt_duration_s(result.seconds), f"{result.rows_per_second:,.0f}",
-                     result.batches, result.retries, fmt_duration_s(result.paused_seconds))
+                     "%s retries, paused %s; write paths %s)", self.label, f"{result.rows_read:,}",
+                     f"{result.rows_written:,}", result.rows_deleted, fmt_duration_s(result.seconds),
+                     f"{result.rows_per_second:,.0f}", result.batches, result.retries,
+                     fmt_duration_s(result.paused_seconds), result.write_paths)
         return result
 
     def _read_key(self, legacy) -> None:
@@ -495,15 +537,15 @@ class RangeWorker:
                                 "restart (restart_backfill Param, or zdm-backfill --restart)")
         self.es = dataclasses.replace(self.es, key=key)
 
-    def _create_stage(self, new) -> None:
-        """The session's stage table: ``CREATE TEMP TABLE ... AS SELECT ... WITH NO DATA`` takes ACCESS
+    def _create_stage(self, new, statement) -> None:
+        """A session stage table: ``CREATE TEMP TABLE ... AS SELECT ... WITH NO DATA`` takes ACCESS
         SHARE on the new-side tables it reads its types from, so a long ALTER there meets the session's
         lock_timeout - retried with jittered backoff like a batch, never a failed range at once."""
         retries = 0
         while True:
             try:
                 with new.cursor() as cur:
-                    cur.execute(self.es.create_stage())
+                    cur.execute(statement)
                 new.commit()
                 return
             except psycopg2.Error as exc:
@@ -519,16 +561,96 @@ class RangeWorker:
                             retries, self.s.max_batch_retries, delay)
                 self.sleep(delay)
 
+    # -- the direct path -----------------------------------------------------------------------
+    def _direct_setup(self, new) -> _Direct | None:
+        """The range's direct path (maps read, resolved stage created), or None (logged why not)."""
+        if not self.s.direct_copy:
+            log.info("%s: direct COPY off (backfill.direct_copy is false): every batch goes through the stage",
+                     self.label)
+            return None
+        maps = self._lookup_maps(new)
+        if maps is None:
+            return None
+        self._create_stage(new, self.es.create_stage(resolved=True))
+        direct = _Direct(maps=maps, copy_target=self.es.copy_into_target().as_string(new),
+                         copy_in=self.es.copy_into_stage(resolved=True).as_string(new),
+                         upsert=self.es.write_batch(self.s.version_column, resolved=True),
+                         loaded_at=time.monotonic())
+        sizes = {c.new: len(maps[i]) for i, c in self.es.lookup_columns()}
+        log.info("%s: direct COPY on for batches into an empty key range%s", self.label,
+                 f" (lookup maps read from the new database: {sizes} entries)" if sizes else "")
+        return direct
+
+    def _lookup_maps(self, new) -> dict[int, dict[str, str]] | None:
+        """Each looked-up column's lookup table as {match text: value text}; None (logged) when one
+        is too big for the direct path or its match column repeats a value."""
+        limit = self.s.direct_copy_max_lookup_entries
+        maps: dict[int, dict[str, str]] = {}
+        for i, c in self.es.lookup_columns():
+            lk = c.lookup
+            with new.cursor() as cur:
+                sqlfiles.run(cur, "backfill/lookup_map.sql", self.es.lookup_map_ids(c), {"max_entries": limit + 1})
+                rows = cur.fetchall()
+            new.commit()
+            if len(rows) > limit:
+                log.info("%s: direct COPY off: lookup table %s of column %s has more than %s rows "
+                         "(backfill.direct_copy_max_lookup_entries); every batch goes through the stage",
+                         self.label, lk.table, c.new, f"{limit:,}")
+                return None
+            m = dict(rows)
+            if len(m) < len(rows):
+                log.warning("%s: direct COPY off: %s.%s (lookup of column %s) repeats a value; every batch goes "
+                            "through the stage", self.label, lk.table, lk.match, c.new)
+                return None
+            maps[i] = m
+        return maps
+
+    def _count(self, what: str) -> None:
+        self.write_paths[what] = self.write_paths.get(what, 0) + 1
+
+    def _refresh_maps(self, new) -> None:
+        """After a lookup miss: read the maps again (at most every MAP_REFRESH_SECONDS), so a lookup
+        row added since the range started is found; too big now -> direct path off for the range."""
+        d = self._direct
+        if d is None or not d.stale or time.monotonic() - d.loaded_at < MAP_REFRESH_SECONDS:
+            return
+        maps = self._lookup_maps(new)
+        if maps is None:
+            self._direct = None
+            return
+        d.maps, d.stale, d.loaded_at = maps, False, time.monotonic()
+
     # -- one batch -----------------------------------------------------------------------------
-    def _read(self, legacy, after: Any, hi: Any, size: int) -> tuple[bytes, int, Any, int]:
-        """One page as COPY text: (data, rows, high-water key it reaches, all rows in that key range).
+    def _read(self, legacy, after: Any, hi: Any, size: int, *, staged: bool = False) -> _Batch:
+        """One page as COPY text, in the direct layout while the range has a direct path (else, or
+        ``staged``, the stage's). A lookup value the direct path's map lacks stops that read (the
+        SELECT raises): the page is read again the staged way, which the new table resolves."""
+        d = None if staged else self._direct
+        if d is not None:
+            try:
+                return self._read_page(legacy, after, hi, size, d.maps)
+            except psycopg2.DataError as exc:
+                if legacy.closed:
+                    raise
+                legacy.rollback()
+                self._count("lookup_miss")
+                d.stale = True
+                d.misses += 1
+                if d.misses == 1:  # the first of the range in full; the done line counts them all
+                    log.info("%s: a batch after key %s holds a value the direct path cannot resolve (%s); "
+                             "reading it the staged way (resolved in the new table, as without the direct path)",
+                             self.label, after, (exc.diag.message_primary or str(exc)).strip())
+        return self._read_page(legacy, after, hi, size, None)
+
+    def _read_page(self, legacy, after: Any, hi: Any, size: int, maps: dict | None) -> _Batch:
+        """(data, rows, high-water key it reaches, all rows in that key range, direct layout).
 
         Read and count share one REPEATABLE READ snapshot, so the count is what the page came from.
         """
         buf = io.BytesIO()
         with legacy.cursor() as cur:
             sqlfiles.run(cur, "backfill/read_snapshot.sql")
-            cur.copy_expert(self.es.read_batch(cur, after_key=after, range_hi=hi, limit=size), buf)
+            cur.copy_expert(self.es.read_batch(cur, after_key=after, range_hi=hi, limit=size, lookup_maps=maps), buf)
             data = buf.getvalue()
             n = data.count(b"\n")
             # a short page reached the end of the range; a full one ends at its last key (parsed from
@@ -539,19 +661,30 @@ class RangeWorker:
                 sqlfiles.run(cur, "backfill/count_range.sql", self.es.old_ids(), {"after_key": after, "last_key": last})
                 count = cur.fetchone()[0]
         legacy.commit()  # end the read snapshot right away
-        return data, n, last, count
+        return _Batch(data, n, last, count, maps is not None)
 
-    def _write(self, new, copy_in: str, write_sql: tuple, data: bytes, after: Any, last: Any
+    def _write(self, legacy, new, copy_in: str, write_sql: tuple, batch: _Batch, after: Any
                ) -> tuple[int, int, bool]:
-        """COPY into the stage + one INSERT ... SELECT, committed; returns (rows written, retries,
-        whether the key range held new rows before the batch).
+        """Write one batch, committed; returns (rows written, retries, whether the key range held new
+        rows before the batch).
 
         One index probe first (``range_occupied.sql``, same transaction): a range with no new rows
-        yet - every range of a first pass - takes the plain INSERT (no speculative insertion per
-        row); a row a dual-write lands there meanwhile fails it on the unique legacy id, and the
-        batch is redone at once with the upsert (the version rule decides, nothing was written).
+        yet - every range of a first pass - takes the direct COPY into the target (a direct-layout
+        batch) or the plain INSERT from the stage (no speculative insertion per row); a row a
+        dual-write lands there meanwhile fails it on the unique legacy id, and the batch is redone
+        at once with the upsert (the version rule decides, nothing was written). A range that holds
+        rows takes the upsert. A direct-layout batch the new table rejects otherwise (a bad row, or
+        a value the target's input function reads differently from the staged path's assignment
+        cast) is read and written again the staged way, which decides and reports as always; the
+        range's direct path is off from then on.
         """
-        upsert_sql, empty_sql = write_sql
+        data, last, direct = batch.data, batch.last, batch.direct
+        d = self._direct
+        if direct and d is not None:
+            copy_sql, upsert_sql, empty_sql = d.copy_in, d.upsert, None
+        else:
+            direct = False
+            copy_sql, (upsert_sql, empty_sql) = copy_in, write_sql
         check = self.s.recheck_deleted or bool(data)
         retries = 0
         plain_allowed = True
@@ -567,10 +700,19 @@ class RangeWorker:
                     written = 0
                     if data:
                         plain = plain_allowed and not occupied
-                        cur.copy_expert(copy_in, io.BytesIO(data))
-                        cur.execute(empty_sql if plain else upsert_sql)
-                        written = cur.rowcount
+                        if plain and direct:
+                            cur.copy_expert(d.copy_target, io.BytesIO(data))
+                            path = "copy"
+                        else:
+                            cur.copy_expert(copy_sql, io.BytesIO(data))
+                            cur.execute(empty_sql if plain else upsert_sql)
+                            path = ("resolved_upsert" if direct else "upsert") if not plain else "insert"
+                        written = cur.rowcount if cur.rowcount >= 0 else batch.n
                 new.commit()
+                if data:
+                    self._count(path)
+                if not direct:
+                    self._refresh_maps(new)
                 return written, retries, occupied or not plain_allowed
             except psycopg2.Error as exc:
                 if new.closed:
@@ -582,10 +724,21 @@ class RangeWorker:
                     # unique value of another column repeats: the upsert decides / names the bad row
                     log.info("%s: the key range of a batch filled meanwhile (%s); writing it with the upsert",
                              self.label, (getattr(exc.diag, "constraint_name", None) or "unique violation"))
+                    self._count("filled_meanwhile")
                     plain_allowed = False
                     continue
+                if code[:2] in _BAD_ROW_CLASSES and direct:
+                    log.warning("%s: the new table rejects a batch in the direct layout after key %s (%s); "
+                                "reading and writing it the staged way, direct COPY off for the rest of the "
+                                "range", self.label, after, (exc.diag.message_primary or str(exc)).strip())
+                    self._count("direct_failed")
+                    self._direct = None
+                    again = self._read(legacy, after, last, _WHOLE_RANGE, staged=True)
+                    batch.data, batch.n, batch.count, batch.direct = again.data, again.n, again.count, False
+                    written, more, occupied = self._write(legacy, new, copy_in, write_sql, batch, after)
+                    return written, retries + more, occupied
                 if code[:2] in _BAD_ROW_CLASSES:
-                    raise self._bad_row(new, copy_in, upsert_sql, data, exc) from exc
+                    raise self._bad_row(new, copy_sql, upsert_sql, data, exc) from exc
                 why = RETRYABLE.get(code)
                 if why is None or retries >= self.s.max_batch_retries:
                     raise

@@ -216,8 +216,10 @@ def _bounds(legacy, es: EntitySql, parallelism: int) -> tuple[Any, Any, int, lis
         values = [key.value(q) for q in quantiles]
         key_min, key_max = values[0], values[-1]
         pairs = split_ranges(key_min, key_max, values[1:-1], key)
+        lo = pairs[0][0]
         sqlfiles.run(cur, "backfill/range_counts.sql", es.old_ids(), {
-            **es.scope_params, "key_lo": [key.text(p[0]) for p in pairs], "key_hi": [key.text(p[1]) for p in pairs]})
+            **es.scope_params, "key_lo": None if lo is None else key.text(lo), "key_hi": key.text(pairs[-1][1]),
+            "cuts": [key.text(p[1]) for p in pairs[:-1]]})
         counts = dict(cur.fetchall())
     legacy.commit()
     return key_min, key_max, int(count), [(lo, hi, int(counts.get(i + 1, 0))) for i, (lo, hi) in enumerate(pairs)]
@@ -238,6 +240,11 @@ def render_sql(legacy, new, es: EntitySql, s: Backfill, job: RangeJob | None) ->
         out["0 new: create stage (once per session)"] = cur.mogrify(es.create_stage(), {}).decode()
         out["2 new: copy into stage"] = cur.mogrify(es.copy_into_stage(), {}).decode()
         out["3 new: write batch"] = cur.mogrify(es.write_batch(s.version_column), {}).decode()
+        if s.direct_copy:
+            # the direct path (a batch into an empty key range; its read resolves the lookups from a
+            # map of the lookup table read when the range starts, see docs/phase2.md)
+            out["2 new (direct path, empty key range): copy into target"] = cur.mogrify(
+                es.copy_into_target(), {}).decode()
     new.rollback()
     legacy.rollback()
     return {k: _strip_comments(out[k]) for k in sorted(out)}

@@ -12,6 +12,12 @@ transforms (cast, scale, default, concat, json_object, expression) are composed 
 Stage layout (legacy COPY output = stage table columns, in this order):
     legacy id | one column per config column (new name): plain -> the old value,
     map -> the mapped value (mapped in the legacy SELECT), lookup -> the old match value.
+
+Direct layout (``lookup_maps`` given: the direct COPY path): the same, except that a looked-up
+column is resolved in the legacy SELECT from a map read from the lookup table (a miss stops the
+read with an error, so the engine reads that batch the staged way): the COPY text is the target's
+row, COPY'd straight into the target (or, into a range that holds rows, into the "resolved" stage,
+typed like the target, and upserted without the lookup joins).
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ class EntitySql:
     @property
     def stage(self) -> str:
         return STAGE_PREFIX + self.name
+
+    @property
+    def resolved_stage(self) -> str:
+        """The stage of direct-layout batches (every column typed like the target's)."""
+        return STAGE_PREFIX + self.name + "_resolved"
 
     @property
     def scope_params(self) -> dict[str, Any]:
@@ -84,6 +95,26 @@ class EntitySql:
     def _lookups(self) -> list[tuple[int, Any]]:
         return [(i, c) for i, c in enumerate(self.entity.columns) if c.lookup is not None]
 
+    def lookup_columns(self) -> list[tuple[int, Any]]:
+        """(config position, column) of each looked-up column (the direct path needs one map each)."""
+        return self._lookups()
+
+    def lookup_map_ids(self, c) -> dict[str, Any]:
+        """Identifiers of ``backfill/lookup_map.sql`` for looked-up column ``c``."""
+        lk = c.lookup
+        return {"lookup_schema": lk.table.schema_name, "lookup_table": lk.table.table, "match": lk.match,
+                "value": lk.value}
+
+    def lookup_map_params(self, lookup_maps: dict[int, dict[str, str]]) -> dict[str, Any]:
+        """Bound values of the direct select list: each lookup's map (a jsonb object, like the value
+        maps) and the name the miss error carries."""
+        out: dict[str, Any] = {}
+        for i, c in self._lookups():
+            out[f"lookup_map_{i}"] = json.dumps(lookup_maps[i])
+            out[f"lookup_name_{i}"] = (f"{c.old} (lookup {c.lookup.table}.{c.lookup.match} for {c.new}: "
+                                       "not in the map read when the range started)")
+        return out
+
     def map_params(self) -> dict[str, Any]:
         """Bound values of the select list: value maps and the transforms' constants."""
         out: dict[str, Any] = {}
@@ -95,14 +126,21 @@ class EntitySql:
         return out
 
     # -- legacy side ---------------------------------------------------------------------------
-    def _value(self, i: int, c, *, probe: bool = False) -> transforms.Expr:
+    def _value(self, i: int, c, *, probe: bool = False, direct: bool = False) -> transforms.Expr:
         """One column's value in the legacy SELECT: the old column, its value map, then its transform.
 
         ``probe``: without the unmapped-value guard (a control-schema function that need not exist
-        yet); same result type.
+        yet); same result type. ``direct``: a looked-up column resolved from its map
+        (``lookup_map_<i>``); a non-NULL value the map lacks raises (``backfill_unmapped``), so the
+        batch is read again the staged way and resolved in the target, never written as NULL here.
         """
         col = sql.Identifier("src", c.old)
         base: sql.Composable = col
+        if direct and c.lookup is not None:
+            return transforms.Expr(sql.SQL(_MAPPED).format(
+                col=col, map=sql.Placeholder(f"lookup_map_{i}"),
+                unmapped=sql.Identifier(self.control_schema, "backfill_unmapped"),
+                name=sql.Placeholder(f"lookup_name_{i}")))
         if c.map is not None:
             base = sql.SQL(_MAPPED_PROBE if probe else _MAPPED).format(
                 col=col, map=sql.Placeholder(f"map_{i}"),
@@ -120,18 +158,21 @@ class EntitySql:
         """
         return [self._value(i, c, probe=probe).sql for i, c in enumerate(self.entity.columns)]
 
-    def select_list(self) -> sql.Composed:
-        return sql.SQL(", ").join(self.select_items())
+    def select_list(self, *, direct: bool = False) -> sql.Composed:
+        return sql.SQL(", ").join(self._value(i, c, direct=direct).sql for i, c in enumerate(self.entity.columns))
 
-    def read_batch(self, cur, *, after_key: Any, range_hi: Any, limit: int) -> str:
+    def read_batch(self, cur, *, after_key: Any, range_hi: Any, limit: int,
+                   lookup_maps: dict[int, dict[str, str]] | None = None) -> str:
         """The exact ``COPY (SELECT ...) TO STDOUT`` text for one page (values inlined by mogrify).
 
-        ``after_key`` None: the open first range of a non-integer key."""
+        ``after_key`` None: the open first range of a non-integer key. ``lookup_maps`` (config
+        position -> {match text: value text}, one per looked-up column): the direct layout."""
         tpl = sqlfiles.load("backfill/read_batch.sql")
+        direct = lookup_maps is not None
         params = {"after_key": after_key, "range_hi": range_hi, "batch_limit": limit, **self.scope_params,
-                  **self.map_params()}
+                  **self.map_params(), **(self.lookup_map_params(lookup_maps) if direct else {})}
         tpl.check_params(params)
-        composed = tpl.compose(select_list=self.select_list(), **self.old_ids())
+        composed = tpl.compose(select_list=self.select_list(direct=direct), **self.old_ids())
         return cur.mogrify(composed, params).decode()
 
     def read_keys(self, cur, keys: list[int]) -> str:
@@ -143,14 +184,15 @@ class EntitySql:
         return cur.mogrify(composed, params).decode()
 
     # -- new side ------------------------------------------------------------------------------
-    def create_stage(self) -> sql.Composed:
+    def create_stage(self, *, resolved: bool = False) -> sql.Composed:
+        """The session's stage; ``resolved``: the direct layout's (every column typed like the target's)."""
         e = self.entity
         target = sql.SQL("{} AS {}").format(sql.Identifier(e.new_table.schema_name, e.new_table.table),
                                             sql.Identifier("t"))
         froms = [target]
         cols = [sql.Identifier("t", e.legacy_id_column)]
         for i, c in enumerate(e.columns):
-            if c.lookup is not None:
+            if c.lookup is not None and not resolved:
                 alias = f"lk{i}"
                 froms.append(sql.SQL("{} AS {}").format(
                     sql.Identifier(c.lookup.table.schema_name, c.lookup.table.table), sql.Identifier(alias)))
@@ -158,22 +200,25 @@ class EntitySql:
             else:
                 cols.append(sql.Identifier("t", c.new))
         return sqlfiles.load("backfill/create_stage.sql").compose(
-            stage=self.stage, stage_columns=sql.SQL(", ").join(cols), from_list=sql.SQL(", ").join(froms))
+            stage=self.resolved_stage if resolved else self.stage, stage_columns=sql.SQL(", ").join(cols),
+            from_list=sql.SQL(", ").join(froms))
 
     def write_batch(self, version_column: str | None, *, repair: bool = False,
-                    empty_range: bool = False) -> sql.Composed:
+                    empty_range: bool = False, resolved: bool = False) -> sql.Composed:
         """INSERT ... SELECT from the stage with lookups joined, ON CONFLICT per the version rule.
 
         ``repair``: the repair's rule (consistency/repair_upsert_*.sql): an equal version is
         overwritten too, without a version column the new row is always overwritten.
         ``empty_range``: the plain INSERT for a key range that held no new rows just before
-        (backfill/insert_into_empty_range.sql; a conflict makes it fail, never overwrite)."""
+        (backfill/insert_into_empty_range.sql; a conflict makes it fail, never overwrite).
+        ``resolved``: from the resolved stage (direct layout: the lookups are resolved already)."""
         e = self.entity
-        stage = sql.SQL("{} AS {}").format(sql.Identifier(self.stage), sql.Identifier("s"))
+        stage = sql.SQL("{} AS {}").format(sql.Identifier(self.resolved_stage if resolved else self.stage),
+                                           sql.Identifier("s"))
         joins = [stage]
         values = []
         for i, c in enumerate(e.columns):
-            if c.lookup is not None:
+            if c.lookup is not None and not resolved:
                 alias = f"lk{i}"
                 joins.append(sql.SQL(_LOOKUP_JOIN).format(
                     table=sql.Identifier(c.lookup.table.schema_name, c.lookup.table.table),
@@ -199,5 +244,11 @@ class EntitySql:
         ids["version"] = version_column
         return sqlfiles.load("backfill/upsert_newer_wins.sql").compose(**ids)
 
-    def copy_into_stage(self) -> sql.Composed:
-        return sqlfiles.load("backfill/copy_into_stage.sql").compose(stage=self.stage)
+    def copy_into_stage(self, *, resolved: bool = False) -> sql.Composed:
+        return sqlfiles.load("backfill/copy_into_stage.sql").compose(
+            stage=self.resolved_stage if resolved else self.stage)
+
+    def copy_into_target(self) -> sql.Composed:
+        """The direct path's ``COPY <target> (legacy id, columns) FROM STDIN`` (direct layout)."""
+        cols = sql.SQL(", ").join(sql.Identifier(c.new) for c in self.entity.columns)
+        return sqlfiles.load("backfill/copy_into_target.sql").compose(**self.new_ids(), columns=cols)

@@ -255,16 +255,16 @@ class _DeletingWorker(RangeWorker):
 
     victims: list[int] = []
 
-    def _read(self, legacy, after, hi, size):
-        data, n, last, count = super()._read(legacy, after, hi, size)
-        if data and not self.victims:
-            key = int(data.split(b"\n", 1)[0].split(b"\t", 1)[0])
+    def _read(self, legacy, after, hi, size, **kw):
+        batch = super()._read(legacy, after, hi, size, **kw)
+        if batch.data and not self.victims:
+            key = int(batch.data.split(b"\n", 1)[0].split(b"\t", 1)[0])
             with legacy.cursor() as cur:
                 cur.execute("DELETE FROM public.marketplace_listing_images WHERE listing_id = %s", (key,))
                 cur.execute("DELETE FROM public.marketplace_listings WHERE id = %s", (key,))
             legacy.commit()
             self.victims.append(key)
-        return data, n, last, count
+        return batch
 
 
 def test_rows_deleted_during_the_copy_do_not_come_back(databases, conns, cfg):
@@ -419,12 +419,14 @@ def test_a_new_pass_deletes_ghosts_of_rows_deleted_or_moved_out_of_scope_after_t
     assert sorted(k for _t, d, _r in entries for k in d["out_of_scope_old_rows"]) == [sold]
 
 
+@pytest.mark.parametrize("direct_copy", [True, False], ids=["direct-copy", "staged-plain-insert"])
 def test_a_dual_write_between_the_range_probe_and_the_plain_insert_is_settled_by_the_version_rule(
-        databases, conns, cfg, monkeypatch, caplog):
-    """A first pass writes each batch with a plain INSERT when its key range holds no new rows yet.
-    A dual-write that lands a row of that range right after the probe fails the plain INSERT on the
-    unique legacy id; the batch is redone with the upsert at once: the newer dual-written row stays,
-    every other row is copied, nothing is counted as a retry."""
+        databases, conns, cfg, monkeypatch, caplog, direct_copy):
+    """A first pass writes each batch with a COPY straight into the target (direct path) or a plain
+    INSERT from the stage when its key range holds no new rows yet. A dual-write that lands a row of
+    that range right after the probe fails the COPY / plain INSERT on the unique legacy id; the batch
+    is redone with the upsert at once: the newer dual-written row stays, every other row is copied,
+    nothing is counted as a retry."""
     from migration_engine.backfill import engine
 
     legacy, new = conns
@@ -446,10 +448,13 @@ def test_a_dual_write_between_the_range_probe_and_the_plain_insert_is_settled_by
         return out
 
     monkeypatch.setattr(engine.sqlfiles, "run", run)
-    s = backfill_settings(cfg, parallelism=1, batch_size=200, min_batch_size=200, max_batch_size=200)
+    s = backfill_settings(cfg, parallelism=1, batch_size=200, min_batch_size=200, max_batch_size=200,
+                          direct_copy=direct_copy)
     caplog.set_level("INFO", logger="migration_engine.backfill.engine")
     (result,) = _run_all(databases, cfg, s, plan_entity(legacy, new, cfg, "listings", s))
     assert result.status == "done" and result.retries == 0, result
+    fast, slow = ("copy", "resolved_upsert") if direct_copy else ("insert", "upsert")
+    assert result.write_paths == {fast: result.write_paths[fast], "filled_meanwhile": 1, slow: 1}, result.write_paths
     assert any("filled meanwhile" in r.getMessage() and "upsert" in r.getMessage() for r in caplog.records)
     (title,) = databases.query("new", "SELECT title FROM marketplace.service_listings WHERE legacy_listing_id = %s",
                                (racer,))[0]
@@ -479,6 +484,7 @@ def test_a_first_pass_skips_the_ghost_sweep_but_a_range_holding_new_rows_is_swep
     s = backfill_settings(cfg, parallelism=1, batch_size=200, min_batch_size=200, max_batch_size=200)
     (result,) = _run_all(databases, cfg, s, plan_entity(legacy, new, cfg, "listings", s))
     assert result.status == "done" and result.batches >= 4 and sweeps == [], (result, sweeps)
+    assert set(result.write_paths) == {"copy"}, result.write_paths  # every range empty: the direct COPY
 
     # a ghost: a new row whose old row was deleted without the dual-write reaching the new table
     ghost = active[450]
@@ -486,4 +492,5 @@ def test_a_first_pass_skips_the_ghost_sweep_but_a_range_holding_new_rows_is_swep
     databases.query("legacy", "DELETE FROM public.marketplace_listings WHERE id = %s", (ghost,))
     (result,) = _run_all(databases, cfg, s, plan_entity(legacy, new, cfg, "listings", s, restart=True))
     assert result.rows_deleted == 1 and len(sweeps) == result.batches, (result, sweeps)
+    assert set(result.write_paths) == {"resolved_upsert"}, result.write_paths  # rows there: the version rule
     assert compare(databases).equal
