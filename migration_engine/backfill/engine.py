@@ -187,6 +187,7 @@ class RangeWorker:
         self.decision_times: list[float] = []  # time.monotonic() of each
         # every pacing read: (decisions of the pass so far, the pass's rate, ranges still copying)
         self.paced: list[tuple[int, float, int]] = []
+        self.made: list[int] = []  # the numbers (1, 2, ...) of the pass's decisions this worker made
         self.decision_interval: float | None = None  # None: probe_interval (tests set it)
         self._seen_cuts = 0
         self._control_conn = None  # the worker's legacy connection while it runs
@@ -467,6 +468,7 @@ class RangeWorker:
                              d.text(), pc.decisions + 1, max(1, pc.copying))
                     log_state["at"] = now
                 pc = dataclasses.replace(pc, decisions=pc.decisions + 1)
+                self.made.append(pc.decisions)
             else:
                 legacy.rollback()  # another range decided first: pace at its rate
                 self.decisions.pop()
@@ -528,7 +530,9 @@ class RangeWorker:
             pause = throttle.rate_sleep(n, elapsed, self.s, share)
             if probe is not None:
                 now = time.monotonic()
-                if worker_rate is None or now - last_decision >= self._decision_interval():
+                # read the pass's controller twice per decision interval: the decision is due by the
+                # database's clock, and reading it only once per interval let it slip to 1-2 intervals
+                if worker_rate is None or now - last_decision >= self._decision_interval() / 2:
                     worker_rate = self._pace(legacy, probe, decision_log)
                     last_decision = now
                 pause = max(pause, n / worker_rate - elapsed if n else 0.0)

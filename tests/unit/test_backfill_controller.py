@@ -408,14 +408,18 @@ def test_parallel_ranges_share_one_baseline_measured_before_the_copy(databases, 
     assert caplog.text.count("measured the pass's latency baseline before the copy") == 2
 
 
-def _same_rate_per_decision(paced_lists) -> set[int]:
-    """The decision numbers every worker paced at; asserts each saw the same pass rate for each number."""
+def _same_rate_per_decision(paced_lists, made_lists) -> None:
+    """Every worker saw the same pass rate for each decision, and paced at decisions the other one made."""
     by_n: dict[int, set[float]] = {}
     for paced in paced_lists:
         for n, rate, _copying in paced:
             by_n.setdefault(n, set()).add(rate)
     assert all(len(rates) == 1 for rates in by_n.values()), by_n  # one pass rate per decision, whoever reads it
-    return set.intersection(*({n for n, _r, _c in paced} for paced in paced_lists))
+    made = [set(m) for m in made_lists]
+    assert not made[0] & made[1]  # each decision made once
+    assert sorted(made[0] | made[1]) == list(range(1, len(made[0]) + len(made[1]) + 1))
+    # a worker paced at a decision the other one made: the rate is shared, not each range's own
+    assert any({n for n, _r, _c in paced} & made[1 - i] for i, paced in enumerate(paced_lists)), (paced_lists, made)
 
 
 def test_two_workers_in_threads_share_one_decided_rate_and_split_it(databases, backfill_conns, cfg):
@@ -432,8 +436,7 @@ def test_two_workers_in_threads_share_one_decided_rate_and_split_it(databases, b
     # every decision of the pass made once, by one of the two ranges, on the one stored state
     assert decisions == sum(len(w.decisions) for w in workers) >= 2
     assert state["rate"] == rate
-    common = _same_rate_per_decision([w.paced for w in workers])
-    assert common, "the two ranges never paced at the same decision"
+    _same_rate_per_decision([w.paced for w in workers], [w.made for w in workers])
     # while both copied, each paced at half the pass's rate
     assert all(any(c == 2 for _n, _r, c in w.paced) for w in workers)
     ledger = databases.query("legacy", f"SELECT details FROM {SCHEMA}.audit_ledger WHERE action = "
@@ -501,7 +504,7 @@ def test_two_worker_processes_see_the_same_pass_rate(databases, backfill_conns, 
         "w = RangeWorker(cfg, 'listings', run_id, range_no, s, lambda: psycopg2.connect(legacy_dsn), "
         "lambda: psycopg2.connect(new_dsn), share=2)\n"
         "r = w.run()\n"
-        "print(json.dumps({'status': r.status, 'paced': w.paced, 'decided': len(w.decisions)}))\n")
+        "print(json.dumps({'status': r.status, 'paced': w.paced, 'decided': len(w.decisions), 'made': w.made}))\n")
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     procs = [subprocess.Popen([sys.executable, "-c", script, databases.legacy_dsn, databases.new_dsn,
@@ -515,8 +518,7 @@ def test_two_worker_processes_see_the_same_pass_rate(databases, backfill_conns, 
     assert [o["status"] for o in outs] == ["done", "done"] and compare(databases).equal
     decisions = _controller_row(databases, jobs[0].run_id)[0]
     assert decisions == sum(o["decided"] for o in outs) >= 2
-    common = _same_rate_per_decision([[tuple(x) for x in o["paced"]] for o in outs])
-    assert common, "the two processes never paced at the same decision"
+    _same_rate_per_decision([[tuple(x) for x in o["paced"]] for o in outs], [o["made"] for o in outs])
 
 
 def test_a_resumed_range_reuses_the_stored_baseline_and_state(databases, backfill_conns, cfg, caplog):
