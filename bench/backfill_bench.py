@@ -576,6 +576,14 @@ def main(argv: list[str] | None = None) -> int:
             log(f"(k) controller [{name}] (+{args.budget_pct:g} %): {k:,.0f} rows/s; app p95 {p95(ms(lat_k)):.2f} ms "
                 f"({change(ms(lat_k)):+.0f} %; trough/peak {phases(lat_k, app, base)}); decisions {acts}, cuts by "
                 f"signal {cuts}; baseline {w0.controller.baseline.as_dict()}, limits {limits}")
+            # one controller for the pass (backfill_controller): each range paced at the pass's rate / the
+            # ranges still copying; the decisions below are the pass's, each made by one of the ranges
+            made_by = {w.range_no: len(w.decisions) for _r, w in res_k}
+            pace = ", ".join(f"range {w.range_no} {statistics.fmean([rt / c for _n, rt, c in w.paced] or [0]):,.0f}"
+                             for _r, w in res_k)
+            log(f"(k) the pass: {len(decisions)} decisions (made by range: {made_by}); mean pass rate "
+                f"{statistics.fmean([d.rows_per_second for d in decisions] or [0]):,.0f} rows/s; "
+                f"mean pace {pace} rows/s")
             for _r, w in res_k:
                 lo, hi = app.shape.peak_at
                 in_peak = [lo <= (t - app.started) % app.shape.peak_period < hi for t in w.decision_times]
@@ -583,8 +591,9 @@ def main(argv: list[str] | None = None) -> int:
                 by = {ph: [d.rows_per_second for d, pk in pairs if pk == (ph == "peak")] for ph in ("trough", "peak")}
                 cut_at = {ph: sum(d.action == "decrease" for d, pk in pairs if pk == (ph == "peak"))
                           for ph in ("trough", "peak")}
-                log(f"(k) {w.label}: mean decided rate trough {statistics.fmean(by['trough'] or [0]):,.0f} / peak "
-                    f"{statistics.fmean(by['peak'] or [0]):,.0f} rows/s (whole backfill); cuts trough/peak {cut_at}")
+                log(f"(k) {w.label}: the pass's rate in the decisions this range made: trough "
+                    f"{statistics.fmean(by['trough'] or [0]):,.0f} / peak {statistics.fmean(by['peak'] or [0]):,.0f} "
+                    f"rows/s; cuts trough/peak {cut_at}")
                 texts = [d.text() for d in w.decisions]
                 log(f"(k) {w.label}: {len(texts)} decisions; first {texts[:3]}; last {texts[-3:]}")
                 cut_texts = [d.text() for d in w.decisions if d.action == "decrease"]

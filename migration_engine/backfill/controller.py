@@ -62,6 +62,11 @@ class Baseline:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Baseline:
+        return cls(latency_ms=dict(d.get("latency_ms") or {}), app_p95_ms=d.get("app_p95_ms"),
+                   commit_ms=dict(d.get("commit_ms") or {}))
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -103,6 +108,25 @@ class RateController:
         self.slow_start = True  # doubling until a signal first reaches CALM, then additive
         self._step: float | None = None  # the additive increase (rows/s per decision) after slow start
         self._before_cut: float | None = None  # the rate before the latest cut (fast recovery's target)
+        self.cuts = 0  # cuts so far (a range sharing the pass's controller resets its probe at a new one)
+
+    # the state that one decision hands to the next: a pass's ranges keep it in the control schema
+    # (backfill_controller.state), so any range - another thread or another process - makes the next one
+    _STATE = ("rate", "_since_cut", "slow_start", "_step", "_before_cut", "cuts")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k.lstrip("_"): getattr(self, k) for k in self._STATE}
+
+    @classmethod
+    def from_dict(cls, budget: LatencyBudget, baseline: Baseline, state: dict[str, Any], *,
+                  max_rows_per_second: int = 0) -> RateController:
+        """A controller continuing from ``state`` (:meth:`to_dict`); an empty state = a fresh one."""
+        c = cls(budget, baseline, max_rows_per_second=max_rows_per_second)
+        for k in cls._STATE:
+            if k.lstrip("_") in state:
+                setattr(c, k, state[k.lstrip("_")])
+        c.rate = float(c.rate)
+        return c
 
     @property
     def _cut_interval(self) -> int:
@@ -172,6 +196,7 @@ class RateController:
                 self._before_cut = self.rate
                 self.rate = max(float(self.b.min_rows_per_second), self.rate * factor)
                 self._since_cut = 0
+                self.cuts += 1
                 action = "decrease"
         elif p is None or p < CALM:
             if self.slow_start:

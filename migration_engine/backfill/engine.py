@@ -44,7 +44,6 @@ import logging
 import os
 import random
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -92,12 +91,14 @@ class ConnectionLostError(BackfillError):
 # SQLSTATE classes of a row the new table will not take: 22 data exception, 23 integrity violation
 _BAD_ROW_CLASSES = ("22", "23")
 PACE_SLICES = 4  # batches per probe interval under the controller
-# the latency baseline of each pass, measured once per process before its first range copies
-_BASELINES: dict[tuple, Baseline] = {}
-_BASELINE_LOCKS: dict[tuple, threading.Lock] = {}
-_BASELINES_LOCK = threading.Lock()
 _WHOLE_RANGE = 2_147_483_647  # a re-read of a batch's own key range: no page limit
 MAP_REFRESH_SECONDS = 10.0  # after a lookup miss, the direct path's maps are read again at most this often
+# the pass's controller (backfill_controller): a range counts as still copying while its heartbeat (every
+# checkpoint) is this fresh; a baseline claim whose measurement has not finished this long after
+# baseline_duration is taken over by another range (its worker died mid-measurement)
+COPYING_STALE_SECONDS = 60.0
+BASELINE_STALE_SECONDS = 30.0
+BASELINE_POLL_SECONDS = 0.2
 _KINDS = {"23502": "NOT NULL", "23503": "foreign key", "23505": "unique", "23514": "check", "23P01": "exclusion"}
 
 
@@ -217,12 +218,18 @@ class RangeWorker:
                         "new": (e.new_table.schema_name, e.new_table.table)}
         self._wal = throttle.WalRate()
         self._health: throttle.Health | None = None
-        self._pass_key: tuple = (self.schema, run_id, None)  # the pass's identity (its created_at once read)
-        self.controller: RateController | None = None
-        self.decisions: list[Decision] = []  # every decision of this run (the bench reads them)
+        self.controller: RateController | None = None  # the pass's controller as last read from the control schema
+        self.decisions: list[Decision] = []  # the pass's decisions this worker made (the bench reads them)
         self.decision_times: list[float] = []  # time.monotonic() of each
         self._direct: _Direct | None = None
         self.write_paths: dict[str, int] = {}  # see RangeResult.write_paths (the bench reads it)
+        # every pacing read: (decisions of the pass so far, the pass's rate, ranges still copying)
+        self.paced: list[tuple[int, float, int]] = []
+        self.made: list[int] = []  # the numbers (1, 2, ...) of the pass's decisions this worker made
+        self.decision_interval: float | None = None  # None: probe_interval (tests set it)
+        self._seen_cuts = 0
+        self._control_conn = None  # the worker's legacy connection while it runs
+        self._baseline_dict: dict | None = None
 
     # -- entry point ---------------------------------------------------------------------------
     def run(self) -> RangeResult:
@@ -344,6 +351,7 @@ class RangeWorker:
         copy_in = self.es.copy_into_stage().as_string(new)
         write_sql = (self.es.write_batch(self.s.version_column), self.es.write_batch(None, empty_range=True))
         hi = rng.key_hi
+        self._control_conn = legacy
         probe = self._start_controller(rng.key_lo, hi, share) if self.s.throttle.budget.enabled else None
         try:
             return self._copy(legacy, new, result, rng, share, copy_in, write_sql, probe)
@@ -357,17 +365,21 @@ class RangeWorker:
         probe = Probe(self.es, b, {"legacy": self._legacy_connect, "new": self._new_connect}, key_lo, key_hi,
                       label=self.label).open()
         try:
-            baseline = self._shared_baseline(probe)
+            baseline = self._pass_baseline(probe)
+            pc = self._read_controller()
+            self._sync(pc, None, baseline)
+            self._seen_cuts = self.controller.cuts if self.controller is not None else 0
         except Exception:
             probe.stop()
             raise
+        assert self.controller is not None
         latency = baseline.latency_ms
         app = baseline.app_p95_ms
-        self.controller = RateController(b, baseline, max_rows_per_second=self.s.max_rows_per_second)
         limits = {k: None if v is None else round(v, 3) for k, v in self.controller.limits().items()}
         allowance = self.controller.allowance_ms
         log.info("%s: latency budget +%g%% over baseline %s (limits %s; %s), replication lag <= %gs; "
-                 "starting at %s rows/s (this range: %s)", self.label, b.max_latency_increase_pct,
+                 "the pass at %s rows/s (this range: %s; one controller for the pass's ranges)", self.label,
+                 b.max_latency_increase_pct,
                  {k: None if v is None else round(v, 3) for k, v in latency.items()}
                  | {f"{k} commit": None if v is None else round(v, 3) for k, v in baseline.commit_ms.items()}
                  | {"app p95": app}, limits,
@@ -375,28 +387,138 @@ class RangeWorker:
                  f"({'stated: app_p95_ms' if b.app_p95_ms is not None else 'stats contract'})"
                  if allowance is not None else "each probe relative to its own baseline",
                  b.max_replication_lag.total_seconds(), f"{self.controller.rate:,.0f}",
-                 f"{self.controller.worker_rate(share):,.0f}")
+                 f"{self.controller.worker_rate(max(1, pc.copying)):,.0f}")
         return probe.start()
 
-    def _shared_baseline(self, probe: Probe) -> Baseline:
-        """One baseline per pass in this process: the first range measures it before any range copies,
-        the others (started together, or later while the first already copies) wait for it and reuse it."""
-        with _BASELINES_LOCK:
-            lock = _BASELINE_LOCKS.setdefault(self._pass_key, threading.Lock())
-        with lock:
-            if self._pass_key in _BASELINES:
-                log.info("%s: using the pass's baseline measured before the copy started", self.label)
-                return _BASELINES[self._pass_key]
-            latency = probe.baseline(self.sleep)
-            legacy = self._legacy_connect()
-            try:
-                app = throttle.app_p95(legacy, self.schema, self.es.name, self.s.app_latency_window)
-            finally:
-                legacy.close()
-            _BASELINES[self._pass_key] = Baseline(latency, app, commit_ms=probe.commit_baseline)
-            return _BASELINES[self._pass_key]
+    # -- the pass's controller (one per pass, in the control schema) ----------------------------------
+    def _control(self, fn, *args, **kw):
+        """One call on the worker's legacy connection (where the control schema lives), committed."""
+        conn = self._control_conn
+        assert conn is not None, "the worker's legacy connection is opened in run()"
+        try:
+            out = fn(conn, self.schema, self.run_id, *args, **kw)
+            conn.commit()
+            return out
+        except Exception:
+            conn.rollback()
+            raise
 
-    def _decide(self, probe: Probe, achieved: float) -> Decision:
+    def _read_controller(self, conn=None) -> store.PassController:
+        kw = {"interval_seconds": self._decision_interval(),
+              "ledger_seconds": self.s.ledger_progress_interval.total_seconds(),
+              "stale_seconds": COPYING_STALE_SECONDS}
+        if conn is None:
+            pc = self._control(store.get_controller, **kw)
+        else:
+            pc = store.get_controller(conn, self.schema, self.run_id, **kw)
+            conn.commit()
+        if pc is None or pc.baseline is None:
+            raise BackfillError(f"{self.label}: the pass's controller row in {self.schema}.backfill_controller "
+                                "is missing or has no baseline (deleted while the pass runs?)")
+        return pc
+
+    def _decision_interval(self) -> float:
+        if self.decision_interval is not None:
+            return self.decision_interval
+        return self.s.throttle.budget.probe_interval.total_seconds()
+
+    def _pass_baseline(self, probe: Probe) -> Baseline:
+        """One baseline per pass, in the control schema: the first range to start measures it before it
+        copies; the others (other threads or processes) wait for it, bounded, and reuse it, as does a
+        retried or resumed range later (instead of measuring a database the copy already loads). A
+        claim whose measurement does not finish in time (its worker died) is taken over."""
+        b = self.s.throttle.budget
+        stale = b.baseline_duration.total_seconds() + BASELINE_STALE_SECONDS
+        deadline = time.monotonic() + 2 * stale + BASELINE_STALE_SECONDS
+        waiting_for = None
+        while True:
+            if self._control(store.claim_baseline, self.range_no, stale):
+                latency = probe.baseline(self.sleep)
+                legacy = self._legacy_connect()
+                try:
+                    app = throttle.app_p95(legacy, self.schema, self.es.name, self.s.app_latency_window)
+                finally:
+                    legacy.close()
+                baseline = Baseline(latency, app, commit_ms=probe.commit_baseline)
+                fresh = RateController(b, baseline, max_rows_per_second=self.s.max_rows_per_second)
+                if self._control(store.set_baseline, self.range_no, baseline.as_dict(), fresh.to_dict(), fresh.rate):
+                    log.info("%s: measured the pass's latency baseline before the copy", self.label)
+                    self._baseline_dict = baseline.as_dict()
+                    return baseline
+                log.warning("%s: another range took over the pass's baseline measurement (this one took over "
+                            "%gs); using that one's", self.label, stale)
+            pc = self._control(store.get_controller, interval_seconds=0.0, ledger_seconds=0.0,
+                               stale_seconds=COPYING_STALE_SECONDS)
+            if pc is not None and pc.baseline is not None:
+                log.info("%s: using the pass's baseline measured before the copy started (by range %s)",
+                         self.label, pc.baseline_by)
+                self._baseline_dict = pc.baseline
+                return Baseline.from_dict(pc.baseline)
+            by = pc.baseline_by if pc is not None else None
+            if time.monotonic() >= deadline:
+                raise BackfillError(
+                    f"{self.label}: the pass's latency baseline is still not measured after "
+                    f"{2 * stale + BASELINE_STALE_SECONDS:g}s (range {by} claimed it in "
+                    f"{self.schema}.backfill_controller); not copying without a baseline - retry the range")
+            if by != waiting_for:
+                log.info("%s: waiting for range %s to measure the pass's latency baseline", self.label, by)
+                waiting_for = by
+            self.sleep(BASELINE_POLL_SECONDS)
+
+    def _sync(self, pc: store.PassController, probe: Probe | None, baseline: Baseline | None = None) -> None:
+        """The pass's controller as stored; a cut another range made resets this range's probe window too."""
+        b = self.s.throttle.budget
+        if baseline is None:
+            if self.controller is not None and pc.baseline == self._baseline_dict:
+                baseline = self.controller.baseline
+            else:
+                baseline = Baseline.from_dict(pc.baseline or {})
+                self._baseline_dict = pc.baseline
+        self.controller = RateController.from_dict(b, baseline, pc.state,
+                                                   max_rows_per_second=self.s.max_rows_per_second)
+        if probe is not None and self.controller.cuts > self._seen_cuts and b.reset_after_cut:
+            probe.reset_window()
+        self._seen_cuts = max(self._seen_cuts, self.controller.cuts)
+
+    def _pace(self, legacy, probe: Probe, log_state: dict) -> float:
+        """This range's rate: the pass's decided rate x its share of the ranges still copying. If the pass's
+        decision is due, this range makes it (on its latest sample), compare-and-set on the decision count:
+        at most one decision per decision interval per pass, whichever range gets there first."""
+        pc = self._read_controller(legacy)
+        self._sync(pc, probe)
+        assert self.controller is not None
+        if pc.due:
+            d = self._decide(probe, pc.achieved if pc.achieved > 0 else None)
+            counts = dict(pc.counts)
+            counts[d.action] = counts.get(d.action, 0) + 1
+            won = store.record_decision(legacy, self.schema, self.run_id, self.range_no, seen=pc.decisions,
+                                        rate=self.controller.rate, state=self.controller.to_dict(),
+                                        decision=d.as_dict(), counts={} if pc.ledger_due else counts,
+                                        ledgered=pc.ledger_due)
+            if won:
+                self._seen_cuts = self.controller.cuts
+                if pc.ledger_due:
+                    self._ledger_decision(legacy, d, counts)  # same transaction as the decision
+                else:
+                    legacy.commit()
+                now = time.monotonic()
+                if d.action == "decrease" or now - log_state["at"] >= self.s.progress_interval.total_seconds():
+                    log.info("%s: throttle: %s (the pass's decision %d; %d range(s) copying)", self.label,
+                             d.text(), pc.decisions + 1, max(1, pc.copying))
+                    log_state["at"] = now
+                pc = dataclasses.replace(pc, decisions=pc.decisions + 1)
+                self.made.append(pc.decisions)
+            else:
+                legacy.rollback()  # another range decided first: pace at its rate
+                self.decisions.pop()
+                self.decision_times.pop()
+                pc = self._read_controller(legacy)
+                self._sync(pc, probe)
+        copying = max(1, pc.copying)
+        self.paced.append((pc.decisions, self.controller.rate, copying))
+        return self.controller.worker_rate(copying)
+
+    def _decide(self, probe: Probe, achieved: float | None) -> Decision:
         assert self.controller is not None
         h = self._health
         sample = Sample(latency_ms=probe.latest(), app_p95_ms=h.app_p95_latency_ms if h else None,
@@ -418,10 +540,10 @@ class RangeWorker:
         started = time.monotonic()
         # the throttle's ledger entries keep their own clock: sharing the progress entries' one let
         # those take every slot, so a run could end without a single backfill_throttle entry
-        last_log = last_ledger = last_throttle_ledger = last_decision = last_decision_log = started
+        last_log = last_ledger = last_decision = started
         rate = 0.0
-        decision: Decision | None = None
-        decisions_since_ledger: dict[str, int] = {}
+        worker_rate: float | None = None  # under the controller: this range's share of the pass's rate
+        decision_log = {"at": started}
         log.info("%s: keys (%s, %s], %s; %s/%s rows done; batch %s, cap %s rows/s",
                  self.label, rng.key_lo, hi,
                  f"resuming after key {after}" if after != rng.key_lo else "starting", f"{done_before:,}",
@@ -448,19 +570,12 @@ class RangeWorker:
             pause = throttle.rate_sleep(n, elapsed, self.s, share)
             if probe is not None:
                 now = time.monotonic()
-                if decision is None or now - last_decision >= self.s.throttle.budget.probe_interval.total_seconds():
-                    decision = self._decide(probe, rate * share)
+                # read the pass's controller twice per decision interval: the decision is due by the
+                # database's clock, and reading it only once per interval let it slip to 1-2 intervals
+                if worker_rate is None or now - last_decision >= self._decision_interval() / 2:
+                    worker_rate = self._pace(legacy, probe, decision_log)
                     last_decision = now
-                    decisions_since_ledger[decision.action] = decisions_since_ledger.get(decision.action, 0) + 1
-                    if (decision.action == "decrease"
-                            or now - last_decision_log >= self.s.progress_interval.total_seconds()):
-                        log.info("%s: throttle: %s", self.label, decision.text())
-                        last_decision_log = now
-                    if now - last_throttle_ledger >= self.s.ledger_progress_interval.total_seconds():
-                        self._ledger_decision(legacy, decision, decisions_since_ledger)
-                        decisions_since_ledger = {}
-                        last_throttle_ledger = now
-                pause = max(pause, n / self.controller.worker_rate(share) - elapsed if n else 0.0)
+                pause = max(pause, n / worker_rate - elapsed if n else 0.0)
             batch_rate = n / (elapsed + pause) if n else 0.0
             rate = batch_rate if rate == 0 else 0.7 * rate + 0.3 * batch_rate
             result.rows_read += n
@@ -488,18 +603,22 @@ class RangeWorker:
                 self._ledger_progress(legacy, done_before + result.rows_read, total, rate, eta, after, hi, done)
                 last_ledger = now
             size = throttle.next_batch_size(size, elapsed, self.s)
-            if self.controller is not None:
+            if worker_rate is not None:
                 # paced, not bursty: PACE_SLICES small batches per probe interval at an even rate (a
                 # fixed cap copies a batch of ~target_batch_duration at full speed, then sleeps), so the
                 # copy reacts within a second and the load it adds is smooth
                 interval = self.s.throttle.budget.probe_interval.total_seconds()
-                per_slice = self.controller.worker_rate(share) * interval / PACE_SLICES
+                per_slice = worker_rate * interval / PACE_SLICES
                 size = max(self.s.min_batch_size, min(size, int(per_slice)))
             if pause > 0:
                 self.sleep(pause)
-        if decision is not None and decisions_since_ledger:
-            # the decisions since the last entry, however short the range was (as the pacer's close does)
-            self._ledger_decision(legacy, decision, decisions_since_ledger)
+        if probe is not None:
+            # the pass's decisions since the last entry, however short the range was (as the pacer's close does)
+            flushed = store.flush_decisions(legacy, self.schema, self.run_id)
+            if flushed is not None:
+                self._ledger_decision(legacy, Decision(**flushed[1]), flushed[0])
+            else:
+                legacy.commit()
         result.seconds = time.monotonic() - started
         result.final_batch_size = size
         result.write_paths = dict(self.write_paths)
@@ -522,7 +641,6 @@ class RangeWorker:
         """The key's type from the catalog (bounds are cast to it); refused if it changed since the plan."""
         run = store.get_run(legacy, self.schema, self.run_id)
         legacy.commit()
-        self._pass_key = (self.schema, self.run_id, run.created_at if run is not None else None)
         e = self.es.entity
         try:
             key = keys.read_key(legacy, schema=e.old_table.schema_name, table=e.old_table.table, column=e.key,
@@ -989,6 +1107,7 @@ class RangeWorker:
         control.append_audit(legacy, self.schema, actor=self.actor, action="backfill_throttle",
                              target=f"{self.es.name}#{self.range_no}",
                              details={"backfill_run": self.run_id, **d.as_dict(), "decisions": counts,
+                                      "decided_by_range": self.range_no,
                                       "baseline": self.controller.baseline.as_dict(),
                                       "budget": {"max_latency_increase_pct": b.max_latency_increase_pct,
                                                  "max_replication_lag_seconds": b.max_replication_lag.total_seconds()}},

@@ -200,3 +200,67 @@ def fail_range(conn, schema: str, run_id: int, range_no: int, error: str) -> Non
     with conn.cursor() as cur:
         sqlfiles.run(cur, "backfill/range_fail.sql", {"schema": schema},
                      {"run_id": run_id, "range_no": range_no, "error": error[:2000]})
+
+
+# -- the pass's shared latency-budget controller (backfill_controller, migration 010) -------------------
+@dataclass(frozen=True)
+class PassController:
+    rows_per_second: float | None  # the pass's decided rate (None until the baseline is stored)
+    state: dict  # RateController.to_dict()
+    baseline: dict | None  # Baseline.as_dict(); None while the first range still measures it
+    decisions: int
+    due: bool  # no decision yet, or the last one at least the decision interval ago
+    copying: int  # ranges running with a fresh heartbeat
+    achieved: float  # their rows/s together (from their checkpoints)
+    counts: dict  # decisions by kind since the last ledger entry
+    ledger_due: bool
+    baseline_by: int
+
+
+def claim_baseline(conn, schema: str, run_id: int, range_no: int, stale_seconds: float) -> bool:
+    """True: this range measures the pass's baseline (the first, or taking over a stale claim)."""
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/controller_claim.sql", {"schema": schema},
+                     {"run_id": run_id, "range_no": range_no, "stale_seconds": stale_seconds})
+        return cur.fetchone() is not None
+
+
+def set_baseline(conn, schema: str, run_id: int, range_no: int, baseline: dict, state: dict, rate: float) -> bool:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/controller_baseline_set.sql", {"schema": schema},
+                     {"run_id": run_id, "range_no": range_no, "baseline": json.dumps(baseline),
+                      "state": json.dumps(state), "rate": rate})
+        return cur.fetchone() is not None
+
+
+def get_controller(conn, schema: str, run_id: int, *, interval_seconds: float, ledger_seconds: float,
+                   stale_seconds: float) -> PassController | None:
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/controller_get.sql", {"schema": schema},
+                     {"run_id": run_id, "interval_seconds": interval_seconds, "ledger_seconds": ledger_seconds,
+                      "stale_seconds": stale_seconds})
+        row = cur.fetchone()
+    if row is None:
+        return None
+    rate, state, baseline, decisions, due, copying, achieved, counts, ledger_due, by = row
+    return PassController(None if rate is None else float(rate), state or {}, baseline, int(decisions), bool(due),
+                          int(copying), float(achieved), counts or {}, bool(ledger_due), int(by))
+
+
+def record_decision(conn, schema: str, run_id: int, range_no: int, *, seen: int, rate: float, state: dict,
+                    decision: dict, counts: dict, ledgered: bool) -> bool:
+    """Compare-and-set on ``seen`` decisions: False = another range decided first."""
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/controller_decide.sql", {"schema": schema},
+                     {"run_id": run_id, "range_no": range_no, "seen": seen, "rate": rate,
+                      "state": json.dumps(state), "decision": json.dumps(decision), "counts": json.dumps(counts),
+                      "ledgered": ledgered})
+        return cur.fetchone() is not None
+
+
+def flush_decisions(conn, schema: str, run_id: int) -> tuple[dict, dict] | None:
+    """(counts, last decision) not yet in the ledger, taken (counts start over); None if none."""
+    with conn.cursor() as cur:
+        sqlfiles.run(cur, "backfill/controller_flush.sql", {"schema": schema}, {"run_id": run_id})
+        row = cur.fetchone()
+    return None if row is None else (row[0], row[1])

@@ -358,36 +358,204 @@ def test_cli_flags_set_the_budget(cfg):
     assert _settings(cfg, parse_args(["run"])).throttle == cfg.backfill.throttle
 
 
+def _run_threads(workers) -> list:
+    results: list = [None] * len(workers)
+
+    def run(i):
+        results[i] = workers[i].run()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(workers))]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return results
+
+
+def _controller_row(databases, run_id):
+    (row,) = databases.query("legacy", f"SELECT decisions, rows_per_second, baseline, state, baseline_by "
+                                       f"FROM {SCHEMA}.backfill_controller WHERE run_id = %s", (run_id,))
+    return row
+
+
+def _shared_settings(cfg, **budget):
+    return backfill_settings(cfg, parallelism=2, batch_size=500, max_batch_size=500,
+                             throttle={"budget": {"enabled": True, "probe_interval": 0.05, "baseline_duration": 0.3,
+                                                  "start_rows_per_second": 3000, **budget}})
+
+
 def test_parallel_ranges_share_one_baseline_measured_before_the_copy(databases, backfill_conns, cfg, caplog):
     add_listings(databases, 3000)
     legacy, new = backfill_conns
-    s = backfill_settings(cfg, parallelism=2, batch_size=500, max_batch_size=500,
-                          throttle={"budget": {"enabled": True, "probe_interval": 0.05, "baseline_duration": 0.3,
-                                               "start_rows_per_second": 3000}})
+    s = _shared_settings(cfg)
     plan = plan_entity(legacy, new, cfg, "listings", s)
     caplog.set_level("INFO", logger="migration_engine.backfill")
     lc, nc = connectors(databases)
     jobs = [j for j in plan.jobs if j.status != "done"]
     assert len(jobs) == 2
     workers = [RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2) for j in jobs]
-    results: list = [None, None]
-
-    def run(i):
-        results[i] = workers[i].run()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    results = _run_threads(workers)
     assert [r.status for r in results] == ["done", "done"] and compare(databases).equal
     a, b = (w.controller.baseline for w in workers)
-    assert a is b and a.latency_ms["new"] > 0  # one measurement for the pass, not one per range
+    assert a == b and a.latency_ms["new"] > 0  # one measurement for the pass, not one per range
+    assert caplog.text.count("measured the pass's latency baseline before the copy") == 1
     assert caplog.text.count("using the pass's baseline measured before the copy started") == 1
+    assert Baseline.from_dict(_controller_row(databases, jobs[0].run_id)[2]) == a  # stored with the pass
     # a new pass measures its own
     plan2 = plan_entity(legacy, new, cfg, "listings", s, restart=True)
     j = next(j for j in plan2.jobs if j.status != "done")
     w2 = RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2)
     w2.run()
-    assert w2.controller.baseline is not a
+    assert j.run_id != jobs[0].run_id and _controller_row(databases, j.run_id)[2] is not None
+    assert caplog.text.count("measured the pass's latency baseline before the copy") == 2
+
+
+def _same_rate_per_decision(paced_lists, made_lists) -> None:
+    """Every worker saw the same pass rate for each decision, and paced at decisions the other one made."""
+    by_n: dict[int, set[float]] = {}
+    for paced in paced_lists:
+        for n, rate, _copying in paced:
+            by_n.setdefault(n, set()).add(rate)
+    assert all(len(rates) == 1 for rates in by_n.values()), by_n  # one pass rate per decision, whoever reads it
+    made = [set(m) for m in made_lists]
+    assert not made[0] & made[1]  # each decision made once
+    assert sorted(made[0] | made[1]) == list(range(1, len(made[0]) + len(made[1]) + 1))
+    # a worker paced at a decision the other one made: the rate is shared, not each range's own
+    assert any({n for n, _r, _c in paced} & made[1 - i] for i, paced in enumerate(paced_lists)), (paced_lists, made)
+
+
+def test_two_workers_in_threads_share_one_decided_rate_and_split_it(databases, backfill_conns, cfg):
+    add_listings(databases, 6000)
+    legacy, new = backfill_conns
+    s = _shared_settings(cfg)
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    lc, nc = connectors(databases)
+    jobs = [j for j in plan.jobs if j.status != "done"]
+    workers = [RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2) for j in jobs]
+    results = _run_threads(workers)
+    assert [r.status for r in results] == ["done", "done"] and compare(databases).equal
+    decisions, rate, _baseline, state, _by = _controller_row(databases, jobs[0].run_id)
+    # every decision of the pass made once, by one of the two ranges, on the one stored state
+    assert decisions == sum(len(w.decisions) for w in workers) >= 2
+    assert state["rate"] == rate
+    _same_rate_per_decision([w.paced for w in workers], [w.made for w in workers])
+    # while both copied, each paced at half the pass's rate
+    assert all(any(c == 2 for _n, _r, c in w.paced) for w in workers)
+    ledger = databases.query("legacy", f"SELECT details FROM {SCHEMA}.audit_ledger WHERE action = "
+                                       "'backfill_throttle' ORDER BY id")
+    assert ledger and sum(sum(d["decisions"].values()) for (d,) in ledger) == decisions  # each once, per pass
+
+
+def test_at_most_one_decision_per_interval_per_pass(databases, backfill_conns, cfg):
+    add_listings(databases, 3000)
+    legacy, new = backfill_conns
+    s = _shared_settings(cfg)
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    lc, nc = connectors(databases)
+    jobs = [j for j in plan.jobs if j.status != "done"]
+    workers = [RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2) for j in jobs]
+    for w in workers:
+        w.decision_interval = 3600.0  # longer than the pass: the first decision is the only one due
+    results = _run_threads(workers)
+    assert [r.status for r in results] == ["done", "done"]
+    assert _controller_row(databases, jobs[0].run_id)[0] == 1
+    assert sum(len(w.decisions) for w in workers) == 1  # the other range found it made (or lost the race)
+    assert all(w.paced and w.paced[0][0] in (0, 1) for w in workers)
+
+
+def test_a_range_that_finishes_gives_its_share_to_the_others(databases, backfill_conns, cfg):
+    add_listings(databases, 6000)
+    legacy, new = backfill_conns
+    s = _shared_settings(cfg)
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    lc, nc = connectors(databases)
+    jobs = [j for j in plan.jobs if j.status != "done"]
+    # range 0 resumes close to its end (one short batch left); range 1 has all of its rows to copy
+    databases.query("legacy", f"UPDATE {SCHEMA}.backfill_ranges SET last_key = (key_hi::bigint - 100)::text "
+                              "WHERE run_id = %s AND range_no = %s", (jobs[0].run_id, jobs[0].range_no))
+    workers = [RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2) for j in jobs]
+    results = _run_threads(workers)
+    assert [r.status for r in results] == ["done", "done"]
+    short, long = workers
+    assert results[0].rows_read <= 100 < results[1].rows_read
+    assert short.paced and all(c == 2 for _n, _r, c in short.paced)  # both copying while it ran
+    assert long.paced[-1][2] == 1  # alone after range 0 finished: the pass's whole rate
+
+
+def test_two_worker_processes_see_the_same_pass_rate(databases, backfill_conns, cfg):
+    """As Airflow's mapped range tasks (or two CLI processes): the rate is shared through the control schema."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    add_listings(databases, 6000)
+    legacy, new = backfill_conns
+    s = _shared_settings(cfg)
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    jobs = [j for j in plan.jobs if j.status != "done"]
+    script = (
+        "import json, sys, psycopg2\n"
+        "from migration_engine.backfill import RangeWorker, backfill_settings\n"
+        "from migration_engine.config import load_config\n"
+        "legacy_dsn, new_dsn, run_id, range_no = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])\n"
+        "cfg = load_config()\n"
+        "s = backfill_settings(cfg, parallelism=2, batch_size=500, max_batch_size=500, throttle={'budget': "
+        "{'enabled': True, 'probe_interval': 0.05, 'baseline_duration': 0.3, 'start_rows_per_second': 3000}})\n"
+        "w = RangeWorker(cfg, 'listings', run_id, range_no, s, lambda: psycopg2.connect(legacy_dsn), "
+        "lambda: psycopg2.connect(new_dsn), share=2)\n"
+        "r = w.run()\n"
+        "print(json.dumps({'status': r.status, 'paced': w.paced, 'decided': len(w.decisions), 'made': w.made}))\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, databases.legacy_dsn, databases.new_dsn,
+                               str(j.run_id), str(j.range_no)], cwd=root, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for j in jobs]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=100)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert [o["status"] for o in outs] == ["done", "done"] and compare(databases).equal
+    decisions = _controller_row(databases, jobs[0].run_id)[0]
+    assert decisions == sum(o["decided"] for o in outs) >= 2
+    _same_rate_per_decision([[tuple(x) for x in o["paced"]] for o in outs], [o["made"] for o in outs])
+
+
+def test_a_resumed_range_reuses_the_stored_baseline_and_state(databases, backfill_conns, cfg, caplog):
+    add_listings(databases, 3000)
+    legacy, new = backfill_conns
+    s = backfill_settings(cfg, parallelism=1, batch_size=200, max_batch_size=200,
+                          throttle={"budget": {"enabled": True, "probe_interval": 0.05, "baseline_duration": 0.3,
+                                               "start_rows_per_second": 2000}})
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    caplog.set_level("INFO", logger="migration_engine.backfill")
+    lc, nc = connectors(databases)
+    (job,) = [j for j in plan.jobs if j.status != "done"]
+    first = RangeWorker(cfg, "listings", job.run_id, job.range_no, s, lc, nc)
+    first.should_stop = lambda: len(first.paced) >= 3
+    assert first.run().status == "stopped"
+    decided, _rate, stored, _state, _by = _controller_row(databases, job.run_id)
+    assert decided >= 1
+    second = RangeWorker(cfg, "listings", job.run_id, job.range_no, s, lc, nc)
+    assert second.run().status == "done" and compare(databases).equal
+    assert caplog.text.count("measured the pass's latency baseline before the copy") == 1  # not measured again
+    assert "using the pass's baseline measured before the copy started (by range 0)" in caplog.text
+    assert second.controller.baseline == Baseline.from_dict(stored)
+    assert second.paced[0][0] >= decided  # it went on from the pass's decisions, not from a fresh controller
+    assert _controller_row(databases, job.run_id)[0] == decided + len(second.decisions)
+
+
+def test_the_controller_state_round_trips_through_a_dict():
+    c = RateController(_budget(), BASE)
+    for lat in (2.0, 2.1, 5.0, 2.0):
+        c.decide(Sample(latency_ms={"legacy": lat, "new": lat}))
+    import json
+
+    again = RateController.from_dict(_budget(), BASE, json.loads(json.dumps(c.to_dict())))
+    assert again.to_dict() == c.to_dict() and again.cuts == 1
+    s = Sample(latency_ms={"legacy": 2.0, "new": 2.0})
+    assert again.decide(s) == c.decide(s)  # the next decision is the same, whoever makes it
+    assert RateController.from_dict(_budget(), BASE, {}).to_dict() == RateController(_budget(), BASE).to_dict()
 
 
 def _probe(databases, cfg, **budget):

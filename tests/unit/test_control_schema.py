@@ -23,13 +23,15 @@ SCHEMA = "migration_control"
 V0 = Path(__file__).resolve().parents[1] / "fixtures" / "control_schema_v0"
 NAMES = ["001_control_tables.sql", "002_control_indexes.sql", "003_backfill_tables.sql",
          "004_consistency_tables.sql", "005_slack_tables.sql", "006_backfill_generic_keys.sql",
-         "007_finding_key_types.sql", "008_perf_samples.sql", "009_metric_alerts.sql"]
+         "007_finding_key_types.sql", "008_perf_samples.sql", "009_metric_alerts.sql",
+         "010_backfill_controller.sql"]
 LATEST = len(NAMES)
 TABLES = {"feature_flags", "dual_write_stats", "shadow_read_stats", "shadow_read_mismatches", "path_stats",
           "gate_results", "audit_ledger", "alerts", "step_state", "backfill_runs", "backfill_ranges",
           "consistency_runs", "consistency_check_results", "consistency_findings", "slack_requests",
           "slack_approvals"}  # the tables the unversioned layout had (tests/fixtures/control_schema_v0)
-NEW_TABLES = {"perf_samples", "perf_table_samples", "perf_statement_counters", "operation_stats"}  # 008, 009
+NEW_TABLES = {"perf_samples", "perf_table_samples", "perf_statement_counters", "operation_stats",
+              "backfill_controller"}  # 008, 009, 010
 
 
 def _fast(**overrides) -> Ddl:
@@ -349,4 +351,29 @@ def test_migration_007_keeps_every_finding_and_the_repair_reads_the_old_rows_as_
     assert targets["listings"].all_keys == ["42", "9000000001"] and targets["listings"].key_types == {"int8"}
     control_schema.upgrade(conn, SCHEMA)  # and the rest
     assert control_schema.verify(conn, SCHEMA) == []
+    conn.close()
+
+
+def test_010_adds_the_pass_controller_and_keeps_the_backfill_rows(databases):
+    conn = databases.connect("legacy")
+    control_schema.upgrade(conn, SCHEMA, target=9)
+    (run_id,) = databases.query("legacy", f"INSERT INTO {SCHEMA}.backfill_runs (entity, key_column, key_min, "
+                                          "key_max, rows_total, parallelism) VALUES ('listings', 'id', '1', "
+                                          "'100', 100, 2) RETURNING id")[0]
+    databases.query("legacy", f"INSERT INTO {SCHEMA}.backfill_ranges (run_id, range_no, key_lo, key_hi, "
+                              "last_key, status, rows_read) VALUES (%s, 0, '0', '50', '20', 'running', 20), "
+                              "(%s, 1, '50', '100', '50', 'pending', 0)", (run_id, run_id))
+    before = _contents(databases)
+    assert "backfill_controller" not in _tables(databases)
+    applied = control_schema.upgrade(conn, SCHEMA)
+    assert [m.name for m in applied] == ["010_backfill_controller.sql"]
+    after = _contents(databases)
+    assert after.pop("backfill_controller") == [] and after == before  # existing rows kept as they were
+    assert control_schema.verify(conn, SCHEMA) == []
+    databases.query("legacy", f"INSERT INTO {SCHEMA}.backfill_controller (run_id, baseline_by) VALUES (%s, 0)",
+                    (run_id,))
+    with conn.cursor() as cur, pytest.raises(psycopg2.errors.ForeignKeyViolation):
+        cur.execute(f"INSERT INTO {SCHEMA}.backfill_controller (run_id, baseline_by) VALUES (%s, 0)",
+                    (run_id + 1000,))
+    conn.rollback()
     conn.close()
