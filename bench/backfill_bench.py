@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # (c) P COPY pipes, under the load
         (c, n_c), lat_c = with_load(copy_pipes, legacy_dsn, new_dsn, P)
-        log(f"(c) {P} parallel COPY pipes: {c:,.0f} rows/s ({n_c:,} rows); app p95 {p95(lat_c):.2f} ms "
+        log(f"(c) {P} parallel COPY pipes, target's FK: {c:,.0f} rows/s ({n_c:,} rows); app p95 {p95(lat_c):.2f} ms "
             f"({change(lat_c):+.0f} %)")
 
         # (b) ours at P, no cap, full pass, under the load
@@ -614,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  app p95 alone               {p95(base):>10.2f} ms   (alone again before each (k): {noises} = "
               f"noise floor)")
         print(f"  (a) seed loop, no sleep     {a:>12,.0f} rows/s   p95 {change(lat_a):+.0f} %")
-        print(f"  (c) {P} COPY pipes            {c:>12,.0f} rows/s   p95 {change(lat_c):+.0f} %")
+        print(f"  (c) {P} COPY pipes, target's FK {c:>10,.0f} rows/s   p95 {change(lat_c):+.0f} %")
         print(f"  (b) ours, P={P}, no cap        {b:>12,.0f} rows/s   p95 {change(lat_b):+.0f} %")
         for x in sweep:
             print(f"  (s) fixed cap {x['cap']:>9,}     {x['rows_per_s']:>12,.0f} rows/s   "
@@ -624,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  (k) controller +{args.budget_pct:g} % [{v['name']}] {v['rows_per_s']:>12,.0f} rows/s   "
                   f"p95 {v['p95_change_pct']:+.1f} %   (trough/peak {v['phases']}; cuts {v['cuts']})")
         print(f"  b / a = {b / a:,.0f}x")
-        print(f"  b / c = {b / c:.0%}   (target >= 50 %)   {'OK' if b / c >= 0.5 else 'MISSED'}")
+        print(f"  b / c = {b / c:.0%}   (target >= 50 %, the pipes satisfy the target's FK as ours must)   "
+              f"{'OK' if b / c >= 0.5 else 'MISSED'}")
         if best is None:
             print(f"  no fixed cap of the sweep kept p95 within +{args.budget_pct:g} %")
         else:
