@@ -403,15 +403,10 @@ class RangeWorker:
             conn.rollback()
             raise
 
-    def _read_controller(self, conn=None) -> store.PassController:
-        kw = {"interval_seconds": self._decision_interval(),
-              "ledger_seconds": self.s.ledger_progress_interval.total_seconds(),
-              "stale_seconds": COPYING_STALE_SECONDS}
-        if conn is None:
-            pc = self._control(store.get_controller, **kw)
-        else:
-            pc = store.get_controller(conn, self.schema, self.run_id, **kw)
-            conn.commit()
+    def _read_controller(self) -> store.PassController:
+        pc = self._control(store.get_controller, interval_seconds=self._decision_interval(),
+                           ledger_seconds=self.s.ledger_progress_interval.total_seconds(),
+                           stale_seconds=COPYING_STALE_SECONDS)
         if pc is None or pc.baseline is None:
             raise BackfillError(f"{self.label}: the pass's controller row in {self.schema}.backfill_controller "
                                 "is missing or has no baseline (deleted while the pass runs?)")
@@ -484,7 +479,7 @@ class RangeWorker:
         """This range's rate: the pass's decided rate x its share of the ranges still copying. If the pass's
         decision is due, this range makes it (on its latest sample), compare-and-set on the decision count:
         at most one decision per decision interval per pass, whichever range gets there first."""
-        pc = self._read_controller(legacy)
+        pc = self._read_controller()
         self._sync(pc, probe)
         assert self.controller is not None
         if pc.due:
@@ -512,7 +507,7 @@ class RangeWorker:
                 legacy.rollback()  # another range decided first: pace at its rate
                 self.decisions.pop()
                 self.decision_times.pop()
-                pc = self._read_controller(legacy)
+                pc = self._read_controller()
                 self._sync(pc, probe)
         copying = max(1, pc.copying)
         self.paced.append((pc.decisions, self.controller.rate, copying))
@@ -538,8 +533,8 @@ class RangeWorker:
         done_before, total = rng.rows_read, rng.rows_total
         size = self.s.initial_batch_size()
         started = time.monotonic()
-        # the throttle's ledger entries keep their own clock: sharing the progress entries' one let
-        # those take every slot, so a run could end without a single backfill_throttle entry
+        # last_ledger is the progress entries' clock only: the throttle's entries are due by the pass's
+        # controller row (store.get_controller's ledger_due), once per pass, not per range
         last_log = last_ledger = last_decision = started
         rate = 0.0
         worker_rate: float | None = None  # under the controller: this range's share of the pass's rate

@@ -112,22 +112,30 @@ def test_controller_settles_under_a_synthetic_load_model():
     assert 0.75 * allowed <= mean <= allowed, mean  # and uses most of what it allows
 
 
+def _peak_latency(step: int, rate: float) -> float:
+    """The synthetic load model: 2 ms, +0.3 ms in the peak (5 of every 15 decisions), +0.1 ms per 1,000 rows/s."""
+    return 2.0 + (0.3 if 5 <= step % 15 < 10 else 0.0) + rate / 10_000
+
+
+def _drive_under_peaks(c: RateController, steps: int = 450) -> tuple[list[float], list[float]]:
+    """Feed ``c`` the model's latency at its own rate for ``steps`` decisions: (signal, rate) per step."""
+    seen, rates, rate = [], [], c.rate
+    for step in range(steps):
+        v = _peak_latency(step, rate)
+        seen.append(v)
+        rates.append(rate)
+        rate = c.decide(Sample({"new": v}), rate).rows_per_second
+    return seen, rates
+
+
 def test_controller_backs_off_in_load_peaks_and_beats_the_best_fixed_rate_of_the_same_model():
     """A varying load (the application's peak adds 0.3 ms for 5 of every 15 decisions): a fixed rate
     must fit the peak (<= 1,000 rows/s keeps 2.4 ms); the controller cuts in the peak and regrows in
     the trough (allowing 4,000 rows/s), within the budget most of the time."""
     c = RateController(_budget(signal_samples=1, start_rows_per_second=1000), Baseline({"new": 2.0}))
 
-    def latency(step: int, rate: float) -> float:
-        return 2.0 + (0.3 if 5 <= step % 15 < 10 else 0.0) + rate / 10_000
-
-    seen, rates, rate = [], [], c.rate
-    for step in range(450):
-        v = latency(step, rate)
-        seen.append(v)
-        rates.append(rate)
-        rate = c.decide(Sample({"new": v}), rate).rows_per_second
-    best_fixed = max(r for r in range(100, 5000, 100) if all(latency(i, r) <= 2.4 for i in range(15)))
+    seen, rates = _drive_under_peaks(c)
+    best_fixed = max(r for r in range(100, 5000, 100) if all(_peak_latency(i, r) <= 2.4 for i in range(15)))
     assert best_fixed == 1000
     tail = slice(150, 450)
     # each peak onset costs a decision or three over the budget (it reacts after the fact): 80 % within
@@ -198,15 +206,7 @@ def test_the_shipped_controller_beats_the_best_fixed_rate_under_load_peaks_withi
     c = RateController(_shipped(probe_allowance="relative", signal_samples=3, start_rows_per_second=1000),
                        Baseline({"new": 2.0}))
 
-    def latency(step: int, rate: float) -> float:
-        return 2.0 + (0.3 if 5 <= step % 15 < 10 else 0.0) + rate / 10_000
-
-    seen, rates, rate = [], [], c.rate
-    for step in range(450):
-        v = latency(step, rate)
-        seen.append(v)
-        rates.append(rate)
-        rate = c.decide(Sample({"new": v}), rate).rows_per_second
+    seen, rates = _drive_under_peaks(c)
     tail = slice(150, 450)
     assert sum(v <= 2.4 for v in seen[tail]) / 300 >= 0.65, "over budget too often"
     assert sum(rates[tail]) / 300 >= 2.0 * 1000  # the best fixed rate within budget at every step: 1,000
@@ -382,16 +382,25 @@ def _shared_settings(cfg, **budget):
                                                   "start_rows_per_second": 3000, **budget}})
 
 
-def test_parallel_ranges_share_one_baseline_measured_before_the_copy(databases, backfill_conns, cfg, caplog):
-    add_listings(databases, 3000)
+def _controlled_pass(databases, backfill_conns, cfg, rows: int):
+    """``rows`` listings and a planned pass under the controller: (settings, its unfinished range jobs)."""
+    add_listings(databases, rows)
     legacy, new = backfill_conns
     s = _shared_settings(cfg)
     plan = plan_entity(legacy, new, cfg, "listings", s)
-    caplog.set_level("INFO", logger="migration_engine.backfill")
+    return s, [j for j in plan.jobs if j.status != "done"]
+
+
+def _range_workers(databases, cfg, s, jobs) -> list[RangeWorker]:
     lc, nc = connectors(databases)
-    jobs = [j for j in plan.jobs if j.status != "done"]
+    return [RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2) for j in jobs]
+
+
+def test_parallel_ranges_share_one_baseline_measured_before_the_copy(databases, backfill_conns, cfg, caplog):
+    s, jobs = _controlled_pass(databases, backfill_conns, cfg, 3000)
+    caplog.set_level("INFO", logger="migration_engine.backfill")
     assert len(jobs) == 2
-    workers = [RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2) for j in jobs]
+    workers = _range_workers(databases, cfg, s, jobs)
     results = _run_threads(workers)
     assert [r.status for r in results] == ["done", "done"] and compare(databases).equal
     a, b = (w.controller.baseline for w in workers)
@@ -400,10 +409,10 @@ def test_parallel_ranges_share_one_baseline_measured_before_the_copy(databases, 
     assert caplog.text.count("using the pass's baseline measured before the copy started") == 1
     assert Baseline.from_dict(_controller_row(databases, jobs[0].run_id)[2]) == a  # stored with the pass
     # a new pass measures its own
+    legacy, new = backfill_conns
     plan2 = plan_entity(legacy, new, cfg, "listings", s, restart=True)
     j = next(j for j in plan2.jobs if j.status != "done")
-    w2 = RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2)
-    w2.run()
+    _range_workers(databases, cfg, s, [j])[0].run()
     assert j.run_id != jobs[0].run_id and _controller_row(databases, j.run_id)[2] is not None
     assert caplog.text.count("measured the pass's latency baseline before the copy") == 2
 
@@ -426,13 +435,8 @@ def _same_rate_per_decision(paced_lists, made_lists) -> None:
 
 
 def test_two_workers_in_threads_share_one_decided_rate_and_split_it(databases, backfill_conns, cfg):
-    add_listings(databases, 6000)
-    legacy, new = backfill_conns
-    s = _shared_settings(cfg)
-    plan = plan_entity(legacy, new, cfg, "listings", s)
-    lc, nc = connectors(databases)
-    jobs = [j for j in plan.jobs if j.status != "done"]
-    workers = [RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2) for j in jobs]
+    s, jobs = _controlled_pass(databases, backfill_conns, cfg, 6000)
+    workers = _range_workers(databases, cfg, s, jobs)
     results = _run_threads(workers)
     assert [r.status for r in results] == ["done", "done"] and compare(databases).equal
     decisions, rate, _baseline, state, _by = _controller_row(databases, jobs[0].run_id)
@@ -448,13 +452,8 @@ def test_two_workers_in_threads_share_one_decided_rate_and_split_it(databases, b
 
 
 def test_at_most_one_decision_per_interval_per_pass(databases, backfill_conns, cfg):
-    add_listings(databases, 3000)
-    legacy, new = backfill_conns
-    s = _shared_settings(cfg)
-    plan = plan_entity(legacy, new, cfg, "listings", s)
-    lc, nc = connectors(databases)
-    jobs = [j for j in plan.jobs if j.status != "done"]
-    workers = [RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2) for j in jobs]
+    s, jobs = _controlled_pass(databases, backfill_conns, cfg, 3000)
+    workers = _range_workers(databases, cfg, s, jobs)
     for w in workers:
         w.decision_interval = 3600.0  # longer than the pass: the first decision is the only one due
     results = _run_threads(workers)
@@ -465,16 +464,11 @@ def test_at_most_one_decision_per_interval_per_pass(databases, backfill_conns, c
 
 
 def test_a_range_that_finishes_gives_its_share_to_the_others(databases, backfill_conns, cfg):
-    add_listings(databases, 6000)
-    legacy, new = backfill_conns
-    s = _shared_settings(cfg)
-    plan = plan_entity(legacy, new, cfg, "listings", s)
-    lc, nc = connectors(databases)
-    jobs = [j for j in plan.jobs if j.status != "done"]
+    s, jobs = _controlled_pass(databases, backfill_conns, cfg, 6000)
     # range 0 resumes close to its end (one short batch left); range 1 has all of its rows to copy
     databases.query("legacy", f"UPDATE {SCHEMA}.backfill_ranges SET last_key = (key_hi::bigint - 100)::text "
                               "WHERE run_id = %s AND range_no = %s", (jobs[0].run_id, jobs[0].range_no))
-    workers = [RangeWorker(cfg, "listings", j.run_id, j.range_no, s, lc, nc, share=2) for j in jobs]
+    workers = _range_workers(databases, cfg, s, jobs)
     results = _run_threads(workers)
     assert [r.status for r in results] == ["done", "done"]
     short, long = workers
@@ -491,11 +485,7 @@ def test_two_worker_processes_see_the_same_pass_rate(databases, backfill_conns, 
     import sys
     from pathlib import Path
 
-    add_listings(databases, 6000)
-    legacy, new = backfill_conns
-    s = _shared_settings(cfg)
-    plan = plan_entity(legacy, new, cfg, "listings", s)
-    jobs = [j for j in plan.jobs if j.status != "done"]
+    _s, jobs = _controlled_pass(databases, backfill_conns, cfg, 6000)
     script = (
         "import json, sys, psycopg2\n"
         "from migration_engine.backfill import RangeWorker, backfill_settings\n"
