@@ -90,13 +90,11 @@ def settled_rows(pool, table: Any, key: str, version: str, wanted: list, delay: 
 
 def final_now(f: Finding, old: dict[Any, bool | None], new: dict[Any, bool | None], first: frozenset[str],
               hard_deletes: frozenset[str]) -> bool:
-    """Whether a still-differing key is final without waiting (the rule in the module docstring)."""
-    if f.kind == "changed":
-        return old.get(f.key) is True and new.get(f.key) is True
-    absent, dated = ("new", old) if f.kind == "missing_in_new" else ("old", new)
-    if dated.get(f.key) is not True:
-        return False
-    return not (absent in first and absent in hard_deletes)
+    """Whether a still-differing key is final without waiting: every side :func:`needs` dates is
+    settled (the rule in the module docstring)."""
+    sides = needs(f, first, hard_deletes)
+    dated = {"old": old, "new": new}
+    return bool(sides) and all(dated[side].get(f.key) is True for side in sides)
 
 
 def needs(f: Finding, first: frozenset[str], hard_deletes: frozenset[str]) -> tuple[str, ...]:
