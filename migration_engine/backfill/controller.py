@@ -156,15 +156,14 @@ class RateController:
     def pressure(self, s: Sample) -> tuple[float | None, str | None, float | None, float | None]:
         """(share of the budget used, signal name, value, limit) of the worst signal that has a reading."""
         worst: tuple[float | None, str | None, float | None, float | None] = (None, None, None, None)
-        pct, allowance = self.b.max_latency_increase_pct, self.allowance_ms
-        candidates = [(f"{side} probe latency", v, self.baseline.latency_ms.get(side), allowance)
-                      for side, v in s.latency_ms.items()]
-        candidates += [(f"{side} commit latency", v, self.baseline.commit_ms.get(side), allowance)
-                       for side, v in s.commit_ms.items()]
-        candidates.append(("application p95", s.app_p95_ms, self.baseline.app_p95_ms, None))
+        bases = dict(self._probe_baselines()) | {"application p95": self.baseline.app_p95_ms}
+        limits = self.limits()
+        readings = ([(f"{side} probe latency", v) for side, v in s.latency_ms.items()]
+                    + [(f"{side} commit latency", v) for side, v in s.commit_ms.items()]
+                    + [("application p95", s.app_p95_ms)])
         max_lag = self.b.max_replication_lag.total_seconds()
-        for name, value, base, allow in candidates:
-            limit = _limit(base, pct, allow)
+        for name, value in readings:
+            base, limit = bases.get(name), limits.get(name)
             if value is None or limit is None:
                 continue
             p = (value - base) / (limit - base)
