@@ -92,12 +92,9 @@ class EntitySql:
                 return {"scoped": True, "scope_values": values, "new_scope_column": c.new}
         return {"scoped": False, "scope_values": [], "new_scope_column": self.entity.legacy_id_column}
 
-    def _lookups(self) -> list[tuple[int, Any]]:
-        return [(i, c) for i, c in enumerate(self.entity.columns) if c.lookup is not None]
-
     def lookup_columns(self) -> list[tuple[int, Any]]:
         """(config position, column) of each looked-up column (the direct path needs one map each)."""
-        return self._lookups()
+        return [(i, c) for i, c in enumerate(self.entity.columns) if c.lookup is not None]
 
     def lookup_map_ids(self, c) -> dict[str, Any]:
         """Identifiers of ``backfill/lookup_map.sql`` for looked-up column ``c``."""
@@ -109,7 +106,7 @@ class EntitySql:
         """Bound values of the direct select list: each lookup's map (a jsonb object, like the value
         maps) and the name the miss error carries."""
         out: dict[str, Any] = {}
-        for i, c in self._lookups():
+        for i, c in self.lookup_columns():
             out[f"lookup_map_{i}"] = json.dumps(lookup_maps[i])
             out[f"lookup_name_{i}"] = (f"{c.old} (lookup {c.lookup.table}.{c.lookup.match} for {c.new}: "
                                        "not in the map read when the range started)")
@@ -150,16 +147,16 @@ class EntitySql:
             return transforms.Expr(base)
         return transforms.forward(c, "src", f"zdm_t{i}", base=None if c.map is None else base)
 
-    def select_items(self, *, probe: bool = False) -> list[sql.Composable]:
+    def select_items(self, *, probe: bool = False, direct: bool = False) -> list[sql.Composable]:
         """The legacy select expression of each config column, in config order (stage order).
 
         The preflight runs them (``probe=True``) ``LIMIT 0`` to learn each mapping's output type from
         the server, so every transform added to :meth:`_value` is type-checked too.
         """
-        return [self._value(i, c, probe=probe).sql for i, c in enumerate(self.entity.columns)]
+        return [self._value(i, c, probe=probe, direct=direct).sql for i, c in enumerate(self.entity.columns)]
 
     def select_list(self, *, direct: bool = False) -> sql.Composed:
-        return sql.SQL(", ").join(self._value(i, c, direct=direct).sql for i, c in enumerate(self.entity.columns))
+        return sql.SQL(", ").join(self.select_items(direct=direct))
 
     def read_batch(self, cur, *, after_key: Any, range_hi: Any, limit: int,
                    lookup_maps: dict[int, dict[str, str]] | None = None) -> str:
