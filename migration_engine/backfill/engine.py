@@ -166,10 +166,11 @@ class _Batch:
 
 @dataclass
 class _Direct:
-    """The direct path of one range: the lookup maps (config position -> {match: value} as text) and
-    the resolved stage's statements (a direct-layout batch into a range that holds rows)."""
+    """The direct path of one range: its lookup maps as the read's bound values (``params``:
+    ``EntitySql.lookup_map_params``, built when the maps are read, not per batch) and the resolved
+    stage's statements (a direct-layout batch into a range that holds rows)."""
 
-    maps: dict[int, dict[str, str]]
+    params: dict[str, Any]
     copy_target: str
     copy_in: str
     upsert: Any
@@ -685,7 +686,7 @@ class RangeWorker:
         if maps is None:
             return None
         self._create_stage(new, self.es.create_stage(resolved=True))
-        direct = _Direct(maps=maps, copy_target=self.es.copy_into_target().as_string(new),
+        direct = _Direct(params=self.es.lookup_map_params(maps), copy_target=self.es.copy_into_target().as_string(new),
                          copy_in=self.es.copy_into_stage(resolved=True).as_string(new),
                          upsert=self.es.write_batch(self.s.version_column, resolved=True),
                          loaded_at=time.monotonic())
@@ -731,7 +732,7 @@ class RangeWorker:
         if maps is None:
             self._direct = None
             return
-        d.maps, d.stale, d.loaded_at = maps, False, time.monotonic()
+        d.params, d.stale, d.loaded_at = self.es.lookup_map_params(maps), False, time.monotonic()
 
     # -- one batch -----------------------------------------------------------------------------
     def _read(self, legacy, after: Any, hi: Any, size: int, *, staged: bool = False) -> _Batch:
@@ -741,7 +742,7 @@ class RangeWorker:
         d = None if staged else self._direct
         if d is not None:
             try:
-                return self._read_page(legacy, after, hi, size, d.maps)
+                return self._read_page(legacy, after, hi, size, d.params)
             except psycopg2.DataError as exc:
                 if legacy.closed:
                     raise
@@ -755,7 +756,7 @@ class RangeWorker:
                              self.label, after, (exc.diag.message_primary or str(exc)).strip())
         return self._read_page(legacy, after, hi, size, None)
 
-    def _read_page(self, legacy, after: Any, hi: Any, size: int, maps: dict | None) -> _Batch:
+    def _read_page(self, legacy, after: Any, hi: Any, size: int, lookup_params: dict | None) -> _Batch:
         """(data, rows, high-water key it reaches, all rows in that key range, direct layout).
 
         Read and count share one REPEATABLE READ snapshot, so the count is what the page came from.
@@ -763,7 +764,8 @@ class RangeWorker:
         buf = io.BytesIO()
         with legacy.cursor() as cur:
             sqlfiles.run(cur, "backfill/read_snapshot.sql")
-            cur.copy_expert(self.es.read_batch(cur, after_key=after, range_hi=hi, limit=size, lookup_maps=maps), buf)
+            cur.copy_expert(self.es.read_batch(cur, after_key=after, range_hi=hi, limit=size,
+                                               lookup_params=lookup_params), buf)
             data = buf.getvalue()
             n = data.count(b"\n")
             # a short page reached the end of the range; a full one ends at its last key (parsed from
@@ -774,7 +776,7 @@ class RangeWorker:
                 sqlfiles.run(cur, "backfill/count_range.sql", self.es.old_ids(), {"after_key": after, "last_key": last})
                 count = cur.fetchone()[0]
         legacy.commit()  # end the read snapshot right away
-        return _Batch(data, n, last, count, maps is not None)
+        return _Batch(data, n, last, count, lookup_params is not None)
 
     def _write(self, legacy, new, copy_in: str, write_sql: tuple, batch: _Batch, after: Any
                ) -> tuple[int, int, bool]:

@@ -13,7 +13,7 @@ Stage layout (legacy COPY output = stage table columns, in this order):
     legacy id | one column per config column (new name): plain -> the old value,
     map -> the mapped value (mapped in the legacy SELECT), lookup -> the old match value.
 
-Direct layout (``lookup_maps`` given: the direct COPY path): the same, except that a looked-up
+Direct layout (``lookup_params`` given: the direct COPY path): the same, except that a looked-up
 column is resolved in the legacy SELECT from a map read from the lookup table (a miss stops the
 read with an error, so the engine reads that batch the staged way): the COPY text is the target's
 row, COPY'd straight into the target (or, into a range that holds rows, into the "resolved" stage,
@@ -159,15 +159,16 @@ class EntitySql:
         return sql.SQL(", ").join(self.select_items(direct=direct))
 
     def read_batch(self, cur, *, after_key: Any, range_hi: Any, limit: int,
-                   lookup_maps: dict[int, dict[str, str]] | None = None) -> str:
+                   lookup_params: dict[str, Any] | None = None) -> str:
         """The exact ``COPY (SELECT ...) TO STDOUT`` text for one page (values inlined by mogrify).
 
-        ``after_key`` None: the open first range of a non-integer key. ``lookup_maps`` (config
-        position -> {match text: value text}, one per looked-up column): the direct layout."""
+        ``after_key`` None: the open first range of a non-integer key. ``lookup_params``
+        (:meth:`lookup_map_params` of the range's maps, built once per map read, not per batch): the
+        direct layout."""
         tpl = sqlfiles.load("backfill/read_batch.sql")
-        direct = lookup_maps is not None
+        direct = lookup_params is not None
         params = {"after_key": after_key, "range_hi": range_hi, "batch_limit": limit, **self.scope_params,
-                  **self.map_params(), **(self.lookup_map_params(lookup_maps) if direct else {})}
+                  **self.map_params(), **(lookup_params or {})}
         tpl.check_params(params)
         composed = tpl.compose(select_list=self.select_list(direct=direct), **self.old_ids())
         return cur.mogrify(composed, params).decode()
