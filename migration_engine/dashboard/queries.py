@@ -31,6 +31,8 @@ RECENT_WINDOW = timedelta(hours=1)
 HOURS = 24
 MINUTES = 60
 MAX_AUDIT_ROWS = 25
+# routine ledger actions (about one a minute per range while a copy runs): summarised, not listed
+ROUTINE_ACTIONS = r"_(progress|throttle)$"
 MAX_MISMATCH_ROWS = 10
 MAX_ALERT_ROWS = 20
 MAX_CONSISTENCY_ROWS = 200
@@ -179,9 +181,9 @@ def fetch(conn, schema: str, now: datetime, failed_runs: list[dict[str, Any]] | 
                 "gates": _query(cur, "gates_latest", schema),
                 "steps": _query(cur, "steps_by_phase", schema),
                 "alerts": _query(cur, "alerts_open", schema, max_rows=MAX_ALERT_ROWS),
-                "audit": _query(cur, "audit_recent", schema, max_rows=MAX_AUDIT_ROWS),
+                "audit": _query(cur, "audit_recent", schema, max_rows=MAX_AUDIT_ROWS, routine_actions=ROUTINE_ACTIONS),
                 "audit_routine": _query(cur, "audit_routine", schema, since=w.window_start,
-                                        max_rows=MAX_AUDIT_ROWS),
+                                        max_rows=MAX_AUDIT_ROWS, routine_actions=ROUTINE_ACTIONS),
                 "consistency": _consistency(cur, schema, w),
                 "run_failures": run_failures(cur, schema, failed_runs or [], w.now),
             }

@@ -19,7 +19,7 @@ import pytest
 from migration_engine import control
 from migration_engine.dashboard import charts, model, page, phases
 from migration_engine.dashboard.asgi import LazyASGIApp
-from migration_engine.dashboard.queries import HOURS, MINUTES, Windows, consistency_time_column
+from migration_engine.dashboard.queries import HOURS, MINUTES, ROUTINE_ACTIONS, Windows, consistency_time_column
 from tests.dashboard_fixtures import EXPECTED, SCHEMA, create_consistency_runs, seed_known_figures, seed_month_of_stats
 
 pytestmark = pytest.mark.timeout(240)
@@ -424,8 +424,8 @@ def test_month_of_per_minute_stats_stays_bounded_and_indexed(databases, client):
         "shadow_hourly": {"window_start": w.hours_start, "window_end": w.window_end},
         "path_totals": {"window_start": w.window_start, "window_end": w.window_end, "recent_start": w.recent_start},
         "gates_latest": {},
-        "audit_recent": {"max_rows": 25},
-        "audit_routine": {"since": w.window_start, "max_rows": 25},
+        "audit_recent": {"max_rows": 25, "routine_actions": ROUTINE_ACTIONS},
+        "audit_routine": {"since": w.window_start, "max_rows": 25, "routine_actions": ROUTINE_ACTIONS},
         # why a failed run failed: bounded by the run's start/end on the ledger's time index
         "run_failure_audit": {"since": now - timedelta(hours=1), "until": now, "dag_id": "migration_phase2_dual_write",
                               "run_id": "manual__1"},

@@ -3,6 +3,6 @@
 -- push every approval and refusal off the list; audit_routine.sql summarises them instead.
 SELECT id, at, actor, action, target, details, reason
 FROM "{schema}".audit_ledger
-WHERE action !~ '_(progress|throttle)$'
+WHERE action !~ @routine_actions
 ORDER BY at DESC, id DESC
 LIMIT @max_rows;
