@@ -523,6 +523,11 @@ class Backfill(Strict):
     """How long one page should take; the batch size adapts towards it."""
     max_rows_per_second: Annotated[int, Field(ge=0)] = 0  # 0 = unlimited
     """Throughput cap over all workers (0: unlimited)."""
+    pace_slice: Timeout = Field(timedelta(milliseconds=250), description=(
+        "Under a rate (max_rows_per_second, or the latency-budget controller's), a batch holds at most this "
+        "long's worth of rows at the worker's share of it (never fewer than min_batch_size), so the copy adds an "
+        "even load - several small batches a second - instead of target_batch_duration at full speed followed "
+        "by a long sleep, whose bursts the application's tail latency sees (bench/README.md)."))
     parallelism: Annotated[int, Field(ge=1, le=64)] = 2
     """Key ranges copied in parallel (mapped tasks / CLI workers)."""
     pause_when: PauseWhen = {}

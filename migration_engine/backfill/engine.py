@@ -90,7 +90,6 @@ class ConnectionLostError(BackfillError):
 
 # SQLSTATE classes of a row the new table will not take: 22 data exception, 23 integrity violation
 _BAD_ROW_CLASSES = ("22", "23")
-PACE_SLICES = 4  # batches per probe interval under the controller
 _WHOLE_RANGE = 2_147_483_647  # a re-read of a batch's own key range: no page limit
 MAP_REFRESH_SECONDS = 10.0  # after a lookup miss, the direct path's maps are read again at most this often
 # the pass's controller (backfill_controller): a range counts as still copying while its heartbeat (every
@@ -532,7 +531,8 @@ class RangeWorker:
               probe: Probe | None) -> RangeResult:
         after, hi = rng.last_key, rng.key_hi
         done_before, total = rng.rows_read, rng.rows_total
-        size = self.s.initial_batch_size()
+        per_worker_cap = self.s.max_rows_per_second / share if self.s.max_rows_per_second else None
+        size = throttle.paced_batch_size(self.s.initial_batch_size(), per_worker_cap, self.s)
         started = time.monotonic()
         # last_ledger is the progress entries' clock only: the throttle's entries are due by the pass's
         # controller row (store.get_controller's ledger_due), once per pass, not per range
@@ -598,14 +598,9 @@ class RangeWorker:
             if now - last_ledger >= self.s.ledger_progress_interval.total_seconds() and not done:
                 self._ledger_progress(legacy, done_before + result.rows_read, total, rate, eta, after, hi, done)
                 last_ledger = now
-            size = throttle.next_batch_size(size, elapsed, self.s)
-            if worker_rate is not None:
-                # paced, not bursty: PACE_SLICES small batches per probe interval at an even rate (a
-                # fixed cap copies a batch of ~target_batch_duration at full speed, then sleeps), so the
-                # copy reacts within a second and the load it adds is smooth
-                interval = self.s.throttle.budget.probe_interval.total_seconds()
-                per_slice = worker_rate * interval / PACE_SLICES
-                size = max(self.s.min_batch_size, min(size, int(per_slice)))
+            # under a rate (the controller's or the fixed cap), small batches at an even pace
+            size = throttle.paced_batch_size(throttle.next_batch_size(size, elapsed, self.s),
+                                             worker_rate if worker_rate is not None else per_worker_cap, self.s)
             if pause > 0:
                 self.sleep(pause)
         if probe is not None:

@@ -4,7 +4,8 @@
   or shrinks by that ratio (at most x2 / x0.5 per step, within [min, max]). A slow database gets
   smaller batches (shorter row locks, shorter snapshots), a fast one bigger batches (less overhead).
 * **Rate cap**: ``max_rows_per_second`` for the whole backfill, shared by the ranges running in
-  parallel; a worker that is ahead of its share sleeps.
+  parallel; a worker that is ahead of its share sleeps. Under a rate (the cap's or the controller's)
+  batches hold at most ``pace_slice`` worth of rows, so the copy's load is even, not bursts.
 * **Health pauses**: before a batch (at most every ``pause_check_interval``) the worker reads load
   signals - active connections and lock waits on both servers, replication lag of both primaries'
   replicas (or an operator's lag function), vacuum in progress on the tables read and written,
@@ -34,6 +35,18 @@ def next_batch_size(current: int, elapsed: float, s: Backfill) -> int:
     else:
         factor = min(GROW_MAX, max(SHRINK_MAX, s.target_batch_duration.total_seconds() / elapsed))
     return int(max(s.min_batch_size, min(s.max_batch_size, round(current * factor))))
+
+
+def paced_batch_size(size: int, rows_per_second: float | None, s: Backfill) -> int:
+    """``size`` bounded to ``pace_slice`` worth of rows at this worker's ``rows_per_second`` (None: no rate).
+
+    Without it a capped copy runs batches of ``target_batch_duration`` at full speed and then sleeps
+    (1 s bursts at the uncapped rate every few seconds): the application's requests that land in a
+    burst see the uncapped copy, and its tail latency with them (bench/README.md, "Pacing")."""
+    if rows_per_second is None or rows_per_second <= 0:
+        return size
+    per_slice = int(rows_per_second * s.pace_slice.total_seconds())
+    return max(s.min_batch_size, min(size, per_slice))
 
 
 def rate_sleep(rows: int, elapsed: float, s: Backfill, share: int) -> float:

@@ -17,7 +17,7 @@ import yaml
 
 from migration_engine import control
 from migration_engine.backfill import BackfillError, RangeBusyError, RangeWorker, backfill_settings, plan_entity, store
-from migration_engine.backfill.throttle import Health, next_batch_size, pause_reasons, rate_sleep
+from migration_engine.backfill.throttle import Health, next_batch_size, paced_batch_size, pause_reasons, rate_sleep
 from migration_engine.config import load_config, parse_config
 from tests.backfill_fixtures import add_listings, compare, connectors
 
@@ -379,6 +379,29 @@ def test_rate_cap_slows_the_copy(databases, conns, cfg):
     elapsed = time.monotonic() - started
     assert elapsed >= 0.8 * result.rows_read / 2000, (elapsed, result.rows_read)  # sleeps enforce the cap
     assert result.rows_per_second <= 2000 * 1.2
+
+
+def test_a_capped_copy_runs_small_batches_at_an_even_pace_not_full_speed_bursts(databases, conns, cfg):
+    """Under max_rows_per_second a batch holds at most pace_slice worth of rows at the worker's share of
+    the cap (a batch of target_batch_duration at full speed then a long sleep is a burst of the uncapped
+    copy that the application's tail latency sees); without a cap the adaptive sizing is untouched."""
+    legacy, new = conns
+    add_listings(databases, 20_000)
+    (in_scope,) = databases.query("legacy", "SELECT count(*) FROM public.marketplace_listings "
+                                            "WHERE status = 'ACTIVE'")[0]
+    paced = backfill_settings(cfg, parallelism=1, max_rows_per_second=20_000, pace_slice="100ms")
+    (result,) = _run_all(databases, cfg, paced, plan_entity(legacy, new, cfg, "listings", paced, restart=True))
+    assert result.status == "done" and result.rows_read == in_scope
+    assert result.final_batch_size <= 2000  # 100 ms of 20 000 rows/s (the first batch too: batch_size is 5000)
+    assert result.batches >= in_scope // 2000, (result.batches, in_scope)
+    assert compare(databases).equal
+    unpaced = backfill_settings(cfg, parallelism=1, max_rows_per_second=20_000, pace_slice="60s")
+    (bursty,) = _run_all(databases, cfg, unpaced, plan_entity(legacy, new, cfg, "listings", unpaced, restart=True))
+    assert bursty.batches < result.batches // 2, (bursty.batches, result.batches)  # 5000, then the adaptive size
+    s = backfill_settings(cfg)
+    assert paced_batch_size(50_000, None, s) == 50_000  # no rate: adaptive size only
+    assert paced_batch_size(50_000, 4000, s) == 1000  # 250 ms of 4000 rows/s
+    assert paced_batch_size(50_000, 100, s) == s.min_batch_size  # never below the adaptive floor
 
 
 def test_a_new_pass_deletes_ghosts_of_rows_deleted_or_moved_out_of_scope_after_their_copy(databases, conns, cfg):
