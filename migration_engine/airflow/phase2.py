@@ -35,6 +35,14 @@ def budget_params(cfg) -> dict[str, Any]:
             None, type=["null", "number"], exclusiveMinimum=0, title="Replica lag budget (seconds)",
             description="Replication lag of either database the controller aims under; empty = the config's "
                         f"({b.max_replication_lag.total_seconds():g}s)."),
+        "app_p95_ms": Param(
+            b.app_p95_ms, type=["null", "number"], exclusiveMinimum=0, title="Application p95 (ms)",
+            description="The application's p95 latency as your APM or load balancer shows it. Set: each probe "
+                        "may rise the budget's % of it (+20 % of a 10 ms p95 = 2 ms more per lookup and commit), "
+                        "the extra latency the budget allows one request; the copy then uses quiet hours fully "
+                        "and backs off in peaks. Empty = the config's probe_allowance "
+                        f"({b.probe_allowance}: relative = +budget % of each probe's own sub-millisecond "
+                        "baseline, much stricter)."),
     }
 
 

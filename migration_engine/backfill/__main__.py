@@ -73,7 +73,8 @@ def _duration(text: str) -> float | str:
 
 def _settings(cfg: MigrationConfig, args: argparse.Namespace) -> Backfill:
     budget = budget_overrides({"latency_budget_pct": args.latency_budget_pct,
-                               "replica_lag_budget_seconds": args.replica_lag_budget_seconds})
+                               "replica_lag_budget_seconds": args.replica_lag_budget_seconds,
+                               "app_p95_ms": args.app_p95_ms})
     return backfill_settings(cfg, **{k: getattr(args, k) for k in OVERRIDE_FLAGS}, throttle=budget)
 
 
@@ -187,6 +188,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "(backfill.throttle.budget)")
     ap.add_argument("--replica-lag-budget-seconds", type=float,
                     help="replica lag the controller aims under (backfill.throttle.budget.max_replication_lag)")
+    ap.add_argument("--app-p95-ms", type=float,
+                    help="the application's p95 (ms) as your APM shows it: each probe may rise the budget's %% of "
+                         "it (backfill.throttle.budget.app_p95_ms, probe_allowance app_p95)")
     ap.add_argument("--log-level", default="INFO")
     return ap.parse_args(argv)
 

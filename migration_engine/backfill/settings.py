@@ -68,8 +68,11 @@ def with_overrides(base: Backfill, **overrides: Any) -> Backfill:
 def budget_overrides(params: dict[str, Any]) -> dict[str, Any] | None:
     """The latency-budget Params as a ``throttle`` override: ``latency_budget_pct`` None = the config's
     controller setting, 0 = controller off (fixed cap only), > 0 = on with that budget;
-    ``replica_lag_budget_seconds`` None = the config's."""
+    ``replica_lag_budget_seconds`` None = the config's; ``app_p95_ms`` (the application's p95 as the
+    operator's APM shows it) None = the config's, > 0 = the probes may rise the budget's % of it
+    (``probe_allowance: app_p95``)."""
     pct, lag = params.get("latency_budget_pct"), params.get("replica_lag_budget_seconds")
+    app = params.get("app_p95_ms")
     budget: dict[str, Any] = {}
     if pct is not None:
         if isinstance(pct, bool) or not isinstance(pct, int | float) or pct < 0:
@@ -79,6 +82,10 @@ def budget_overrides(params: dict[str, Any]) -> dict[str, Any] | None:
         if isinstance(lag, bool) or not isinstance(lag, int | float) or lag <= 0:
             raise BackfillError(f"Param replica_lag_budget_seconds must be a number of seconds > 0, got {lag!r}")
         budget["max_replication_lag"] = float(lag)
+    if app is not None:
+        if isinstance(app, bool) or not isinstance(app, int | float) or app <= 0:
+            raise BackfillError(f"Param app_p95_ms must be the application's p95 in milliseconds (> 0), got {app!r}")
+        budget.update(app_p95_ms=float(app), probe_allowance="app_p95")
     return {"budget": budget} if budget else None
 
 

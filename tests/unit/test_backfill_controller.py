@@ -347,6 +347,12 @@ def test_budget_params_map_to_the_throttle_section(cfg):
         settings_from_params(cfg, {"latency_budget_pct": -5})
     with pytest.raises(BackfillError, match=r"replica_lag_budget_seconds must be a number of seconds > 0, got 'x'"):
         settings_from_params(cfg, {"replica_lag_budget_seconds": "x"})
+    stated = settings_from_params(cfg, {"latency_budget_pct": 20, "app_p95_ms": 12.5}).throttle.budget
+    assert stated.app_p95_ms == 12.5 and stated.probe_allowance == "app_p95"
+    assert stated.enabled and cfg.backfill.throttle.budget.probe_allowance == "relative"  # only this run
+    for bad in (0, -3, "fast", True):
+        with pytest.raises(BackfillError, match=r"app_p95_ms must be the application's p95 in milliseconds"):
+            settings_from_params(cfg, {"latency_budget_pct": 20, "app_p95_ms": bad})
 
 
 def test_cli_flags_set_the_budget(cfg):
@@ -356,6 +362,8 @@ def test_cli_flags_set_the_budget(cfg):
     assert s.throttle.budget.enabled and s.throttle.budget.max_latency_increase_pct == 30
     assert s.throttle.budget.max_replication_lag == timedelta(seconds=5)
     assert _settings(cfg, parse_args(["run"])).throttle == cfg.backfill.throttle
+    stated = _settings(cfg, parse_args(["run", "--latency-budget-pct", "20", "--app-p95-ms", "9"])).throttle.budget
+    assert stated.app_p95_ms == 9 and stated.probe_allowance == "app_p95"
 
 
 def _run_threads(workers) -> list:
