@@ -53,12 +53,14 @@ def test_phase2_enables_dual_write_and_backfills_behind_healthy_gates(
         databases, airflow_db, control_conn, fake_slack, deferrals):
     add_listings(databases, 8_000)
     write_stats(control_conn, end=datetime.now(UTC), minutes=75, attempts=1000, success_pct=99.5, p95_ms=35)
-    state, tasks = run_dag(DAG_ID, {"parallelism": 3, "batch_size": 700, "latency_budget_pct": 25})
+    state, tasks = run_dag(DAG_ID, {"parallelism": 3, "batch_size": 700, "latency_budget_pct": 25, "app_p95_ms": 40})
     assert state == "success", tasks
-    # the latency-budget Param reached the pass's settings (the ranges ran under the controller)
+    # the latency-budget Params reached the pass's settings (the ranges ran under the controller)
     ((settings,),) = databases.query("legacy", f"SELECT settings FROM {SCHEMA}.backfill_runs")
     assert settings["throttle"]["budget"]["enabled"] is True
     assert settings["throttle"]["budget"]["max_latency_increase_pct"] == 25
+    assert settings["throttle"]["budget"]["app_p95_ms"] == 40
+    assert settings["throttle"]["budget"]["probe_allowance"] == "app_p95"
     assert [k for k in tasks if k.startswith("backfill_range[")] == [f"backfill_range[{i}]" for i in range(3)]
 
     # the flag is on, and the ledger says who turned it on (the DAG, and in its details the run and task)
