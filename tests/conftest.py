@@ -111,13 +111,3 @@ def pytest_collection_modifyitems(config, items):
         if e2e_dir in path.parents or path.stem.endswith(("_e2e", "_browser")):
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.xdist_group(f"services-{path.stem}"))
-    # Longest first: loadgroup hands out work units in collection order, so a long group collected late
-    # (tests/e2e sits behind tests/dags) can start when the other worker has little left and become the
-    # run's tail. A stable sort: the tests of a module keep their order, everything else follows as before.
-    items.sort(key=lambda item: -SLOW_MODULES.get(Path(str(item.fspath)).stem, 0))
-
-
-# Seconds per module in a CI run (--durations), the slowest groups only: they are scheduled first (above).
-# A stale figure costs balance, never correctness.
-SLOW_MODULES = {"test_rehearsal": 400, "test_example_library": 390, "test_celery": 160, "test_wait_restarts": 90,
-                "test_deadlines_e2e": 80, "test_demo": 47, "test_dashboard_browser": 46}
