@@ -198,9 +198,10 @@ class PgCluster:
                 time.sleep(0.2)
         raise PgClusterError(f"Postgres on port {self.port} did not become ready in {timeout}s")
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: a clean shutdown (checkpoint); ``immediate``: for a cluster about to be deleted."""
         if self.is_running():
-            self._pg(self.bin("pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+            self._pg(self.bin("pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop")
 
     def destroy(self) -> None:
         self.stop()

@@ -37,7 +37,11 @@ def pg_cluster():
     cluster = PgCluster(_SESSION_DIR / "pgdata", free_port(), settings=dict(STAT_STATEMENTS))
     cluster.start()
     yield cluster
-    cluster.destroy()
+    # Thrown away: no shutdown checkpoint, and the GBs of per-test clones are deleted by a detached
+    # `rm -rf` rather than inside the worker's last teardown (11-14 s at the end of a CI run).
+    cluster.stop(mode="immediate")
+    subprocess.Popen(["rm", "-rf", str(cluster.datadir)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 @pytest.fixture(scope="session")
