@@ -474,9 +474,15 @@ class LatencyBudget(Strict):
     cut_interval: int | None = Field(2, ge=1, le=120, description=(
         "Decisions between two cuts (the next cut waits for the signal to show the first one's effect); "
         "null = signal_samples."))
+    halt_pressure: float | None = Field(2.0, gt=1, description=(
+        "A signal at this share of its allowance or more (2 = twice as far over its baseline as the budget "
+        "allows) cuts straight to min_rows_per_second: that is a load peak on the database, not the copy's "
+        "own edge, and every second at the old rate costs the peak's requests; fast_recovery brings the "
+        "rate back once the signal is under 50 % again. null = proportional cuts only."))
     fast_recovery: bool = Field(True, description=(
         "After a cut, once every signal uses less than 50 % of its budget again (the load peak is over), go "
-        "straight back to the rate before the cut, then grow additively; false = additive growth only."))
+        "straight back to the rate before the run of cuts (before the peak, not the last step down), then grow "
+        "additively; false = additive growth only."))
     reset_after_cut: bool = Field(True, description=(
         "After a cut, forget the probe's window, so the next signal is measured at the new rate only (and a "
         "further cut, after cut_interval decisions, answers the new rate, not lookups from before the cut)."))

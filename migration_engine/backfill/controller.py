@@ -17,8 +17,12 @@ worst signal decides. Like gh-ost's and Spirit's throttlers, but continuous:
   larger overshoot - rate x 0.8 / pressure, at least x 0.25), at most once per ``cut_interval``
   decisions, so the signal can show the effect before the next cut (with ``reset_after_cut`` the
   probe forgets its window at a cut, so the next signal is the new rate's alone);
-* pressure < 0.5 after a cut (``fast_recovery``): straight back to the rate before the cut - the load
-  peak that forced it is over - and additive from there;
+  At ``halt_pressure`` (2: twice the allowance) or more a cut goes straight to ``min_rows_per_second``:
+  that is a load peak on the database, not the copy's own edge, and each second at the old rate costs
+  the peak's requests;
+* pressure < 0.5 after a cut (``fast_recovery``): straight back to the rate before the run of cuts
+  (the rate before the peak, not the last step down) - the load peak that forced them is over - and
+  additive from there;
 * pressure < 0.8 (``CALM``): grow - the budget is there to be used. Slow start first: the rate
   doubles per decision until a signal first reaches ``CALM`` (or the first cut); from then on the
   increase is additive, ``increase_pct`` of the rate where slow start ended per decision (classic
@@ -107,12 +111,13 @@ class RateController:
         self._since_cut = self._cut_interval  # a first breach may cut at once
         self.slow_start = True  # doubling until a signal first reaches CALM, then additive
         self._step: float | None = None  # the additive increase (rows/s per decision) after slow start
-        self._before_cut: float | None = None  # the rate before the latest cut (fast recovery's target)
+        self._before_cut: float | None = None  # the rate before the latest run of cuts (fast recovery's target)
+        self._cutting = False  # the latest change was a cut: a further cut keeps _before_cut (the pre-peak rate)
         self.cuts = 0  # cuts so far (a range sharing the pass's controller resets its probe at a new one)
 
     # the state that one decision hands to the next: a pass's ranges keep it in the control schema
     # (backfill_controller.state), so any range - another thread or another process - makes the next one
-    _STATE = ("rate", "_since_cut", "slow_start", "_step", "_before_cut", "cuts")
+    _STATE = ("rate", "_since_cut", "slow_start", "_step", "_before_cut", "_cutting", "cuts")
 
     def to_dict(self) -> dict[str, Any]:
         return {k.lstrip("_"): getattr(self, k) for k in self._STATE}
@@ -192,7 +197,11 @@ class RateController:
                     # latency over the baseline ~ proportional to the rate: aim at CALM, never less than
                     # a quarter of the rate in one cut, never a smaller cut than decrease_factor
                     factor = max(MIN_CUT, min(factor, CALM / p))
-                self._before_cut = self.rate
+                if self.b.halt_pressure is not None and p >= self.b.halt_pressure:
+                    factor = 0.0  # far over: a load peak, not the copy's own edge - down to the minimum at once
+                if not self._cutting:
+                    self._before_cut = self.rate  # the rate before this run of cuts: fast recovery's target
+                self._cutting = True
                 self.rate = max(float(self.b.min_rows_per_second), self.rate * factor)
                 self._since_cut = 0
                 self.cuts += 1
@@ -214,6 +223,7 @@ class RateController:
                 grown = min(grown, self.cap)
             if grown > self.rate:
                 self.rate = grown
+                self._cutting = False
                 action = "increase"
         return Decision(action, self.rate, p, name, value, limit)
 

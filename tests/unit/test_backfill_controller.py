@@ -28,7 +28,7 @@ def _budget(**kw) -> LatencyBudget:
     # every signal_samples decisions, additive regrowth); the shipped refinements have their own tests
     return LatencyBudget(**{"enabled": True, "start_rows_per_second": 10_000, "min_rows_per_second": 500,
                             "signal_samples": 1, "probe_allowance": "relative", "cut_in_proportion": False,
-                            "cut_interval": None, "fast_recovery": False, **kw})
+                            "cut_interval": None, "fast_recovery": False, "halt_pressure": None, **kw})
 
 
 def _shipped(**kw) -> LatencyBudget:
@@ -183,19 +183,21 @@ def test_commit_latency_is_a_signal_of_its_own():
 
 
 def test_a_cut_is_deeper_for_a_larger_overshoot_and_the_rate_recovers_when_the_peak_is_over():
-    c = RateController(_shipped(probe_allowance="relative"), Baseline({"new": 2.0}))
+    c = RateController(_shipped(probe_allowance="relative", halt_pressure=None), Baseline({"new": 2.0}))
     assert c.decide(Sample({"new": 2.48}), 10_000).action == "decrease"  # pressure 1.2: x 0.6 (0.8/1.2 = 0.67)
     assert c.rate == pytest.approx(6000)
     assert [c.decide(Sample({"new": 3.0}), 6000).action for _ in range(2)] == ["hold", "decrease"]  # cut_interval 2
     assert c.rate == pytest.approx(6000 * 0.8 / 2.5)  # pressure 2.5: x 0.32, not x 0.6
-    c.decide(Sample({"new": 2.0}), 3000)  # pressure 0: back to the rate before the cut at once
+    c.decide(Sample({"new": 2.0}), 3000)  # pressure 0: back towards the rate before the run of cuts at once
     assert c.rate == pytest.approx(6000)  # (within twice the achieved rate, as every increase)
-    d = c.decide(Sample({"new": 2.1}), 6000)  # under 0.5 but at the pre-cut rate: additive from here
-    assert d.action == "increase" and c.rate == pytest.approx(6000 + 1500)  # 15 % of 10,000 (slow start's end)
-    c.decide(Sample({"new": 20.0}), 7500)  # pressure 45: at most a quarter of the rate goes
-    assert c.rate == pytest.approx(7500 * 0.25)
-    c.decide(Sample({"new": 2.26}), 1875)  # 0.65 of the budget: within it, not calm enough to jump back
-    assert c.rate == pytest.approx(1875 + 1500)
+    c.decide(Sample({"new": 2.1}), 6000)  # still under 0.5: on to the rate before the run of cuts (10,000)
+    assert c.rate == pytest.approx(10_000)
+    d = c.decide(Sample({"new": 2.1}), 10_000)  # at the pre-cut rate: additive from here
+    assert d.action == "increase" and c.rate == pytest.approx(10_000 + 1500)  # 15 % of 10,000 (slow start's end)
+    c.decide(Sample({"new": 20.0}), 11_500)  # pressure 45: at most a quarter of the rate goes
+    assert c.rate == pytest.approx(11_500 * 0.25)
+    c.decide(Sample({"new": 2.26}), 2875)  # 0.65 of the budget: within it, not calm enough to jump back
+    assert c.rate == pytest.approx(2875 + 1500)
 
 
 def test_the_shipped_controller_beats_the_best_fixed_rate_under_load_peaks_within_the_budget():
@@ -210,6 +212,34 @@ def test_the_shipped_controller_beats_the_best_fixed_rate_under_load_peaks_withi
     tail = slice(150, 450)
     assert sum(v <= 2.4 for v in seen[tail]) / 300 >= 0.65, "over budget too often"
     assert sum(rates[tail]) / 300 >= 2.0 * 1000  # the best fixed rate within budget at every step: 1,000
+
+
+def test_a_peak_far_over_the_budget_halts_at_once_and_recovery_returns_to_the_rate_before_the_peak():
+    """A signal at twice its allowance or more is a load peak on the database: straight to the minimum (each
+    second at the trough's rate costs the peak's requests); when it is over, fast recovery returns to the
+    rate before the whole run of cuts - the trough's rate - not to the last step down of the run."""
+    c = RateController(_shipped(probe_allowance="relative", cut_interval=1, start_rows_per_second=20_000,
+                                min_rows_per_second=200), Baseline({"new": 2.0}))
+    c.slow_start = False
+    c._step = 1000.0
+    d = c.decide(Sample({"new": 2.5}), 20_000)  # pressure 1.25: a proportional cut (x 0.6)
+    assert d.action == "decrease" and c.rate == pytest.approx(12_000)
+    d = c.decide(Sample({"new": 3.2}), 12_000)  # pressure 3: the peak - to the minimum, not x 0.25
+    assert d.action == "decrease" and c.rate == 200
+    assert c.decide(Sample({"new": 3.0}), 200).action == "hold"  # at the minimum while the peak lasts
+    state = c.to_dict()
+    c = RateController.from_dict(c.b, c.baseline, state)  # another range makes the next decision
+    d = c.decide(Sample({"new": 2.05}), 20_000)  # pressure 0.125: the peak is over
+    assert d.action == "increase" and c.rate == pytest.approx(20_000)  # the rate before the run of cuts
+    assert c.decide(Sample({"new": 2.05}), 20_000).rows_per_second == pytest.approx(21_000)  # additive again
+    # a new run of cuts remembers the new pre-peak rate
+    c.decide(Sample({"new": 2.5}), 21_000)
+    c.decide(Sample({"new": 4.0}), 12_600)
+    assert c.rate == 200 and c.decide(Sample({"new": 2.0}), 30_000).rows_per_second == pytest.approx(21_000)
+    off = RateController(_shipped(probe_allowance="relative", halt_pressure=None), Baseline({"new": 2.0}))
+    off.slow_start, off._step = False, 1000.0
+    off.decide(Sample({"new": 3.2}), 10_000)
+    assert off.rate == pytest.approx(10_000 * 0.8 / 3)  # null: proportional cuts only
 
 
 def test_median_percentile_and_budget_validation():
