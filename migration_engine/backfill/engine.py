@@ -513,6 +513,25 @@ class RangeWorker:
         self.paced.append((pc.decisions, self.controller.rate, copying))
         return self.controller.worker_rate(copying)
 
+    def _paced_sleep(self, legacy, probe: Probe, log_state: dict, t0: float, n: int, pause: float,
+                     cap_pause: float, last: tuple[float, float]) -> tuple[float, float]:
+        """Sleep out a batch's pause under the controller, reading the pass's rate every half decision
+        interval: a rate raised meanwhile (fast recovery when a peak is over) ends the pause at the new
+        rate instead of the old one - at the minimum rate one batch of min_batch_size rows is a pause of
+        seconds, during which the pass made no decision. The fixed cap's share still holds. ``last``: the
+        worker's rate and when it was read; returns them, updated if read meanwhile."""
+        step = self._decision_interval() / 2
+        end = time.monotonic() + pause
+        cap_end = time.monotonic() + cap_pause
+        rate, read_at = last
+        while (left := end - time.monotonic()) > 0:
+            self.sleep(min(left, step))
+            if time.monotonic() >= end:
+                break
+            rate, read_at = self._pace(legacy, probe, log_state), time.monotonic()
+            end = max(cap_end, t0 + n / rate)  # this batch's rows at the rate now
+        return rate, read_at
+
     def _decide(self, probe: Probe, achieved: float | None) -> Decision:
         assert self.controller is not None
         h = self._health
@@ -601,7 +620,11 @@ class RangeWorker:
             # under a rate (the controller's or the fixed cap), small batches at an even pace
             size = throttle.paced_batch_size(throttle.next_batch_size(size, elapsed, self.s),
                                              worker_rate if worker_rate is not None else per_worker_cap, self.s)
-            if pause > 0:
+            if pause > 0 and probe is not None:
+                worker_rate, last_decision = self._paced_sleep(
+                    legacy, probe, decision_log, t0, n, pause, throttle.rate_sleep(n, elapsed, self.s, share),
+                    (worker_rate, last_decision))
+            elif pause > 0:
                 self.sleep(pause)
         if probe is not None:
             # the pass's decisions since the last entry, however short the range was (as the pacer's close does)

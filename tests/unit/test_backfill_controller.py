@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -574,6 +575,29 @@ def test_a_resumed_range_reuses_the_stored_baseline_and_state(databases, backfil
     assert second.controller.baseline == Baseline.from_dict(stored)
     assert second.paced[0][0] >= decided  # it went on from the pass's decisions, not from a fresh controller
     assert _controller_row(databases, job.run_id)[0] == decided + len(second.decisions)
+
+
+def test_the_pass_decides_during_a_long_pause_at_a_low_rate_and_a_raised_rate_ends_it(databases, backfill_conns,
+                                                                                       cfg):
+    """At the minimum rate one batch of min_batch_size rows is a pause of seconds (500 rows at 200 rows/s:
+    2.5 s); the worker reads the pass's rate every half decision interval while it sleeps, so the pass
+    keeps deciding (here: slow start doubling on a calm probe) and a raised rate ends the pause early."""
+    add_listings(databases, 3000)
+    legacy, new = backfill_conns
+    s = backfill_settings(cfg, parallelism=1, batch_size=500, min_batch_size=500, max_batch_size=500,
+                          throttle={"budget": {"enabled": True, "probe_interval": 0.05, "baseline_duration": 0.3,
+                                               "start_rows_per_second": 200, "min_rows_per_second": 200,
+                                               "max_latency_increase_pct": 1000}})
+    plan = plan_entity(legacy, new, cfg, "listings", s)
+    lc, nc = connectors(databases)
+    sleeps: list[float] = []
+    w = RangeWorker(cfg, "listings", plan.jobs[0].run_id, plan.jobs[0].range_no, s, lc, nc,
+                    sleep=lambda x: sleeps.append(x) or time.sleep(x))
+    result = w.run()
+    assert result.status == "done" and result.batches >= 4
+    assert max(sleeps) <= 0.025 + 1e-9, max(sleeps)  # never one sleep of the whole 2.5 s pause
+    assert len(w.decisions) > result.batches  # decisions while the batches' pauses lasted
+    assert w.decisions[-1].rows_per_second > 200 * 4  # the raised rate ended the pauses (slow start)
 
 
 def test_the_controller_state_round_trips_through_a_dict():
