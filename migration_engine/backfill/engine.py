@@ -521,8 +521,8 @@ class RangeWorker:
         seconds, during which the pass made no decision. The fixed cap's share still holds. ``last``: the
         worker's rate and when it was read; returns them, updated if read meanwhile."""
         step = self._decision_interval() / 2
-        end = time.monotonic() + pause
-        cap_end = time.monotonic() + cap_pause
+        now = time.monotonic()
+        end, cap_end = now + pause, now + cap_pause
         rate, read_at = last
         while (left := end - time.monotonic()) > 0:
             self.sleep(min(left, step))
@@ -550,7 +550,7 @@ class RangeWorker:
               probe: Probe | None) -> RangeResult:
         after, hi = rng.last_key, rng.key_hi
         done_before, total = rng.rows_read, rng.rows_total
-        per_worker_cap = self.s.max_rows_per_second / share if self.s.max_rows_per_second else None
+        per_worker_cap = throttle.worker_cap(self.s, share)
         size = throttle.paced_batch_size(self.s.initial_batch_size(), per_worker_cap, self.s)
         started = time.monotonic()
         # last_ledger is the progress entries' clock only: the throttle's entries are due by the pass's
@@ -582,7 +582,7 @@ class RangeWorker:
                 # a ghost is a new row that was in the range before this batch: none there, none to sweep
                 deleted += self._sweep(legacy, new, data, after, last)
             elapsed = time.monotonic() - t0
-            pause = throttle.rate_sleep(n, elapsed, self.s, share)
+            pause = cap_pause = throttle.rate_sleep(n, elapsed, self.s, share)
             if probe is not None:
                 now = time.monotonic()
                 # read the pass's controller twice per decision interval: the decision is due by the
@@ -621,9 +621,8 @@ class RangeWorker:
             size = throttle.paced_batch_size(throttle.next_batch_size(size, elapsed, self.s),
                                              worker_rate if worker_rate is not None else per_worker_cap, self.s)
             if pause > 0 and probe is not None:
-                worker_rate, last_decision = self._paced_sleep(
-                    legacy, probe, decision_log, t0, n, pause, throttle.rate_sleep(n, elapsed, self.s, share),
-                    (worker_rate, last_decision))
+                worker_rate, last_decision = self._paced_sleep(legacy, probe, decision_log, t0, n, pause, cap_pause,
+                                                               (worker_rate, last_decision))
             elif pause > 0:
                 self.sleep(pause)
         if probe is not None:

@@ -49,11 +49,16 @@ def paced_batch_size(size: int, rows_per_second: float | None, s: Backfill) -> i
     return max(s.min_batch_size, min(size, per_slice))
 
 
+def worker_cap(s: Backfill, share: int) -> float | None:
+    """One worker's part of ``max_rows_per_second`` (rows/s) when ``share`` workers copy; None: no cap."""
+    return s.max_rows_per_second / max(1, share) if s.max_rows_per_second > 0 else None
+
+
 def rate_sleep(rows: int, elapsed: float, s: Backfill, share: int) -> float:
     """Seconds to sleep after a batch of ``rows`` that took ``elapsed`` s, to respect the rate cap."""
-    if s.max_rows_per_second <= 0 or rows <= 0:
+    per_worker = worker_cap(s, share)
+    if per_worker is None or rows <= 0:
         return 0.0
-    per_worker = s.max_rows_per_second / max(1, share)
     return max(0.0, rows / per_worker - elapsed)
 
 
