@@ -29,6 +29,7 @@ machine and what else runs on it (the load average is printed): it prints, it ne
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -39,6 +40,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
@@ -125,11 +128,17 @@ def ms(timed: list[tuple[float, float]]) -> list[float]:
     return [v for _t, v in timed]
 
 
-def phases(timed: list[tuple[float, float]], app, base: list[float]) -> str:
-    """p95 change in the load's troughs / in its peaks (the same pattern from every measurement's start)."""
+def split_phases(timed: list[tuple[float, float]], app) -> tuple[list[float], list[float]]:
+    """The latencies of the load's troughs and of its peaks (the same pattern from every measurement's start)."""
     lo, hi = app.shape.peak_at
     peak = [v for t, v in timed if lo <= t % app.shape.peak_period < hi]
     trough = [v for t, v in timed if not lo <= t % app.shape.peak_period < hi]
+    return trough, peak
+
+
+def phases(timed: list[tuple[float, float]], app, base: list[float]) -> str:
+    """p95 change in the load's troughs / in its peaks, against ``base`` (the app alone, whole periods)."""
+    trough, peak = split_phases(timed, app)
     ref = p95(base)
     return "/".join(f"{(p95(x) / ref - 1) * 100:+.0f} %" if x else "-" for x in (trough, peak))
 
@@ -355,6 +364,43 @@ class AppProcess:
         self.proc.join(timeout=10)
 
 
+# --- the cluster every measurement runs on ----------------------------------------------------------
+@dataclass
+class Seeded:
+    legacy_dsn: str
+    new_dsn: str
+    counts: dict
+    seed_seconds: float
+    stack: contextlib.ExitStack  # closed before the cluster goes: e.g. stack.callback(app.close)
+
+
+@contextlib.contextmanager
+def seeded_cluster(listings: int, prefix: str = "zdm-bench-") -> Iterator[Seeded]:
+    """A throwaway cluster with PostgreSQL's DEFAULT durability, the demo databases seeded with
+    ``listings`` listings, the control schema and dual-write on; destroyed (after ``stack``) on exit."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(workdir, 0o755)
+    cluster = PgCluster(workdir / "pgdata", free_port(), durable=True)
+    log(f"throwaway PostgreSQL cluster in {workdir}, DEFAULT durability (fsync, synchronous_commit, "
+        f"full_page_writes on); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared machine)")
+    cluster.start()
+    try:
+        with contextlib.ExitStack() as stack:
+            for name in ("breederhq", "marketplace"):
+                cluster.create_database(name, drop_existing=True)
+            legacy_dsn, new_dsn = cluster.dsn("breederhq"), cluster.dsn("marketplace")
+            t0 = time.perf_counter()
+            counts = demo_data.build(legacy_dsn, new_dsn, listings=listings)
+            conn = psycopg2.connect(legacy_dsn)
+            control.ensure_control_schema(conn, SCHEMA)
+            control.set_flag(conn, SCHEMA, "dual_write_enabled", True, actor="bench", reason="benchmark")
+            conn.close()
+            yield Seeded(legacy_dsn, new_dsn, counts, time.perf_counter() - t0, stack)
+    finally:
+        cluster.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # --- (b) ---------------------------------------------------------------------------------------
 def settle(dsn: str) -> None:
     """The same start for every measurement: the previous run's dirty pages written out (a CHECKPOINT),
@@ -362,9 +408,22 @@ def settle(dsn: str) -> None:
     q(dsn, "CHECKPOINT")
 
 
+def under_load(app: AppProcess, new_dsn: str, fn, *a, **kw) -> tuple[object, list[tuple[float, float]]]:
+    """fn(*a, **kw) under the application load: (its result, the app's (t, ms) of every request)."""
+    settle(new_dsn)  # before the load starts: not in any app latency
+    app.start()
+    app.started = time.monotonic()  # ~ the app's t = 0 (its load pattern's clock)
+    try:
+        result = fn(*a, **kw)
+    finally:
+        lat = app.stop()
+    return result, lat
+
+
 def ours(legacy_dsn: str, new_dsn: str, cfg, parallelism: int, max_rows_per_second: int = 0,
-         seconds: float | None = None, **overrides) -> tuple[float, float, list]:
-    """rows/s of our backfill (a full pass, or the first ``seconds`` of one)."""
+         seconds: float | None = None, sleep: Callable[[float], None] = time.sleep,
+         **overrides) -> tuple[float, float, list]:
+    """rows/s of our backfill (a full pass, or the first ``seconds`` of one); ``sleep``: the workers' sleep."""
     q(new_dsn, LIMIT_EMPTY)
     legacy, new = psycopg2.connect(legacy_dsn), psycopg2.connect(new_dsn)
     s = backfill_settings(cfg, parallelism=parallelism, max_rows_per_second=max_rows_per_second, **overrides)
@@ -378,7 +437,7 @@ def ours(legacy_dsn: str, new_dsn: str, cfg, parallelism: int, max_rows_per_seco
 
     def work(i, job):
         workers[i] = RangeWorker(cfg, "listings", job.run_id, job.range_no, s, lambda: psycopg2.connect(legacy_dsn),
-                                 lambda: psycopg2.connect(new_dsn), share=len(plan.jobs), actor="bench",
+                                 lambda: psycopg2.connect(new_dsn), share=len(plan.jobs), actor="bench", sleep=sleep,
                                  should_stop=lambda: deadline is not None and time.perf_counter() >= deadline)
         results[i] = workers[i].run()
 
@@ -512,32 +571,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config()
     P = args.parallelism
 
-    workdir = Path(tempfile.mkdtemp(prefix="zdm-bench-"))
-    os.chmod(workdir, 0o755)
-    cluster = PgCluster(workdir / "pgdata", free_port(), durable=True)
-    log(f"throwaway PostgreSQL cluster in {workdir}, DEFAULT durability (fsync, synchronous_commit, "
-        f"full_page_writes on); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared machine)")
-    cluster.start()
     out: dict = {"listings": args.listings, "durability": "default", "cpus": os.cpu_count(),
                  "app_rate": args.app_rate, "parallelism": P, "window_s": args.window,
                  "load_average_start": os.getloadavg()[0]}
-    app = None
-    try:
-        for name in ("breederhq", "marketplace"):
-            cluster.create_database(name, drop_existing=True)
-        legacy_dsn, new_dsn = cluster.dsn("breederhq"), cluster.dsn("marketplace")
-        t0 = time.perf_counter()
-        counts = demo_data.build(legacy_dsn, new_dsn, listings=args.listings)
-        conn = psycopg2.connect(legacy_dsn)
-        control.ensure_control_schema(conn, SCHEMA)
-        control.set_flag(conn, SCHEMA, "dual_write_enabled", True, actor="bench", reason="benchmark")
-        conn.close()
+    with seeded_cluster(args.listings) as seeded:
+        legacy_dsn, new_dsn, counts = seeded.legacy_dsn, seeded.new_dsn, seeded.counts
         in_scope = counts["active_listings"]
         log(f"seeded {counts['listings']:,} listings ({in_scope:,} ACTIVE = in scope) "
-            f"in {time.perf_counter() - t0:.1f}s")
+            f"in {seeded.seed_seconds:.1f}s")
         out["in_scope_rows"] = in_scope
 
         app = AppProcess(legacy_dsn, new_dsn, args.app_rate)  # its own process: no GIL shared with the copy
+        seeded.stack.callback(app.close)
         app.measure_for(2)  # warm-up (constant rate)
         app.set_shape(args.peak_factor, args.peak_period, args.peak_sessions)
         out["app_load"] = app.pattern()
@@ -556,13 +601,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def with_load(fn, *a, keep_times=False, **kw):
             """fn(*a, **kw) under the application load: (its result, the app's latencies [(t, ms)] or [ms])."""
-            settle(new_dsn)  # before the load starts: not in any app latency
-            app.start()
-            app.started = time.monotonic()  # ~ the app's t = 0 (its load pattern's clock)
-            try:
-                result = fn(*a, **kw)
-            finally:
-                lat = app.stop()
+            result, lat = under_load(app, new_dsn, fn, *a, **kw)
             return result, (lat if keep_times else ms(lat))
 
         def change(lat: list[float]) -> float:
@@ -708,11 +747,6 @@ def main(argv: list[str] | None = None) -> int:
                       f"differences of that size are noise here, not the copy")
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2, default=str))
-    finally:
-        if app is not None:
-            app.close()
-        cluster.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -21,25 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import statistics
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
-
-import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import backfill_bench as bb  # noqa: E402
 
-from devtools import demo_data  # noqa: E402
-from devtools.pgcluster import PgCluster, free_port  # noqa: E402
-from migration_engine import control  # noqa: E402
-from migration_engine.backfill import RangeWorker, backfill_settings, plan_entity  # noqa: E402
 from migration_engine.config import load_config  # noqa: E402
 
 LISTINGS = int(os.environ.get("LISTINGS", "3000000"))
@@ -50,13 +41,6 @@ HEAVY = int(os.environ.get("HEAVY", "1"))
 log = bb.log
 
 
-def split(timed, app):
-    lo, hi = app.shape.peak_at
-    peak = [v for t, v in timed if lo <= t % app.shape.peak_period < hi]
-    trough = [v for t, v in timed if not lo <= t % app.shape.peak_period < hi]
-    return trough, peak
-
-
 def p99(values):
     ordered = sorted(values)
     return ordered[max(0, int(0.99 * len(ordered)) - 1)]
@@ -64,73 +48,37 @@ def p99(values):
 
 def run_copy(cfg, legacy_dsn, new_dsn, app, seconds, cap, oracle=False, **overrides) -> float:
     """rows/s of ours for ``seconds`` at ``cap``; ``oracle``: every sleep also waits out the load's peak."""
-    bb.q(new_dsn, bb.LIMIT_EMPTY)
-    legacy, new = psycopg2.connect(legacy_dsn), psycopg2.connect(new_dsn)
-    s = backfill_settings(cfg, parallelism=2, max_rows_per_second=cap, **overrides)
-    started = time.perf_counter()
-    plan = plan_entity(legacy, new, cfg, "listings", s, restart=True, actor="bench")
-    legacy.close()
-    new.close()
-    deadline = started + seconds
+    deadline = time.perf_counter() + seconds
     lo, hi = app.shape.peak_at
-    results: list = [None] * len(plan.jobs)
-
-    def in_peak() -> bool:
-        return lo <= (time.monotonic() - app.started) % app.shape.peak_period < hi
 
     def sleep(x: float) -> None:
         time.sleep(x)
-        while oracle and in_peak() and time.perf_counter() < deadline:
+        while oracle and lo <= (time.monotonic() - app.started) % app.shape.peak_period < hi \
+                and time.perf_counter() < deadline:
             time.sleep(0.02)
 
-    def work(i, job):
-        w = RangeWorker(cfg, "listings", job.run_id, job.range_no, s, lambda: psycopg2.connect(legacy_dsn),
-                        lambda: psycopg2.connect(new_dsn), share=len(plan.jobs), actor="bench", sleep=sleep,
-                        should_stop=lambda: time.perf_counter() >= deadline)
-        results[i] = w.run()
-
-    threads = [threading.Thread(target=work, args=(i, j)) for i, j in enumerate(plan.jobs)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    return sum(r.rows_read for r in results) / (time.perf_counter() - started)
+    rows_per_s, _elapsed, _results = bb.ours(legacy_dsn, new_dsn, cfg, 2, max_rows_per_second=cap, seconds=seconds,
+                                             sleep=sleep, **overrides)
+    return rows_per_s
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = load_config()
-    workdir = Path(tempfile.mkdtemp(prefix="zdm-pacing-"))
-    os.chmod(workdir, 0o755)
-    cluster = PgCluster(workdir / "pgdata", free_port(), durable=True)
-    cluster.start()
-    log(f"default durability; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    app = None
-    try:
-        for name in ("breederhq", "marketplace"):
-            cluster.create_database(name, drop_existing=True)
-        legacy_dsn, new_dsn = cluster.dsn("breederhq"), cluster.dsn("marketplace")
-        demo_data.build(legacy_dsn, new_dsn, listings=LISTINGS)
-        conn = psycopg2.connect(legacy_dsn)
-        control.ensure_control_schema(conn, bb.SCHEMA)
-        control.set_flag(conn, bb.SCHEMA, "dual_write_enabled", True, actor="bench", reason="benchmark")
-        conn.close()
+    with bb.seeded_cluster(LISTINGS, prefix="zdm-pacing-") as seeded:
+        legacy_dsn, new_dsn = seeded.legacy_dsn, seeded.new_dsn
         app = bb.AppProcess(legacy_dsn, new_dsn, 50.0)
+        seeded.stack.callback(app.close)
         app.measure_for(2)
         app.set_shape(PEAK, PERIOD, HEAVY)
         log(f"load: {app.pattern()}")
 
         def measure(fn=None):
-            bb.settle(new_dsn)
-            app.start()
-            app.started = time.monotonic()
-            try:
-                result = fn() if fn else (time.sleep(WINDOW) or 0)
-            finally:
-                lat = app.stop()
-            return result, lat
+            return bb.under_load(app, new_dsn, fn or (lambda: time.sleep(WINDOW) or 0))
 
         _, base_t = measure()
         base = bb.ms(base_t)
-        b_trough, b_peak = split(base_t, app)
+        b_trough, b_peak = bb.split_phases(base_t, app)
         base_report = statistics.median(app.report_ms) if app.report_ms else None
         log(f"alone: p95 {bb.p95(base):.2f} ms (troughs {bb.p95(b_trough):.2f}, peaks {bb.p95(b_peak):.2f}); "
             f"reporting query median {base_report or 0:.0f} ms")
@@ -152,17 +100,12 @@ def main() -> int:
                 rows, lat_t = measure(lambda cap=cap, oracle=oracle, spec=spec: run_copy(
                     cfg, legacy_dsn, new_dsn, app, WINDOW, cap, oracle=oracle, **spec))
             lat = bb.ms(lat_t)
-            trough, peak = split(lat_t, app)
+            trough, peak = bb.split_phases(lat_t, app)
             report = statistics.median(app.report_ms) if app.report_ms and base_report else None
             log(f"{name:28s} {rows:>9,.0f} rows/s  p95 {pct(bb.p95(lat), bb.p95(base)):+5.0f} %  troughs "
                 f"{pct(bb.p95(trough), bb.p95(b_trough)):+.0f} %  peaks {pct(bb.p95(peak), bb.p95(b_peak)):+.0f} %  "
                 f"p99 {pct(p99(lat), p99(base)):+.0f} %"
                 + (f"  reports {pct(report, base_report):+.0f} %" if report else ""))
-    finally:
-        if app is not None:
-            app.close()
-        cluster.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
